@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sae.baselines import PCA, jpeg_at_size, mean_face
+from sae.metrics import psnr
+
+
+@pytest.fixture
+def images() -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)
+    base = torch.rand(1, 3, 16, 16, generator=generator)
+    return (base + 0.2 * torch.rand(40, 3, 16, 16, generator=generator)).clamp(0, 1)
+
+
+def test_pca_components_orthonormal_and_exact_with_all(images):
+    pca = PCA.fit(images)
+    gram = pca.components @ pca.components.T
+    torch.testing.assert_close(gram, torch.eye(len(gram)), atol=1e-4, rtol=0)
+    torch.testing.assert_close(pca.first_n(images, len(gram)), images, atol=1e-4, rtol=0)
+
+
+def test_pca_more_components_is_better_and_largest_beats_first(images):
+    pca = PCA.fit(images[:30])
+    held_out = images[30:]
+    first = [psnr(held_out, pca.first_n(held_out, n)).mean() for n in (2, 5, 10)]
+    assert first[0] < first[1] < first[2]
+    assert psnr(held_out, pca.largest_n(held_out, 5)).mean() >= first[1] - 1e-6
+
+
+def test_jpeg_fits_the_byte_budget(images):
+    decoded, sizes = jpeg_at_size(images[:3], 800)
+    assert decoded.shape == images[:3].shape
+    assert (sizes <= 800).all()
+    better, bigger = jpeg_at_size(images[:3], 2000)
+    assert psnr(images[:3], better).mean() >= psnr(images[:3], decoded).mean()
+
+
+def test_mean_face(images):
+    mean = mean_face(images, 4)
+    assert mean.shape == (4, 3, 16, 16)
+    torch.testing.assert_close(mean[0], images.mean(0))

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from sae.metrics import mean_psnr, psnr, ssim
+
+
+def test_psnr_hand_computed():
+    a = torch.zeros(1, 3, 4, 4)
+    b = torch.full((1, 3, 4, 4), 0.1)  # MSE 0.01 -> 20 dB
+    assert psnr(a, b) == pytest.approx([20.0])
+
+
+def test_psnr_identical_is_inf_without_crash():
+    a = torch.rand(2, 3, 8, 8)
+    values = psnr(a, a)
+    assert np.isinf(values).all()
+    assert math.isinf(mean_psnr(values))
+
+
+def test_ssim_identical_is_one_and_constant_shift_lowers_it():
+    a = torch.rand(1, 3, 16, 16)
+    assert ssim(a, a) == pytest.approx([1.0])
+    assert ssim(a, (a + 0.2).clamp(0, 1))[0] < 1.0
+
+
+def test_batched_equals_skimage_per_image():
+    torch.manual_seed(0)
+    a = torch.rand(3, 3, 32, 32)
+    b = (a + 0.05 * torch.randn_like(a)).clamp(0, 1)
+    for i in range(3):
+        ref, est = a[i].permute(1, 2, 0).double().numpy(), b[i].permute(1, 2, 0).double().numpy()
+        assert psnr(a, b)[i] == pytest.approx(peak_signal_noise_ratio(ref, est, data_range=1))
+        assert ssim(a, b)[i] == pytest.approx(structural_similarity(ref, est, data_range=1, channel_axis=-1))
+
+
+def test_data_range_matters():
+    """The report's bug: a range of 2 inflates SSIM for [0, 1] images; ours uses 1."""
+    torch.manual_seed(0)
+    a = torch.rand(1, 3, 32, 32)
+    b = (a + 0.1 * torch.randn_like(a)).clamp(0, 1)
+    ref, est = a[0].permute(1, 2, 0).double().numpy(), b[0].permute(1, 2, 0).double().numpy()
+    inflated = structural_similarity(ref, est, data_range=2, channel_axis=-1)
+    assert ssim(a, b)[0] < inflated
+
+
+def test_single_image_and_shape_checks():
+    a = torch.rand(3, 8, 8)
+    assert psnr(a, a * 0.5).shape == (1,)
+    with pytest.raises(ValueError):
+        psnr(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 9))
+    with pytest.raises(ValueError):
+        ssim(torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8))

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import csv
+
+import torch
+
+from sae.model import SparseAutoencoder
+from sae.train import PRESETS, TrainConfig, learning_rate, main, reconstruction_loss, sample_k
+
+
+def test_a_few_steps_reduce_the_loss(tiny_model):
+    torch.manual_seed(0)
+    ramp = torch.linspace(0, 1, 64)
+    x = torch.stack([ramp[None, :, None] * ramp[None, None, :] * c for c in torch.linspace(0.3, 1, 8)]).expand(8, 3, 64, 64)
+    tiny_model.train()
+    optimizer = torch.optim.Adam(tiny_model.parameters(), lr=2e-3)
+    before = reconstruction_loss(tiny_model, x, 4).item()
+    for _ in range(30):
+        loss = reconstruction_loss(tiny_model, x, 4)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.7 * before
+
+
+def test_sample_k_covers_the_range_log_uniformly():
+    generator = torch.Generator().manual_seed(0)
+    ks = [sample_k(128, generator) for _ in range(4000)]
+    assert min(ks) == 1 and max(ks) == 128
+    small, large = sum(k <= 11 for k in ks), sum(k > 11 for k in ks)
+    assert 0.35 < small / len(ks) < 0.65 and large > 0  # half of the batches at k <= sqrt(128)
+
+
+def test_learning_rate_warmup_and_cosine():
+    config = TrainConfig(data="", out="", lr=1.0, warmup_steps=10, min_lr_ratio=0.1)
+    assert learning_rate(0, 110, config) == 0.1
+    assert learning_rate(9, 110, config) == 1.0
+    assert abs(learning_rate(60, 110, config) - 0.55) < 1e-9
+    assert abs(learning_rate(110, 110, config) - 0.1) < 1e-9
+
+
+def test_presets_build():
+    for preset in PRESETS.values():
+        model = SparseAutoencoder(**preset)
+        assert model.k_max * 2 <= model.code_dim
+
+
+def test_train_end_to_end_and_resume(fake_celeba, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["--data", str(fake_celeba), "--out", str(out), "--preset", "tiny", "--epochs", "2", "--batch-size", "8"]
+    main(args + ["--cache-dir", str(tmp_path / "cache")])
+    assert (out / "best" / "model.safetensors").exists() and (out / "last.pt").exists()
+    assert (out / "samples_epoch002.png").exists() and (out / "history.html").exists()
+    rows = list(csv.DictReader(open(out / "history.csv")))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    model = SparseAutoencoder.from_pretrained(out / "best", strict=True)
+    assert model.num_groups == PRESETS["tiny"]["num_groups"]
+    main(args + ["--epochs", "3", "--cache-dir", str(tmp_path / "cache")])
+    assert "resuming" in capsys.readouterr().out
+    assert len(list(csv.DictReader(open(out / "history.csv")))) == 3
