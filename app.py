@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"serving {loaded.source}: {loaded.note}")
     demo = build(loaded)
     demo.queue(default_concurrency_limit=2, max_size=64)
-    demo.launch(server_name=args.host, server_port=args.port, max_file_size="20mb")
+    demo.launch(server_name=args.host, server_port=args.port, max_file_size="20mb", show_error=True)
 
 
 if __name__ == "__main__":

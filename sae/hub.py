@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from safetensors import SafetensorError
+
 from sae.model import SparseAutoencoder
 
 BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "assets" / "model"
@@ -30,7 +32,7 @@ def _from_directory(path: Path) -> SparseAutoencoder:
         raise ModelLoadError(f"{path} does not hold config.json and model.safetensors")
     try:
         return SparseAutoencoder.from_pretrained(path, strict=True).eval()
-    except (OSError, RuntimeError, ValueError, TypeError, KeyError) as error:
+    except (OSError, RuntimeError, ValueError, TypeError, KeyError, SafetensorError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else error.__class__.__name__
         raise ModelLoadError(f"cannot load the model in {path}: {first_line}") from error
 

@@ -84,9 +84,7 @@ class SparseAutoencoder(
     nn.Module,
     PyTorchModelHubMixin,
     library_name="sae",
-    repo_url="https://github.com/sae-demo/sae",
     tags=["sparse-autoencoder", "privacy", "image-reconstruction"],
-    license="mit",
 ):
     """Sparse autoencoder whose code is `num_groups` groups of `code_dim` entries, k non-zeros each.
 

@@ -206,8 +206,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--val-limit", type=int, default=None, help="use only the first N validation faces")
     parser.add_argument("--cache-dir", default=TrainConfig.cache_dir, help="where decoded uint8 splits are cached")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (1 keeps a shared machine responsive)")
     args = parser.parse_args(argv)
-    config = TrainConfig(**{k: v for k, v in vars(args).items() if v is not None or k in ("train_limit", "val_limit")})
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    options = {k: v for k, v in vars(args).items() if k != "threads"}
+    config = TrainConfig(**{k: v for k, v in options.items() if v is not None or k in ("train_limit", "val_limit")})
     print(f"best checkpoint: {train(config)}")
 
 

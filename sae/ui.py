@@ -115,7 +115,7 @@ def build(loaded: LoadedModel) -> gr.Blocks:
         curve_state = gr.State(None)
         with gr.Row():
             with gr.Column():
-                photo = gr.Image(label="Photo", type="pil", sources=["upload", "webcam", "clipboard"], image_mode=None)
+                photo = gr.Image(label="Photo", type="filepath", sources=["upload", "webcam", "clipboard"], image_mode=None)
                 k = gr.Slider(1, model.k_max, value=min(32, model.k_max), step=1, label="k: non-zeros per group")
                 budget = gr.Markdown(budget_text(model, min(32, model.k_max)))
             with gr.Column():

@@ -1,0 +1,86 @@
+"""The model card (assets/model/README.md): what the model is, how it was made, how well it does.
+
+Every number in it comes from `sae.evaluate` output and the training run's history; nothing is typed by hand.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sae.evaluate import markdown
+
+
+def render(evaluation: dict, config: dict, history: list[dict] | None = None, notes: str = "") -> str:
+    """Model card Markdown with Hub front matter."""
+    model = config.get("model", {})
+    lines = [
+        "---",
+        "library_name: sae",
+        "license: other",
+        "license_name: celeba-research-only",
+        "tags: [sparse-autoencoder, privacy, image-reconstruction, pytorch_model_hub_mixin]",
+        "datasets: [CelebA]",
+        "---",
+        "",
+        "# Sparse autoencoder on convolutional groups, CelebA 64x64",
+        "",
+        f"{evaluation['parameters'] / 1e6:.2f}M parameters. A convolutional encoder (pixel-unshuffle stem, residual blocks) "
+        f"produces {evaluation['num_groups']} groups of feature maps; each group has its own linear layer to "
+        f"{evaluation['code_dim']} code entries (one batched einsum), of which the k largest in magnitude are kept "
+        "(k chosen at decode time, 1 to k_max); the grouped linear decoder and a mirrored convolutional decoder rebuild "
+        "the image. Config: `" + json.dumps(model) + "`.",
+        "",
+        "## Evaluation",
+        "",
+        markdown(evaluation),
+        "PSNR/SSIM per image with scikit-image, `data_range=1`, averaged over the test faces. "
+        "JPEG: Pillow, each image at the highest quality whose whole file fits the code's size "
+        "(positions at log2 C(m, k) bits per group plus 16-bit values). The full PSNR/SSIM-vs-k curve is in "
+        "`evaluation.json` and `evaluation.html`.",
+        "",
+        "## Training",
+        "",
+        "Data: CelebA aligned crops 000001-008000 (train) and 008001-009000 (validation, checkpoint choice); "
+        "test ids 009001-010000 never reach training. Square crop (0, 10, 89, 99) of the 89x109 crops, "
+        "bicubic antialiased resize to 64x64. CelebA is licensed for non-commercial research only, and so are "
+        "these weights.",
+        "",
+        f"Command: `python -m sae.train --data ../shared/data/celeba10k --out runs/default "
+        f"--preset {config.get('preset', 'default')} --epochs {config.get('epochs')}` "
+        f"(batch {config.get('batch_size')}, Adam lr {config.get('lr')}, cosine decay, k log-uniform in 1..k_max per batch, "
+        "MSE loss, seed 0).",
+    ]
+    if history:
+        seconds = sum(8000 / row["images_per_s"] for row in history if row.get("images_per_s"))
+        best = max(history, key=lambda r: sum(v for key, v in r.items() if key.startswith("val_psnr")))
+        lines += [
+            "",
+            f"Trained for {len(history)} epochs on {config.get('device', 'cpu')}: about {seconds / 60:.0f} minutes of training steps "
+            f"at {min(r['images_per_s'] for r in history):.0f}-{max(r['images_per_s'] for r in history):.0f} images/s "
+            f"(the machine was shared with other work). Best validation epoch: {best['epoch']}.",
+        ]
+    if notes:
+        lines += ["", notes]
+    lines += ["", "Reproduce the table: `python -m sae.evaluate --model assets/model --data ../shared/data/celeba10k`."]
+    return "\n".join(lines) + "\n"
+
+
+def write(model_dir: str | Path, run_dir: str | Path, notes: str = "") -> Path:
+    """Write README.md into `model_dir` from its evaluation.json and the run's config and history."""
+    model_dir, run_dir = Path(model_dir), Path(run_dir)
+    evaluation = json.loads((model_dir / "evaluation.json").read_text())
+    config = json.loads((run_dir / "train_config.json").read_text())
+    history = _read_history(run_dir / "history.csv")
+    path = model_dir / "README.md"
+    path.write_text(render(evaluation, config, history, notes))
+    return path
+
+
+def _read_history(path: Path) -> list[dict]:
+    import csv
+
+    if not path.exists():
+        return []
+    with open(path) as handle:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]

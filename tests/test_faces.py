@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sae.faces import PhotoError, centre_square, face_input, load_photo
+
+
+def _png(image: Image.Image, **kwargs) -> io.BytesIO:
+    buffer = io.BytesIO()
+    image.save(buffer, format=kwargs.pop("format", "PNG"), **kwargs)
+    buffer.seek(0)
+    return buffer
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "LA", "P", "CMYK", "I;16", "1"])
+def test_any_mode_becomes_rgb(mode):
+    image = Image.new(mode, (40, 30))
+    assert load_photo(image).mode == "RGB"
+
+
+def test_sixteen_bit_png_keeps_its_brightness(tmp_path):
+    array = np.full((32, 32), 65535, dtype=np.uint16)
+    path = tmp_path / "deep.png"
+    Image.fromarray(array).save(path)
+    assert np.asarray(load_photo(path)).min() == 255
+
+
+def test_cmyk_jpeg(tmp_path):
+    path = tmp_path / "cmyk.jpg"
+    Image.new("CMYK", (32, 32), (0, 0, 0, 0)).save(path)
+    assert np.asarray(load_photo(path)).mean() > 250
+
+
+def test_exif_rotation_is_applied(tmp_path):
+    image = Image.new("RGB", (40, 20), (255, 0, 0))
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees on display
+    path = tmp_path / "rotated.jpg"
+    image.save(path, exif=exif)
+    assert load_photo(path).size == (20, 40)
+
+
+def test_transparent_pixels_become_white():
+    image = Image.new("RGBA", (20, 20), (0, 0, 0, 0))
+    assert np.asarray(load_photo(image)).min() == 255
+
+
+@pytest.mark.parametrize(
+    "payload, message",
+    [
+        (io.BytesIO(b"this is not an image"), "not a readable image"),
+        (io.BytesIO(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40), "not a readable image"),
+    ],
+)
+def test_bad_files_get_a_clear_message(payload, message):
+    with pytest.raises(PhotoError, match=message):
+        load_photo(payload)
+
+
+def test_tiny_image_is_refused():
+    with pytest.raises(PhotoError, match="at least"):
+        load_photo(Image.new("RGB", (1, 1)))
+
+
+def test_decompression_bomb_is_refused_before_decoding():
+    header_only = _png(Image.new("1", (12000, 12000)))
+    with pytest.raises(PhotoError, match="megapixels"):
+        load_photo(header_only)
+
+
+def test_face_input_shape():
+    x = face_input(Image.new("RGB", (300, 200), (10, 20, 30)))
+    assert x.shape == (1, 3, 64, 64) and x.dtype == torch.float32
+    assert centre_square((300, 200)) == (50, 0, 250, 200)
+
+
+def test_numpy_input():
+    assert load_photo(np.zeros((20, 20, 3), dtype=np.float32)).size == (20, 20)
