@@ -10,24 +10,17 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
-import time
 from pathlib import Path
 
 import torch
 
+from benchmarks.timing import timings_ms
 from sae.hub import load_model
 from sae.pipeline import encode_face, quality_curve
 
 
 def median_ms(function, repeats: int, warmup: int = 10) -> float:
-    for _ in range(warmup):
-        function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+    return statistics.median(timings_ms(function, repeats, warmup))
 
 
 def main(argv: list[str] | None = None) -> None:

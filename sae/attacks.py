@@ -12,12 +12,16 @@ scheme's strength is whatever the best of these achieves, measured, not assumed.
 - `reencode_attack`: decode, re-encode, keep the public entries the encoder finds largest.
 - `learned_attack`: a classifier trained on ambiguated codes of the attacker's own faces scores each
   public non-zero; keep the k most likely true ones, or decode the posterior-weighted code.
+- `regression_attack`: skip the model's decoder; a ridge regression trained on the attacker's own faces
+  maps the public code (and each group's sorted values, which survive the permutation) to pixels.
+  It returns images, not a code.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -269,3 +273,80 @@ def train_learned_attack(
     with torch.no_grad():
         codes = torch.cat([model.sparsify(model.encode(chunk), k) for chunk in train_images.split(encode_batch)])
     return fit_learned_attack(codes, k_prime, steps, generator, **options)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The regression attack: a decoder of its own, trained on public codes
+# ---------------------------------------------------------------------------------------------------
+
+
+def public_features(public: PublicCode, value_scale: float) -> torch.Tensor:
+    """(B, F) what a decoder of the attacker's own can read: the dense public code (positions and values)
+    and each group's sorted values, which a secret permutation leaves intact."""
+    dense = public.dense().flatten(1) / value_scale
+    ordered = torch.sort(public.values, dim=-1).values.flatten(1) / value_scale
+    return torch.cat([dense, ordered], 1).double()
+
+
+@dataclass
+class RegressionAttack:
+    """Kernel-form ridge regression from `public_features` to pixels (dual form: faces < features)."""
+
+    train_features: torch.Tensor  # (N, F) float64, centred
+    feature_mean: torch.Tensor  # (F,)
+    coefficients: torch.Tensor  # (N, P) dual coefficients
+    pixel_mean: torch.Tensor  # (P,)
+    value_scale: float
+    ridge: float
+
+    def predict(self, public: PublicCode, image_shape: tuple[int, ...]) -> torch.Tensor:
+        features = public_features(public, self.value_scale) - self.feature_mean
+        pixels = features @ self.train_features.T @ self.coefficients + self.pixel_mean
+        return pixels.float().clamp(0, 1).reshape(public.num_images, *image_shape)
+
+
+def fit_regression_attack(
+    sparse_codes: torch.Tensor,
+    images: torch.Tensor,
+    k_prime: int,
+    generator: torch.Generator,
+    *,
+    ridges: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0),
+    holdout: float = 0.2,
+    **ambiguate_options,
+) -> RegressionAttack:
+    """Ambiguate the attacker's own faces (N, L, m) once, regress their pixels (N, 3, H, W) on the public codes.
+
+    The ridge (relative to the mean kernel diagonal) is chosen on a held-out share of the attacker's faces,
+    as a real attacker would; the issue's "decoder trained on ambiguated codes", in closed form.
+    """
+    public, _ = ambiguate(sparse_codes, k_prime, generator, **ambiguate_options)
+    scale = float(sparse_codes.abs()[sparse_codes != 0].median())
+    features = public_features(public, scale)
+    targets = images.flatten(1).double()
+    count = len(features)
+    order = torch.randperm(count, generator=generator)
+    fit, held = order[int(holdout * count) :], order[: int(holdout * count)]
+
+    def solve(rows: torch.Tensor, ridge: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        mean, pixel_mean = features[rows].mean(0), targets[rows].mean(0)
+        x = features[rows] - mean
+        kernel = x @ x.T
+        penalty = ridge * float(kernel.diagonal().mean())
+        coefficients = torch.linalg.solve(kernel + penalty * torch.eye(len(rows), dtype=kernel.dtype), targets[rows] - pixel_mean)
+        return x, mean, coefficients, pixel_mean
+
+    def held_error(ridge: float) -> float:
+        x, mean, coefficients, pixel_mean = solve(fit, ridge)
+        prediction = (features[held] - mean) @ x.T @ coefficients + pixel_mean
+        return float(((prediction.clamp(0, 1) - targets[held]) ** 2).mean())
+
+    ridge = min(ridges, key=held_error) if len(held) else ridges[len(ridges) // 2]
+    x, mean, coefficients, pixel_mean = solve(torch.arange(count), ridge)
+    return RegressionAttack(x, mean, coefficients, pixel_mean, scale, ridge)
+
+
+def regression_attack(public: PublicCode, attacker: RegressionAttack, image_shape: tuple[int, ...] = (3, 64, 64)) -> torch.Tensor:
+    """Images (B, 3, H, W) the attacker's own decoder makes of a public code: no key, no model decode."""
+    with torch.no_grad():
+        return attacker.predict(public, image_shape)

@@ -58,7 +58,7 @@ def render(evaluation: dict, config: dict, history: list[dict] | None = None, no
             "",
             f"Trained for {len(history)} epochs on {config.get('device', 'cpu')}: about {seconds / 60:.0f} minutes of training steps "
             f"at {min(r['images_per_s'] for r in history):.0f}-{max(r['images_per_s'] for r in history):.0f} images/s "
-            f"(the machine was shared with other work). Best validation epoch: {best['epoch']}.",
+            f"(the machine was shared with other work). Best validation epoch: {int(best['epoch'])}.",
         ]
     if notes:
         lines += ["", notes]

@@ -1,19 +1,42 @@
-"""Where a model comes from: a local directory, or the bundled model in assets/model.
+"""Where a model comes from: a Hub repo id (optionally `@revision`), a local directory, or the bundled model.
 
-`load_model` returns the model together with a sentence saying which model is serving and why,
-so the UI can show it.
+`load_model` returns the model with a sentence saying which model is serving and why, so the UI can show it.
+A Hub source that cannot be reached (no network, HF_HUB_OFFLINE without a cached copy, unknown repo, bad
+revision, no safetensors weights) falls back to the bundled model within 3 seconds (`HUB_TIMEOUT` for the Hub, then the
+bundled model loads).
+
+Why a preflight: `hf_hub_download` retries a failed metadata request for up to a minute when nothing is
+cached (huggingface_hub's `_ETAG_RETRY_TIMEOUT`), which would stall the app's start. So the revision is first
+resolved to a commit with one `model_info` call (no retries) bounded by a thread deadline; only a reachable
+repo is downloaded, pinned to that commit, so a second load is served from the cache without downloading.
+Only `config.json` and `model.safetensors` are fetched: the mixin's own `from_pretrained(repo_id)` would fall
+back to a pickled `pytorch_model.bin`, which we never want to unpickle.
 """
 
 from __future__ import annotations
 
+import argparse
+import os
+import re
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx2
+from huggingface_hub import HfApi, constants, hf_hub_download
+from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
 from safetensors import SafetensorError
 
 from sae.model import SparseAutoencoder
 
 BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "assets" / "model"
+HUB_TIMEOUT = 2.5  # seconds before an unreachable Hub gives way to the bundled model (which loads in < 0.5 s)
+MODEL_FILES = ("config.json", "model.safetensors")
+PUBLISHED_FILES = ["config.json", "model.safetensors", "README.md", "evaluation.json", "evaluation.html"]
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_HUB_ERRORS = (HfHubHTTPError, httpx2.HTTPError, OSError, EntryNotFoundError, ValueError, FutureTimeout)
 
 
 class ModelLoadError(RuntimeError):
@@ -25,23 +48,174 @@ class LoadedModel:
     model: SparseAutoencoder
     source: str
     note: str
+    directory: Path | None = None  # where config, weights and model card live (the About panel reads the card)
+
+
+@dataclass(frozen=True)
+class HubSource:
+    repo_id: str
+    revision: str | None = None
+
+    def __str__(self) -> str:
+        return self.repo_id + (f"@{self.revision}" if self.revision else "")
+
+
+def parse_source(source: str | Path | None) -> Path | HubSource | None:
+    """None/'' -> bundled; an existing path -> local directory; 'owner/name[@rev]' -> Hub; else a path (it will fail)."""
+    if source is None or str(source) == "":
+        return None
+    text = str(source)
+    if isinstance(source, Path) or Path(text).exists():
+        return Path(text)
+    repo_id, _, revision = text.partition("@")
+    if _REPO_ID.match(repo_id) and not text.startswith((".", "/", "~")):
+        return HubSource(repo_id, revision or None)
+    return Path(text)
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else error.__class__.__name__
 
 
 def _from_directory(path: Path) -> SparseAutoencoder:
-    if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():
+    if not path.is_dir():
+        raise ModelLoadError(f"model source {str(path)!r} is not a directory")
+    if not all((path / name).is_file() for name in MODEL_FILES):
         raise ModelLoadError(f"{path} does not hold config.json and model.safetensors")
     try:
         return SparseAutoencoder.from_pretrained(path, strict=True).eval()
     except (OSError, RuntimeError, ValueError, TypeError, KeyError, SafetensorError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else error.__class__.__name__
-        raise ModelLoadError(f"cannot load the model in {path}: {first_line}") from error
+        raise ModelLoadError(f"cannot load the model in {path}: {_one_line(error)}") from error
 
 
-def load_model(source: str | Path | None = None) -> LoadedModel:
-    """Load `source` (a directory in save_pretrained layout), or the bundled model when it is None."""
-    if source is None or str(source) == "":
-        return LoadedModel(_from_directory(BUNDLED_MODEL), "bundled (assets/model)", "the model shipped with the app")
-    path = Path(source)
-    if not path.is_dir():
-        raise ModelLoadError(f"model source {source!r} is not a directory")
-    return LoadedModel(_from_directory(path), str(path), "a local directory")
+def _offline() -> bool:
+    return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
+
+
+def resolve_commit(source: HubSource, endpoint: str | None = None, timeout: float = HUB_TIMEOUT) -> str:
+    """The commit a Hub revision points to (one API call, no retries), checking safetensors weights are there."""
+    info = HfApi(endpoint=endpoint).model_info(source.repo_id, revision=source.revision, timeout=timeout, files_metadata=False)
+    names = {sibling.rfilename for sibling in info.siblings or []}
+    missing = [name for name in MODEL_FILES if name not in names]
+    if missing:
+        raise EntryNotFoundError(f"{source} has no {', '.join(missing)} (only safetensors weights are loaded)")
+    return info.sha
+
+
+def _resolve_with_deadline(source: HubSource, endpoint: str | None, timeout: float) -> str:
+    """`resolve_commit` bounded by wall time, DNS included (the thread is abandoned, not joined, on timeout)."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hub-preflight")
+    try:
+        return pool.submit(resolve_commit, source, endpoint, timeout * 0.8).result(timeout=timeout)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def download(source: HubSource, commit: str | None, endpoint: str | None = None, cache_dir: str | Path | None = None) -> Path:
+    """Fetch (or find in the cache) config and weights at `commit`; None means offline: cache only."""
+    paths = [
+        hf_hub_download(
+            source.repo_id,
+            name,
+            revision=commit or source.revision,
+            endpoint=endpoint,
+            cache_dir=cache_dir,
+            local_files_only=commit is None,
+            etag_timeout=HUB_TIMEOUT,
+        )
+        for name in MODEL_FILES
+    ]
+    snapshot = Path(paths[0]).parent
+    _fetch_card(source, commit, endpoint, cache_dir)
+    return snapshot
+
+
+def _fetch_card(source: HubSource, commit: str | None, endpoint: str | None, cache_dir: str | Path | None) -> None:
+    """The model card (README.md) lands in the same snapshot for the About panel; a repo without one still loads."""
+    try:
+        hf_hub_download(
+            source.repo_id,
+            "README.md",
+            revision=commit or source.revision,
+            endpoint=endpoint,
+            cache_dir=cache_dir,
+            local_files_only=commit is None,
+            etag_timeout=HUB_TIMEOUT,
+        )
+    except (EntryNotFoundError, HfHubHTTPError):
+        pass
+
+
+def _from_hub(source: HubSource, endpoint: str | None, cache_dir: str | Path | None, timeout: float) -> tuple[SparseAutoencoder, str, Path]:
+    """(model, note, snapshot directory) from the Hub, or from the Hub cache when offline."""
+    if _offline():
+        snapshot = download(source, None, endpoint, cache_dir)
+        return _from_directory(snapshot), f"from the local Hub cache (offline), snapshot {snapshot.name[:12]}", snapshot
+    commit = _resolve_with_deadline(source, endpoint, timeout)
+    snapshot = download(source, commit, endpoint, cache_dir)
+    return _from_directory(snapshot), f"from the Hub at commit {commit[:12]}", snapshot
+
+
+def load_model(
+    source: str | Path | None = None,
+    *,
+    fallback: Path = BUNDLED_MODEL,
+    endpoint: str | None = None,
+    cache_dir: str | Path | None = None,
+    timeout: float = HUB_TIMEOUT,
+) -> LoadedModel:
+    """Load `source` (Hub 'owner/name[@revision]', a save_pretrained directory, or None for the bundled model).
+
+    A Hub source that fails for any network or repository reason falls back to `fallback` with a note saying
+    why; a local directory that fails raises ModelLoadError (the person asked for that exact directory).
+    """
+    parsed = parse_source(source)
+    if parsed is None:
+        return LoadedModel(_from_directory(fallback), f"bundled ({fallback.name})", "the model shipped with the app", fallback)
+    if isinstance(parsed, Path):
+        return LoadedModel(_from_directory(parsed), str(parsed), "a local directory", parsed)
+    try:
+        model, note, snapshot = _from_hub(parsed, endpoint, cache_dir, timeout)
+        return LoadedModel(model, f"hub:{parsed}", note, snapshot)
+    except (*_HUB_ERRORS, ModelLoadError) as error:
+        reason = "the Hub did not answer in time" if isinstance(error, FutureTimeout) else _one_line(error)
+        try:
+            model = _from_directory(fallback)
+        except ModelLoadError as fallback_error:
+            raise ModelLoadError(f"cannot load {parsed} ({reason}) nor the bundled model ({fallback_error})") from error
+        return LoadedModel(
+            model, f"bundled ({fallback.name})", directory=fallback, note=f"fallback: could not load {parsed} from the Hub ({reason})"
+        )
+
+
+def push(repo_id: str, model_dir: Path = BUNDLED_MODEL, private: bool = False, api: HfApi | None = None) -> str:
+    """Publish weights, config and model card (README.md with the evaluation table); returns the commit id to pin."""
+    _from_directory(model_dir)  # refuse to publish what we could not load ourselves
+    if not (model_dir / "README.md").is_file():
+        raise ModelLoadError(f"{model_dir} has no README.md model card (write it with sae.card)")
+    api = api or HfApi()
+    api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+    info = api.upload_folder(
+        repo_id=repo_id, folder_path=str(model_dir), allow_patterns=PUBLISHED_FILES, commit_message="Upload sparse autoencoder"
+    )
+    return info.oid
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m sae.hub", description="Publish the model to the Hugging Face Hub")
+    commands = parser.add_subparsers(dest="command", required=True)
+    push_parser = commands.add_parser("push", help="upload config, weights and model card")
+    push_parser.add_argument("--repo-id", required=True)
+    push_parser.add_argument("--model", type=Path, default=BUNDLED_MODEL)
+    push_parser.add_argument("--private", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        commit = push(args.repo_id, args.model, args.private)
+    except ModelLoadError as error:
+        sys.exit(f"sae.hub: {error}")
+    print(f"pushed {args.repo_id} at commit {commit}; pin it with SAE_MODEL={args.repo_id}@{commit}")
+
+
+if __name__ == "__main__":
+    main()

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from sae import attacks, privacy
 from sae.metrics import psnr, ssim
 from sae.model import SparseAutoencoder
 
@@ -58,3 +59,97 @@ def quality_curve(model: SparseAutoencoder, face: EncodedFace, ks: list[int] | N
     images = decode_many(model, sparsify_each(model, face.codes, ks))
     reference = face.image.expand_as(images)
     return QualityCurve(np.array(ks), psnr(reference, images), ssim(reference, images))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Privacy panels: what the key holder, a decoy-only viewer and attackers see, in one batched decode
+# ---------------------------------------------------------------------------------------------------
+
+ATTACKS = ("magnitude", "re-encode", "none")  # the selectable extra attack (decoy and permutation are always shown)
+PANEL_NAMES = ("key holder", "no key (decoys)", "permutation attack")
+
+
+@dataclass(frozen=True)
+class ShareSettings:
+    """Everything the owner and the attackers choose; defaults follow `sae.privacy`'s defaults."""
+
+    k: int
+    owner_fraction: float = 1.0
+    decoys: bool = True
+    k_prime_ratio: float | None = privacy.DEFAULT_K_PRIME_RATIO  # None: decoys at every position (k' = code_dim)
+    permute: bool = privacy.DEFAULT_PERMUTE
+    signs: str = privacy.DEFAULT_SIGNS
+    known_fraction: float = 0.5
+    extra_attack: str = "magnitude"
+    value_bits: int = privacy.DEFAULT_VALUE_BITS
+    seed: int = 0
+
+    def k_prime(self, code_dim: int) -> int:
+        """k' for this k: k without decoys, code_dim when the ratio is None, else round(ratio * k) within [k, m]."""
+        if not self.decoys:
+            return self.k
+        if self.k_prime_ratio is None:
+            return code_dim
+        return min(code_dim, max(self.k, round(self.k_prime_ratio * self.k)))
+
+
+@dataclass(frozen=True)
+class Panel:
+    name: str
+    image: torch.Tensor  # (3, H, W) in [0, 1]
+    psnr: float
+    ssim: float
+
+
+def share(
+    model: SparseAutoencoder, face: EncodedFace, settings: ShareSettings, generator: torch.Generator, secret: bytes | None = None
+) -> tuple[privacy.PublicCode, privacy.Key]:
+    """Sparsify the cached codes at k and ambiguate them: the public code and the owner's key."""
+    sparse = model.sparsify(face.codes, settings.k)
+    return privacy.ambiguate(
+        sparse,
+        settings.k_prime(model.code_dim),
+        generator,
+        value_bits=settings.value_bits,
+        permute=settings.permute,
+        secret=secret if settings.permute else None,
+        signs=settings.signs,
+        k=settings.k,
+    )
+
+
+def attack_codes(model, public, key, settings: ShareSettings, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Each attacker's (1, L, m) code, in public coordinates (garbage to the decoder when permuted: the point)."""
+    codes = {
+        "no key (decoys)": attacks.decoy_attack(public),
+        "permutation attack": attacks.permutation_attack(public, settings.k, generator, settings.known_fraction, key),
+    }
+    if settings.extra_attack == "magnitude":
+        codes["magnitude attack"] = attacks.magnitude_attack(public, settings.k, "smallest")
+    elif settings.extra_attack == "re-encode":
+        codes["re-encode attack"] = attacks.reencode_attack(public, settings.k, model)
+    elif settings.extra_attack != "none":
+        raise ValueError(f"extra_attack must be one of {ATTACKS}, got {settings.extra_attack!r}")
+    return codes
+
+
+@torch.inference_mode()
+def privacy_panels(model: SparseAutoencoder, face: EncodedFace, settings: ShareSettings) -> list[Panel]:
+    """Key holder, decoy-only viewer, permutation attack and the extra attack: one ambiguation, one batched decode."""
+    generator = torch.Generator().manual_seed(settings.seed)
+    public, key = share(model, face, settings, generator)
+    codes = {"key holder": privacy.reveal(public, key, settings.owner_fraction)} | attack_codes(model, public, key, settings, generator)
+    images = decode_many(model, torch.cat(list(codes.values())))
+    reference = face.image.expand_as(images)
+    scores = zip(psnr(reference, images), ssim(reference, images), strict=True)
+    return [Panel(name, image, float(p), float(s)) for name, image, (p, s) in zip(codes, images, scores, strict=True)]
+
+
+def decode_shared(model: SparseAutoencoder, public: privacy.PublicCode, key: privacy.Key, fraction: float = 1.0) -> torch.Tensor:
+    """A received public code and key -> the key holder's image (1, 3, H, W); raises the privacy errors as they are."""
+    if (public.num_groups, public.code_dim) != (model.num_groups, model.code_dim):
+        raise privacy.KeyMismatchError(
+            f"this public code has {public.num_groups} groups of {public.code_dim}; the model serving uses "
+            f"{model.num_groups} groups of {model.code_dim}"
+        )
+    return decode_many(model, privacy.reveal(public, key, fraction))

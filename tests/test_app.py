@@ -53,26 +53,85 @@ def app_url(tmp_path_factory):
     process.wait(10)
 
 
-def test_named_endpoints(app_url):
+CONTROLS = dict(k=4, owner_fraction=1.0, decoys=True, ratio=2.0, fill_all=True, permute=True, known=0.5, extra="magnitude")
+
+
+@pytest.fixture(scope="module")
+def client(app_url):
+    return Client(app_url, verbose=False)
+
+
+def test_named_endpoints(client):
+    named = set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])
+    assert {"/prepare", "/curve", "/update", "/share", "/decode"} <= named
+
+
+def test_every_endpoint_in_a_session(app_url, tmp_path):
     client = Client(app_url, verbose=False)
-    assert {"/prepare", "/reconstruct", "/curve"} <= set(client.view_api(return_format="dict")["named_endpoints"])
+    shown, message = client.predict(handle_file(str(EXAMPLE)), False, api_name="/prepare")
+    assert Path(shown).suffix == ".png" and "Face found" in message
+    plot, table = client.predict(4, api_name="/curve")
+    assert plot is not None and len(table["data"]) == 16
+    outputs = client.predict(*CONTROLS.values(), api_name="/update")
+    assert all(Path(image).suffix == ".png" for image in outputs[:4])
+    assert [text.split("**")[1] for text in outputs[4:8]] == ["key holder", "no key (decoys)", "permutation attack", "magnitude attack"]
+    assert "non-zeros" in outputs[8]
+    public, key, note = client.predict(8, 1.0, True, 2.0, False, True, "pass", api_name="/share")
+    assert public.endswith(".saep") and key.endswith(".saek") and "passphrase-protected" in note
+    image, text = client.predict(handle_file(public), handle_file(key), "pass", 1.0, api_name="/decode")
+    assert Path(image).suffix == ".png" and "8 of 8" in text
+    with pytest.raises(Exception, match="Passphrase"):
+        client.predict(handle_file(public), handle_file(key), "nope", 1.0, api_name="/decode")
 
 
-def test_upload_and_reconstruct(app_url):
+BAD = {
+    "notes.png": "not a readable image",
+    "corrupt.png": "not a readable image",
+    "one.png": "at least",
+    "bomb.png": "megapixels",
+}
+
+
+def _write_bad(tmp_path: Path) -> dict[str, Path]:
+    import numpy as np
+    from PIL import Image
+
+    (tmp_path / "notes.png").write_text("not an image")
+    (tmp_path / "corrupt.png").write_bytes(EXAMPLE.read_bytes()[:100])
+    Image.new("RGB", (1, 1)).save(tmp_path / "one.png")
+    Image.new("1", (12000, 12000)).save(tmp_path / "bomb.png")
+    Image.new("RGBA", (64, 64), (0, 0, 0, 0)).save(tmp_path / "rgba.png")
+    Image.new("L", (64, 64), 100).save(tmp_path / "gray.png")
+    Image.new("CMYK", (64, 64), (0, 50, 50, 0)).save(tmp_path / "cmyk.jpg")
+    Image.new("RGB", (200, 100), (90, 140, 200)).save(tmp_path / "sky.png")
+    Image.fromarray(np.full((64, 64), 40000, dtype=np.uint16)).save(tmp_path / "deep.png")
+    rotated = Image.new("RGB", (80, 40), (200, 10, 10))
+    exif = rotated.getexif()
+    exif[0x0112] = 6  # shown rotated by 90 degrees
+    rotated.save(tmp_path / "rotated.jpg", exif=exif)
+    return {path.name: path for path in tmp_path.iterdir()}
+
+
+def test_bad_uploads_keep_serving(client, tmp_path):
+    files = _write_bad(tmp_path)
+    for name, message in BAD.items():
+        with pytest.raises(Exception, match=message):
+            client.predict(handle_file(str(files[name])), False, api_name="/prepare")
+    for name in ("rgba.png", "gray.png", "cmyk.jpg", "deep.png", "rotated.jpg"):
+        shown, _ = client.predict(handle_file(str(files[name])), False, api_name="/prepare")
+        assert Path(shown).suffix == ".png"
+    shown, message = client.predict(handle_file(str(files["sky.png"])), False, api_name="/prepare")
+    assert "No face found" in message
+    assert client.predict(handle_file(str(EXAMPLE)), False, api_name="/prepare")
+
+
+def test_upload_size_limit(app_url, tmp_path):
+    big = tmp_path / "big.png"
+    big.write_bytes(b"\x89PNG" + b"\0" * 21_000_000)
     client = Client(app_url, verbose=False)
-    shown = client.predict(handle_file(str(EXAMPLE)), api_name="/prepare")
-    assert Path(shown).suffix == ".png"
-    image, text, budget = client.predict(3, api_name="/reconstruct")
-    assert Path(image).suffix == ".png" and text.startswith("PSNR") and "non-zeros" in budget
-
-
-def test_bad_upload_keeps_serving(app_url, tmp_path):
-    client = Client(app_url, verbose=False)
-    bad = tmp_path / "notes.png"
-    bad.write_text("not an image")
-    with pytest.raises(Exception, match="not a readable image|cannot identify image file"):
-        client.predict(handle_file(str(bad)), api_name="/prepare")
-    assert client.predict(handle_file(str(EXAMPLE)), api_name="/prepare")
+    with pytest.raises(Exception, match="(?i)size|large|413"):
+        client.predict(handle_file(str(big)), False, api_name="/prepare")
+    assert client.predict(handle_file(str(EXAMPLE)), False, api_name="/prepare")
 
 
 def test_missing_model_refuses_to_start_with_one_line(tmp_path):

@@ -9,11 +9,13 @@ from sae.attacks import (
     LearnedAttack,
     chance_level,
     decoy_attack,
+    fit_regression_attack,
     keep_by_score,
     learned_attack,
     magnitude_attack,
     permutation_attack,
     reencode_attack,
+    regression_attack,
     support_recovery,
     train_learned_attack,
 )
@@ -143,3 +145,11 @@ def test_attacks_work_when_every_position_is_public(codes, model):
         assert (kept_per_group(code) == K).all()
         assert abs(recovery(code, public, key) - chance) < 0.06
     assert (kept_per_group(reencode_attack(public, K, model)) == K).all()
+
+
+def test_regression_attack_decodes_public_codes_to_images_without_the_model(codes, images):
+    public, _ = ambiguate(codes[:16], K_PRIME, gen(5), permute=True, signs="balanced")
+    attacker = fit_regression_attack(codes, images, K_PRIME, gen(4), permute=True, signs="balanced")
+    decoded = regression_attack(public, attacker)
+    assert decoded.shape == (16, 3, 64, 64) and 0 <= decoded.min() and decoded.max() <= 1
+    assert attacker.ridge in (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)

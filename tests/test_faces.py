@@ -81,3 +81,50 @@ def test_face_input_shape():
 
 def test_numpy_input():
     assert load_photo(np.zeros((20, 20, 3), dtype=np.float32)).size == (20, 20)
+
+
+EXAMPLES = __import__("pathlib").Path(__file__).resolve().parents[1] / "assets" / "examples"
+
+
+def test_astronaut_is_found_and_cropped_like_celeba():
+    from sae.faces import locate_face
+
+    photo = load_photo(EXAMPLES / "astronaut.png")
+    crop = locate_face(photo)
+    left, top, right, bottom = crop.box
+    assert crop.found and "Face found" in crop.message
+    assert right - left == bottom - top and 140 <= right - left <= 180  # forehead to chin, not the whole 512 image
+    assert 130 <= left <= 160 and 10 <= top <= 40  # about where the hand-made astronaut_face.png crop is
+
+
+def test_no_face_falls_back_to_centre_with_a_message():
+    from sae.faces import locate_face
+
+    crop = locate_face(Image.new("RGB", (300, 200), (120, 120, 120)))
+    assert not crop.found and "No face found" in crop.message and crop.box == centre_square((300, 200))
+
+
+def test_whole_image_toggle_skips_detection(monkeypatch):
+    from sae import faces
+
+    monkeypatch.setattr(faces, "detect_faces", lambda photo: pytest.fail("detection ran"))
+    crop = faces.locate_face(load_photo(EXAMPLES / "astronaut.png"), whole_image=True)
+    assert crop.box == (0, 0, 512, 512) and "whole image" in crop.message
+
+
+def test_celeba_box_stays_inside_the_photo():
+    from sae.faces import celeba_box
+
+    assert celeba_box((0, 0, 100, 100), (120, 400)) == (0, 0, 120, 120)
+    left, top, right, bottom = celeba_box((900, 10, 80, 80), (1000, 1000))
+    assert right <= 1000 and top == 0 and right - left == bottom - top
+
+
+def test_bomb_file_is_refused_without_decoding(tmp_path, monkeypatch):
+    from PIL import ImageFile
+
+    path = tmp_path / "bomb.png"
+    Image.new("1", (12000, 12000)).save(path)  # a few kB on disk, 144 megapixels decoded
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("the bomb was decoded"))
+    with pytest.raises(PhotoError, match="megapixels"):
+        load_photo(path)

@@ -1,11 +1,144 @@
+"""Model sources: the bundled model, local directories, and the Hub, offline against a local stand-in server."""
+
 from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
-from sae.hub import BUNDLED_MODEL, ModelLoadError, load_model
+from sae.hub import BUNDLED_MODEL, HubSource, ModelLoadError, load_model, parse_source, push
+
+COMMIT = "a" * 40
+OLD_COMMIT = "b" * 40
+REPO_ID = "teacher/sae-faces"
+
+
+class FakeHub:
+    """The few Hub routes `model_info` and `hf_hub_download` use, serving two commits of one repo."""
+
+    def __init__(self, files_by_commit: dict[str, dict[str, bytes]]):
+        self.files_by_commit = files_by_commit
+        self.requests: list[tuple[str, str]] = []
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # keep pytest output clean
+                pass
+
+            def do_GET(self) -> None:
+                hub.requests.append(("GET", self.path))
+                hub.answer(self, body=True)
+
+            def do_HEAD(self) -> None:
+                hub.requests.append(("HEAD", self.path))
+                hub.answer(self, body=False)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def _commit(self, revision: str) -> str | None:
+        return COMMIT if revision == "main" else revision if revision in self.files_by_commit else None
+
+    def answer(self, handler: BaseHTTPRequestHandler, body: bool) -> None:
+        parts = handler.path.split("?")[0].strip("/").split("/")
+        if parts[:2] == ["api", "models"]:
+            repo, revision = "/".join(parts[2:4]), parts[5] if len(parts) > 5 else "main"
+            return self._api(handler, repo, revision)
+        repo, revision, name = "/".join(parts[:2]), parts[3], "/".join(parts[4:])
+        if repo != REPO_ID:
+            return self._error(handler, 401, "RepoNotFound")
+        commit = self._commit(revision)
+        if commit is None:
+            return self._error(handler, 404, "RevisionNotFound")
+        content = self.files_by_commit[commit].get(name)
+        if content is None:
+            return self._error(handler, 404, "EntryNotFound")
+        handler.send_response(200)
+        handler.send_header("X-Repo-Commit", commit)
+        handler.send_header("ETag", f'"{hashlib.sha256(content).hexdigest()}"')
+        handler.send_header("Content-Length", str(len(content)))
+        handler.end_headers()
+        if body:
+            handler.wfile.write(content)
+
+    def _api(self, handler: BaseHTTPRequestHandler, repo: str, revision: str) -> None:
+        if repo != REPO_ID:
+            return self._error(handler, 401, "RepoNotFound")
+        commit = self._commit(revision)
+        if commit is None:
+            return self._error(handler, 404, "RevisionNotFound")
+        data = json.dumps({"id": repo, "sha": commit, "siblings": [{"rfilename": n} for n in self.files_by_commit[commit]]}).encode()
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    @staticmethod
+    def _error(handler: BaseHTTPRequestHandler, status: int, code: str) -> None:
+        data = json.dumps({"error": code}).encode()
+        handler.send_response(status)
+        handler.send_header("X-Error-Code", code)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    def downloads(self) -> list[str]:
+        return [path for method, path in self.requests if method == "GET" and "/resolve/" in path]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _model_files(model, directory: Path) -> dict[str, bytes]:
+    model.save_pretrained(directory)
+    return {name: (directory / name).read_bytes() for name in ("config.json", "model.safetensors")}
+
+
+def _with_card(files: dict[str, bytes]) -> dict[str, bytes]:
+    return files | {"README.md": b"---\nlibrary_name: sae\n---\n# Card with the test-set table\n"}
+
+
+@pytest.fixture
+def fallback(tiny_model, tmp_path) -> Path:
+    """A stand-in for the bundled model, so fallbacks are testable before assets/model lands."""
+    directory = tmp_path / "bundled"
+    tiny_model.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture
+def hub(tmp_path):
+    import torch
+
+    from sae.model import SparseAutoencoder
+    from tests.conftest import TINY
+
+    torch.manual_seed(1)
+    new = _with_card(_model_files(SparseAutoencoder(**TINY), tmp_path / "new"))
+    old = _model_files(SparseAutoencoder(**{**TINY, "k_max": 8}), tmp_path / "old")
+    server = FakeHub({COMMIT: new, OLD_COMMIT: old})
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def online(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
 
 
 def test_bundled_model_loads():
+    if not (BUNDLED_MODEL / "model.safetensors").is_file():
+        pytest.skip("the bundled model has not landed in assets/model yet")
     loaded = load_model()
     assert loaded.source.startswith("bundled") and loaded.model.num_groups >= 1
     assert (BUNDLED_MODEL / "README.md").is_file()
@@ -15,6 +148,7 @@ def test_local_directory(tiny_model, tmp_path):
     tiny_model.save_pretrained(tmp_path)
     loaded = load_model(tmp_path)
     assert loaded.model.code_dim == tiny_model.code_dim and loaded.source == str(tmp_path)
+    assert load_model(str(tmp_path)).note == "a local directory"
 
 
 def test_missing_or_broken_directory_is_one_line(tmp_path):
@@ -31,3 +165,99 @@ def test_truncated_weights(tiny_model, tmp_path):
     with pytest.raises(ModelLoadError) as error:
         load_model(tmp_path)
     assert "\n" not in str(error.value)
+
+
+def test_parse_source(tmp_path):
+    assert parse_source(None) is None and parse_source("") is None
+    assert parse_source("owner/name@" + COMMIT) == HubSource("owner/name", COMMIT)
+    assert parse_source("owner/name") == HubSource("owner/name")
+    assert parse_source(str(tmp_path)) == tmp_path
+    assert parse_source("./local/dir") == Path("local/dir")
+
+
+def test_download_then_cache_reuse(hub, online, fallback, tmp_path):
+    cache = tmp_path / "cache"
+    first = load_model(REPO_ID, fallback=fallback, endpoint=hub.url, cache_dir=cache)
+    assert first.source == f"hub:{REPO_ID}" and COMMIT[:12] in first.note and first.model.k_max == 16
+    assert len(hub.downloads()) == 3 and (first.directory / "README.md").is_file()  # config, weights, model card
+    second = load_model(REPO_ID, fallback=fallback, endpoint=hub.url, cache_dir=cache)
+    assert second.model.k_max == 16 and len(hub.downloads()) == 3  # served from the cache: no file downloaded
+
+
+def test_revision_pinning(hub, online, fallback, tmp_path):
+    loaded = load_model(f"{REPO_ID}@{OLD_COMMIT}", fallback=fallback, endpoint=hub.url, cache_dir=tmp_path / "cache")
+    assert loaded.model.k_max == 8 and OLD_COMMIT[:12] in loaded.note
+
+
+def test_offline_uses_the_cache_then_falls_back(hub, online, fallback, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    load_model(REPO_ID, fallback=fallback, endpoint=hub.url, cache_dir=cache)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cached = load_model(REPO_ID, fallback=fallback, endpoint=hub.url, cache_dir=cache)
+    assert "cache" in cached.note and cached.model.k_max == 16
+    fresh = load_model(REPO_ID, fallback=fallback, endpoint=hub.url, cache_dir=tmp_path / "empty")
+    assert fresh.source.startswith("bundled") and "fallback" in fresh.note
+
+
+@pytest.mark.parametrize("source", ["someone/unknown", f"{REPO_ID}@no-such-branch"])
+def test_unknown_repo_or_revision_falls_back(hub, online, fallback, tmp_path, source):
+    started = time.perf_counter()
+    loaded = load_model(source, fallback=fallback, endpoint=hub.url, cache_dir=tmp_path / "cache")
+    assert time.perf_counter() - started < 3
+    assert loaded.source.startswith("bundled") and source in loaded.note and "fallback" in loaded.note
+
+
+def test_dead_endpoint_falls_back_within_three_seconds(online, fallback, tmp_path):
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    started = time.perf_counter()
+    loaded = load_model(REPO_ID, fallback=fallback, endpoint=f"http://127.0.0.1:{port}", cache_dir=tmp_path / "cache")
+    assert time.perf_counter() - started < 3
+    assert loaded.source.startswith("bundled") and "fallback" in loaded.note
+
+
+def test_silent_endpoint_falls_back_within_three_seconds(online, fallback, tmp_path):
+    import socket
+
+    listener = socket.socket()  # accepts connections, never answers
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    try:
+        started = time.perf_counter()
+        loaded = load_model(REPO_ID, fallback=fallback, endpoint=f"http://127.0.0.1:{listener.getsockname()[1]}", cache_dir=tmp_path)
+        assert time.perf_counter() - started < 3 and "fallback" in loaded.note
+    finally:
+        listener.close()
+
+
+def test_no_fallback_either_is_one_line(online, tmp_path):
+    with pytest.raises(ModelLoadError, match="nor the bundled model"):
+        load_model(REPO_ID, fallback=tmp_path / "missing", endpoint="http://127.0.0.1:9", cache_dir=tmp_path / "cache")
+
+
+class RecordingApi:
+    def __init__(self):
+        self.calls = []
+
+    def create_repo(self, repo_id, **kwargs):
+        self.calls.append(("create_repo", repo_id, kwargs))
+
+    def upload_folder(self, **kwargs):
+        self.calls.append(("upload_folder", kwargs))
+        return type("CommitInfo", (), {"oid": COMMIT})()
+
+
+def test_push_uploads_weights_config_and_card(tiny_model, tmp_path):
+    tiny_model.save_pretrained(tmp_path)
+    (tmp_path / "README.md").unlink(missing_ok=True)  # save_pretrained writes a generic card
+    with pytest.raises(ModelLoadError, match="model card"):
+        push(REPO_ID, tmp_path, api=RecordingApi())
+    (tmp_path / "README.md").write_text("# card")
+    api = RecordingApi()
+    assert push(REPO_ID, tmp_path, api=api) == COMMIT
+    upload = api.calls[1][1]
+    assert {"config.json", "model.safetensors", "README.md"} <= set(upload["allow_patterns"])
+    assert upload["folder_path"] == str(tmp_path) and upload["repo_id"] == REPO_ID

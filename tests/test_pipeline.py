@@ -25,3 +25,41 @@ def test_quality_curve_is_one_batched_decode(tiny_model, monkeypatch):
     assert curve.ks.tolist() == list(range(1, tiny_model.k_max + 1))
     expected = psnr(face.image, decode_many(tiny_model, tiny_model.sparsify(face.codes, 5)))
     assert np.isclose(curve.psnr[4], expected[0])
+
+
+def test_privacy_panels_one_batched_decode(tiny_model, monkeypatch):
+    from sae.pipeline import ShareSettings, privacy_panels
+
+    face = encode_face(tiny_model, torch.rand(1, 3, 64, 64))
+    calls = []
+    original = tiny_model.decode
+    monkeypatch.setattr(tiny_model, "decode", lambda codes: calls.append(codes.shape[0]) or original(codes))
+    panels = privacy_panels(tiny_model, face, ShareSettings(k=4, extra_attack="magnitude"))
+    assert calls == [4] and [p.name for p in panels][:3] == ["key holder", "no key (decoys)", "permutation attack"]
+    assert all(p.image.shape == (3, 64, 64) and np.isfinite(p.ssim) for p in panels)
+
+
+def test_key_holder_matches_plain_reconstruction_without_privacy(tiny_model):
+    from sae.pipeline import ShareSettings, privacy_panels
+
+    face = encode_face(tiny_model, torch.rand(1, 3, 64, 64))
+    settings = ShareSettings(k=4, decoys=False, permute=False, value_bits=32, extra_attack="none")
+    holder = privacy_panels(tiny_model, face, settings)[0]
+    plain = decode_many(tiny_model, tiny_model.sparsify(face.codes, 4))[0]
+    assert torch.allclose(holder.image, plain, atol=1e-6)
+
+
+def test_k_prime_follows_the_settings():
+    from sae.pipeline import ShareSettings
+
+    assert ShareSettings(k=8, k_prime_ratio=None).k_prime(32) == 32
+    assert ShareSettings(k=8, k_prime_ratio=2.0).k_prime(32) == 16
+    assert ShareSettings(k=8, k_prime_ratio=8.0).k_prime(32) == 32
+    assert ShareSettings(k=8, decoys=False).k_prime(32) == 8
+
+
+def test_re_encode_attack_panel(tiny_model):
+    from sae.pipeline import ShareSettings, privacy_panels
+
+    face = encode_face(tiny_model, torch.rand(1, 3, 64, 64))
+    assert privacy_panels(tiny_model, face, ShareSettings(k=4, extra_attack="re-encode"))[-1].name == "re-encode attack"

@@ -321,3 +321,14 @@ def test_permuted_public_code_hides_positions_and_round_trips():
     chosen, chosen_key = ambiguate(codes, 16, gen(3), permute=True, secret=bytes(range(32)))
     assert Key.from_bytes(chosen_key.to_bytes()).secret == bytes(range(32))
     assert torch.equal(reveal(chosen, chosen_key), codes)
+
+
+def test_balanced_signs_fix_each_groups_positive_count_and_keep_reveal_exact():
+    codes = sparse_codes(images=32)
+    codes[:, 0] = codes[:, 0].abs()  # a group whose true values are all positive
+    for k_prime in (2 * K, CODE_DIM):
+        public, key = ambiguate(codes, k_prime, gen(), signs="balanced", permute=True)
+        assert ((public.values > 0).sum(-1) == k_prime // 2).all()
+        assert torch.equal(reveal(public, key), codes)
+    with pytest.raises(ValueError, match="signs"):
+        ambiguate(codes, 2 * K, gen(), signs="random")

@@ -1,0 +1,191 @@
+"""Share a face as a public code plus a key; decode it back with the key, at the fidelity the key grants.
+
+    python -m sae.share encode PHOTO --out DIR [--model DIR] [--k K] [--k-prime K2] [--passphrase P]
+                                     [--no-permute] [--value-bits 8|16]
+    python -m sae.share decode DIR/public --key DIR/key [--fraction F] [--passphrase P] [--out FILE.png]
+                                     [--scale S] [--model DIR]
+
+`encode` writes DIR/public (safe to publish) and DIR/key (give it only to whom may see the face).
+Decoys and the permutation secret come from OS entropy. Every failure a user can cause (wrong key,
+damaged or truncated files, a file from another format version, a wrong passphrase, a photo that is
+not an image) ends with one `sae: ...` line on stderr and exit status 2. The science lives in
+`sae.privacy`; this module only reads and writes files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import sys
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from sae.faces import PhotoError, face_input, load_photo
+from sae.hub import ModelLoadError, load_model
+from sae.model import SparseAutoencoder
+from sae.privacy import (
+    DEFAULT_K,
+    DEFAULT_PERMUTE,
+    DEFAULT_SIGNS,
+    DEFAULT_VALUE_BITS,
+    CodeFormatError,
+    Key,
+    KeyMismatchError,
+    PassphraseError,
+    PublicCode,
+    ambiguate,
+    default_k_prime,
+    reveal,
+)
+
+EXIT_USER_ERROR = 2
+PUBLIC_NAME, KEY_NAME = "public", "key"
+_USER_ERRORS = (CodeFormatError, KeyMismatchError, PassphraseError, PhotoError, ModelLoadError, OSError, ValueError)
+
+
+class ShareError(ValueError):
+    """A request that cannot be served; the message is one line for the user."""
+
+
+def os_generator() -> torch.Generator:
+    """A generator seeded from OS entropy: real shares must not be reproducible by anyone else."""
+    return torch.Generator().manual_seed(secrets.randbits(63))
+
+
+def encode_photo(
+    model: SparseAutoencoder,
+    photo: str | Path,
+    *,
+    k: int | None = None,
+    k_prime: int | None = None,
+    permute: bool = DEFAULT_PERMUTE,
+    value_bits: int = DEFAULT_VALUE_BITS,
+    signs: str = DEFAULT_SIGNS,
+) -> tuple[PublicCode, Key]:
+    """Photo -> (public code, key) with the app's defaults unless told otherwise."""
+    k = min(DEFAULT_K, model.k_max) if k is None else k
+    if not 1 <= k <= model.k_max:
+        raise ShareError(f"--k must be in [1, {model.k_max}] for this model, got {k}")
+    k_prime = default_k_prime(k, model.code_dim) if k_prime is None else k_prime
+    if not k <= k_prime <= model.code_dim:
+        raise ShareError(f"--k-prime must be in [k={k}, {model.code_dim}], got {k_prime}")
+    with torch.no_grad():
+        sparse = model.sparsify(model.encode(face_input(load_photo(photo))), k)
+    secret = secrets.token_bytes(32) if permute else None
+    return ambiguate(sparse, k_prime, os_generator(), value_bits=value_bits, permute=permute, secret=secret, signs=signs)
+
+
+def read_share(public_path: str | Path, key_path: str | Path, passphrase: str | None) -> tuple[PublicCode, Key]:
+    """Read and validate both files; the format checks and the fingerprint reject any mix-up or damage."""
+    public = PublicCode.from_bytes(Path(public_path).read_bytes())
+    key = Key.from_bytes(Path(key_path).read_bytes(), passphrase)
+    return public, key
+
+
+def decode_share(model: SparseAutoencoder, public: PublicCode, key: Key, fraction: float = 1.0) -> torch.Tensor:
+    """The key holder's reconstruction (B, 3, H, W), after checking the code fits this model."""
+    if (public.num_groups, public.code_dim) != (model.num_groups, model.code_dim):
+        raise ShareError(
+            f"the public code has {public.num_groups} groups of {public.code_dim}; "
+            f"the model expects {model.num_groups} of {model.code_dim} (another model made it)"
+        )
+    with torch.no_grad():
+        return model.decode(reveal(public, key, fraction))
+
+
+def save_png(image: torch.Tensor, path: str | Path, scale: int = 1) -> None:
+    """(3, H, W) floats in [0, 1] -> PNG, optionally upscaled (bicubic) for viewing."""
+    pixels = (image.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+    picture = Image.fromarray(pixels)
+    if scale > 1:
+        picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.BICUBIC)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    picture.save(path, format="PNG")
+
+
+def _model(source: str | None) -> SparseAutoencoder:
+    return load_model(source).model.eval()
+
+
+def command_encode(args: argparse.Namespace) -> None:
+    model = _model(args.model)
+    options = dict(permute=not args.no_permute, value_bits=args.value_bits, signs=args.signs)
+    public, key = encode_photo(model, args.photo, k=args.k, k_prime=args.k_prime, **options)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    public_bytes, key_bytes = public.to_bytes(), key.to_bytes(args.passphrase)
+    (out / PUBLIC_NAME).write_bytes(public_bytes)
+    (out / KEY_NAME).write_bytes(key_bytes)
+    protected = ", passphrase-protected" if args.passphrase is not None else ""
+    print(f"{out / PUBLIC_NAME}: {len(public_bytes)} bytes (k'={public.k_prime} per group, {public.value_bits}-bit values)")
+    print(f"{out / KEY_NAME}: {len(key_bytes)} bytes (k={key.k} per group{', secret permutation' if public.permuted else ''}{protected})")
+
+
+def command_decode(args: argparse.Namespace) -> None:
+    if not 0.0 < args.fraction <= 1.0:
+        raise ShareError(f"--fraction must be in (0, 1], got {args.fraction}")
+    if args.scale < 1:
+        raise ShareError(f"--scale must be at least 1, got {args.scale}")
+    public, key = read_share(args.public, args.key, args.passphrase)
+    images = decode_share(_model(args.model), public, key, args.fraction)
+    out = Path(args.out) if args.out else Path(args.public).with_name("reconstruction.png")
+    if len(images) == 1:
+        save_png(images[0], out, args.scale)
+        print(f"{out}: {images.shape[-1] * args.scale}x{images.shape[-2] * args.scale} reconstruction (fraction {args.fraction:g})")
+        return
+    for index, image in enumerate(images):
+        save_png(image, out.with_name(f"{out.stem}-{index}{out.suffix}"), args.scale)
+    print(f"{len(images)} reconstructions written beside {out}")
+
+
+def parser() -> argparse.ArgumentParser:
+    formatter = argparse.RawDescriptionHelpFormatter
+    main_parser = argparse.ArgumentParser(prog="python -m sae.share", description=__doc__, formatter_class=formatter)
+    commands = main_parser.add_subparsers(dest="command", required=True)
+    encode = commands.add_parser("encode", help="photo -> DIR/public and DIR/key")
+    encode.add_argument("photo", help="a face photo (centre square is used)")
+    encode.add_argument("--out", required=True, help="folder for the public and key files")
+    encode.add_argument("--model", default=None, help="model directory (default: the bundled model)")
+    encode.add_argument("--k", type=int, default=None, help=f"true non-zeros per group (default {DEFAULT_K}, capped at the model's k_max)")
+    encode.add_argument("--k-prime", type=int, default=None, help="public non-zeros per group (default: see sae.privacy)")
+    encode.add_argument("--passphrase", default=None, help="protect the key file (scrypt + AES-GCM)")
+    encode.add_argument("--no-permute", action="store_true", help="publish positions in the model's own coordinates (weaker)")
+    encode.add_argument("--value-bits", type=int, choices=(8, 16), default=DEFAULT_VALUE_BITS)
+    encode.add_argument("--signs", choices=("balanced", "anchor"), default=DEFAULT_SIGNS, help="how decoys get their signs (sae.privacy)")
+    encode.set_defaults(handler=command_encode)
+    decode = commands.add_parser("decode", help="public + key -> reconstruction PNG")
+    decode.add_argument("public", help="the public code file")
+    decode.add_argument("--key", required=True, help="the key file")
+    decode.add_argument("--fraction", type=float, default=1.0, help="use only this share of the true entries (the largest)")
+    decode.add_argument("--passphrase", default=None, help="the key's passphrase, if it has one")
+    decode.add_argument("--out", default=None, help="PNG to write (default: reconstruction.png beside the public file)")
+    decode.add_argument("--scale", type=int, default=1, help="upscale the 64x64 result by this factor")
+    decode.add_argument("--model", default=None, help="model directory (default: the bundled model)")
+    decode.set_defaults(handler=command_decode)
+    return main_parser
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    if isinstance(error, FileNotFoundError) and error.filename:
+        return f"no such file: {error.filename}"
+    if isinstance(error, OSError) and error.filename:
+        return f"{error.filename}: {error.strerror or error.__class__.__name__}"
+    return text[0] if text else error.__class__.__name__
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a command; a user error is one `sae: ...` line on stderr and exit status 2, never a traceback."""
+    args = parser().parse_args(argv)
+    try:
+        args.handler(args)
+    except _USER_ERRORS as error:
+        print(f"sae: {_one_line(error)}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
