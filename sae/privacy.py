@@ -86,22 +86,19 @@ _FLOAT16_MAX = 65504.0
 _MAX_SCRYPT_LOG2_N = 22
 BANDWIDTH = 0.5  # times Silverman's rule of thumb; see the module docstring
 
-# Defaults the app and `python -m sae.share` ship. Measured with `sae.privacy_eval` on 1000 CelebA-64 test
-# faces, a training snapshot of the 20x256 model (k_max 128), k = 32; the learned and regression attacks
-# trained on 2000 training faces (learned: 300 steps of 64). Key holder 23.87 dB, mean face 11.62 dB; the
+# Defaults the app and `python -m sae.share` ship, chosen on a training snapshot and confirmed on the bundled
+# model (assets/model/privacy.md: `python -m sae.privacy_eval --ratios 2 4 full`, 1000 test faces, k = 32, the
+# learned and regression attacks trained on 2000 training faces). Key holder 24.67 dB, mean face 11.62 dB; the
 # bar (issue 3): best attack <= key holder - 10 dB and <= mean face + 3 dB = 14.62 dB.
-# - Without the permutation no k' comes close: decode-then-re-encode finds 92% of the true support at
-#   k'=2k (22.89 dB) and the posterior-weighted learned attack reaches 18.96 dB even at k' = code_dim.
-# - Permuted, only a regression on each group's value multiset sees anything: 13.95 dB at k' = code_dim
-#   (9.9 dB below the key holder: misses the bar), driven by each group's share of positive values.
-# - Permuted with balanced signs: best attack 12.20 dB at k' = code_dim (11.7 dB below the key holder,
-#   0.6 dB above the mean face; 12.29 dB with 4000 training faces), 12.25 at k'=4k, 12.43 at k'=2k.
-#   Every position filled also means a lower-fidelity key (which carries the permutation secret) leaves
-#   the rest of the support hidden among all 256 positions, not among 64: hence the full code despite
-#   its size (not measured: how far such a key holder can upgrade their view).
-# - Values in 8 bits cost the key holder 0.0001 dB (23.8652 vs 23.8651) and halve the public code
-#   (5,182 vs 10,262 bytes per face at k' = code_dim); every attack on the default scheme rerun at 8 bits
-#   moved by at most 0.02 dB (best: regression 12.20 dB, learned soft 10.34 dB).
+# - Without the permutation no k' comes close: re-encoding finds 90% of the true support at k' = 2k (23.56 dB)
+#   and the soft learned attack reaches 18.37 dB even at k' = code_dim.
+# - Permuted, only a regression on each group's value multiset sees anything: 13.09 dB at k' = code_dim,
+#   driven by each group's share of positive values (on the snapshot it missed the bar: 9.9 dB below).
+# - Permuted with balanced signs: best attack 11.77 dB at k' = code_dim (12.9 dB below the key holder, 0.15 dB
+#   above the mean face), 11.78 at k' = 4k, 11.79 at k' = 2k. Every position filled also means a
+#   lower-fidelity key (which carries the permutation secret) leaves the rest of the support hidden among all
+#   256 positions, not among 64 (not measured: how far such a key holder can upgrade their view).
+# - Values in 8 bits cost the key holder 0.000 dB and halve the public code (5,182 vs 10,262 bytes per face).
 DEFAULT_K = 32  # true non-zeros per group (640 of 5120 for 20 groups of 256)
 DEFAULT_K_PRIME_RATIO: int | None = None  # k'/k; None fills every position (k' = code_dim)
 DEFAULT_PERMUTE = True
