@@ -22,20 +22,17 @@ from PIL import Image as PILImage
 from sae import privacy
 from sae.faces import PhotoError, face_input, load_photo, locate_face
 from sae.hub import LoadedModel
-from sae.metrics import psnr, ssim
 from sae.pipeline import (
     ATTACKS,
     EncodedFace,
     Panel,
     QualityCurve,
     ShareSettings,
-    decode_many,
     decode_shared,
     encode_face,
     privacy_panels,
     quality_curve,
     share,
-    sparsify_each,
 )
 from sae.rate import code_bytes
 
@@ -166,14 +163,6 @@ class Handlers:
         face = encode_face(self.model, face_input(image, crop.box))
         return face, to_display(face.image), crop.message
 
-    def reconstruct(self, face: EncodedFace | None, k: int) -> tuple[np.ndarray | None, str, str]:
-        """Plain reconstruction at k (no privacy layer) with its PSNR/SSIM and the code's size."""
-        k = int(k)
-        if face is None:
-            return None, "", budget_text(self.model, k)
-        image = decode_many(self.model, sparsify_each(self.model, face.codes, [k]))
-        return to_display(image), caption(psnr(face.image, image)[0], ssim(face.image, image)[0]), budget_text(self.model, k)
-
     def update(
         self, face: EncodedFace | None, curve: QualityCurve | None, k, owner_fraction, decoys, ratio, fill_all, permute, known, extra
     ):
@@ -262,7 +251,7 @@ def about_text(loaded: LoadedModel) -> str:
 
 
 def _card(loaded: LoadedModel) -> str:
-    directory = getattr(loaded, "directory", None)
+    directory = loaded.directory
     path = None if directory is None else Path(directory) / "README.md"
     if path is None or not path.is_file():
         return ""
