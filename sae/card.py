@@ -29,7 +29,9 @@ def render(evaluation: dict, config: dict, history: list[dict] | None = None, no
         f"produces {evaluation['num_groups']} groups of feature maps; each group has its own linear layer to "
         f"{evaluation['code_dim']} code entries (one batched einsum), of which the k largest in magnitude are kept "
         "(k chosen at decode time, 1 to k_max); the grouped linear decoder and a mirrored convolutional decoder rebuild "
-        "the image. Config: `" + json.dumps(model) + "`.",
+        "the image. Every non-linearity sits in a residual branch, so the network has an exact linear path, which "
+        "training starts at a closed-form PCA solution (`sae.init`: local patch PCA, a shared low-resolution face "
+        "in every group, global components dealt out over the groups). Config: `" + json.dumps(model) + "`.",
         "",
         "## Evaluation",
         "",
@@ -48,11 +50,12 @@ def render(evaluation: dict, config: dict, history: list[dict] | None = None, no
         "",
         f"Command: `python -m sae.train --data ../shared/data/celeba10k --out runs/default "
         f"--preset {config.get('preset', 'default')} --epochs {config.get('epochs')}` "
-        f"(batch {config.get('batch_size')}, Adam lr {config.get('lr')}, cosine decay, k log-uniform in 1..k_max per batch, "
-        "MSE loss, seed 0).",
+        f"(batch {config.get('batch_size')}, Adam lr {config.get('lr')} with the grouped linear layers at "
+        f"{config.get('grouped_lr_scale', 1.0)}x, start `{config.get('init', 'random')}`, cosine decay, "
+        "k log-uniform in 1..k_max per batch, MSE loss, seed 0).",
     ]
     if history:
-        seconds = sum(8000 / row["images_per_s"] for row in history if row.get("images_per_s"))
+        seconds = sum(row["seconds"] if "seconds" in row else 8000 / row["images_per_s"] for row in history)  # older runs: 8000 faces
         best = max(history, key=lambda r: sum(v for key, v in r.items() if key.startswith("val_psnr")))
         lines += [
             "",
@@ -71,6 +74,8 @@ def write(model_dir: str | Path, run_dir: str | Path, notes: str = "") -> Path:
     model_dir, run_dir = Path(model_dir), Path(run_dir)
     evaluation = json.loads((model_dir / "evaluation.json").read_text())
     config = json.loads((run_dir / "train_config.json").read_text())
+    if (model_dir / "config.json").exists():  # describe the model as shipped (its k_max may be capped below the run's)
+        config["model"] = json.loads((model_dir / "config.json").read_text())
     history = _read_history(run_dir / "history.csv")
     path = model_dir / "README.md"
     path.write_text(render(evaluation, config, history, notes))

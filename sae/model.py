@@ -2,7 +2,11 @@
 
 image -> conv encoder (downsampling, residual blocks) -> `num_groups` groups of feature maps
 -> one linear layer per group (one batched einsum) -> top-k per group -> grouped linear decoder
--> mirrored conv decoder (upsampling) -> logits -> sigmoid image.
+-> mirrored conv decoder (upsampling) -> image, clamped to [0, 1].
+
+Every non-linearity sits inside a residual branch, so the network has an exact linear path from pixels
+to codes and back: `sae.init.pca_init` sets that path to a PCA-like solution before training, and
+training then only has to improve on it (see `sae/init.py`).
 
 The number of non-zeros per group, k, is chosen at call time: one trained model serves every k
 from 1 to `k_max`, which is what lets the owner of a code pick the fidelity they share.
@@ -65,7 +69,7 @@ def _encoder(channels: list[int], blocks: int, out_channels: int, stem: int) -> 
         if i > 0:
             layers.append(nn.Conv2d(channels[i - 1], width, 4, stride=2, padding=1))
         layers.extend(ResidualBlock(width) for _ in range(blocks))
-    layers += [nn.GELU(), nn.Conv2d(channels[-1], out_channels, 1)]
+    layers.append(nn.Conv2d(channels[-1], out_channels, 1))
     return nn.Sequential(*layers)
 
 
@@ -76,7 +80,7 @@ def _decoder(channels: list[int], blocks: int, in_channels: int, stem: int) -> n
         if i > 0:
             layers.append(nn.ConvTranspose2d(widths[i - 1], width, 4, stride=2, padding=1))
         layers.extend(ResidualBlock(width) for _ in range(blocks))
-    layers += [nn.GELU(), nn.Conv2d(widths[-1], 3 * stem**2, 3, padding=1), nn.PixelShuffle(stem)]
+    layers += [nn.Conv2d(widths[-1], 3 * stem**2, 3, padding=1), nn.PixelShuffle(stem)]
     return nn.Sequential(*layers)
 
 
@@ -147,16 +151,20 @@ class SparseAutoencoder(
         """Keep the k largest-magnitude entries of each group."""
         return topk_by_magnitude(codes, k)
 
-    def decode_logits(self, sparse_codes: torch.Tensor) -> torch.Tensor:
-        """Sparse codes (B, num_groups, code_dim) -> image logits (B, 3, H, W)."""
+    def decode_unclamped(self, sparse_codes: torch.Tensor) -> torch.Tensor:
+        """Sparse codes (B, num_groups, code_dim) -> images (B, 3, H, W) before clamping (what training sees)."""
         groups = torch.einsum("blm,lmd->bld", sparse_codes, self.group_decoder_weight) + self.decoder_bias
         maps = groups.reshape(sparse_codes.shape[0], -1, self.map_size, self.map_size)
         return self.decoder(maps)
 
     def decode(self, sparse_codes: torch.Tensor) -> torch.Tensor:
         """Sparse codes (B, num_groups, code_dim) -> images (B, 3, H, W) in [0, 1]."""
-        return torch.sigmoid(self.decode_logits(sparse_codes))
+        return self.decode_unclamped(sparse_codes).clamp(0, 1)
 
-    def forward(self, x: torch.Tensor, k: int | None = None) -> torch.Tensor:
-        """Reconstruct x through a code with k non-zeros per group (k_max when None)."""
-        return self.decode(self.sparsify(self.encode(x), self.k_max if k is None else k))
+    def forward(self, x: torch.Tensor, k: int | None = None, clamp: bool = True) -> torch.Tensor:
+        """Reconstruct x through a code with k non-zeros per group (k_max when None).
+
+        Training passes `clamp=False`: a clamped pixel has no gradient, so one pushed past 0 or 1 could never come back.
+        """
+        sparse = self.sparsify(self.encode(x), self.k_max if k is None else k)
+        return self.decode(sparse) if clamp else self.decode_unclamped(sparse)

@@ -73,7 +73,7 @@ def k_prime_for(ratio: int | str, k: int, code_dim: int) -> int:
 
 
 def configurations(ratios: Sequence[int | str], k: int, code_dim: int) -> list[tuple[str, int]]:
-    """(label, k') pairs with duplicates merged: at k=32 of 256, k'/k = 8 already fills every position."""
+    """(label, k') pairs with duplicates merged: at k=32 of 128, k'/k = 4 already fills every position."""
     merged: dict[int, list[str]] = {}
     for ratio in ratios:
         merged.setdefault(k_prime_for(ratio, k, code_dim), []).append(str(ratio))

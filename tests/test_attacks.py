@@ -89,10 +89,12 @@ def test_value_attacks_are_near_chance_for_fair_decoys(codes):
         assert abs(recovery(magnitude_attack(public, K, mode), public, key) - chance) < 0.06
 
 
-def test_magnitude_attack_breaks_the_reference_decoys(codes, model, images):
+def test_magnitude_attack_breaks_the_reference_decoys(codes, model):
     public, key = ambiguate(codes, K_PRIME, gen(), decoys="reference")
     assert recovery(magnitude_attack(public, K, "smallest"), public, key) > 0.95
-    best = magnitude_attack(public, K, "best", model=model, target=images)
+    with torch.no_grad():
+        faces = model.decode(codes)  # what an untrained model makes of the true codes: "best" must pick the variant nearer
+    best = magnitude_attack(public, K, "best", model=model, target=faces)
     assert recovery(best, public, key) > 0.95
     assert abs(recovery(permutation_attack(public, K, gen(2)), public, key) - 0.5) < 0.06  # blind guessing
     with pytest.raises(ValueError):

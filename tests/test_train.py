@@ -5,7 +5,7 @@ import csv
 import torch
 
 from sae.model import SparseAutoencoder
-from sae.train import PRESETS, TrainConfig, learning_rate, main, reconstruction_loss, sample_k
+from sae.train import PRESETS, TrainConfig, learning_rate, main, make_optimizer, reconstruction_loss, sample_k
 
 
 def test_a_few_steps_reduce_the_loss(tiny_model):
@@ -58,3 +58,23 @@ def test_train_end_to_end_and_resume(fake_celeba, tmp_path, capsys):
     main(args + ["--epochs", "3", "--cache-dir", str(tmp_path / "cache")])
     assert "resuming" in capsys.readouterr().out
     assert len(list(csv.DictReader(open(out / "history.csv")))) == 3
+
+
+def test_optimizer_slows_only_the_grouped_layers_of_a_pca_start(tiny_model):
+    config = TrainConfig(data="", out="", lr=1.0, grouped_lr_scale=0.1)
+    slow, fast = make_optimizer(tiny_model, config).param_groups[::-1]
+    assert slow["scale"] == 0.1 and fast["scale"] == 1.0
+    grouped = [tiny_model.encoder_weight, tiny_model.encoder_bias, tiny_model.decoder_bias, tiny_model.decoder_weight]  # untied
+    assert {id(p) for p in slow["params"]} == {id(p) for p in grouped}
+    assert len(fast["params"]) + len(slow["params"]) == len(list(tiny_model.parameters()))
+    assert make_optimizer(tiny_model, TrainConfig(data="", out="", init="random")).param_groups[1]["scale"] == 1.0
+
+
+def test_loss_reaches_pixels_decoded_outside_the_unit_range(tiny_model):
+    """Training sees the unclamped image: a pixel decoded below 0 for a target above 0 still gets a gradient."""
+    with torch.no_grad():
+        tiny_model.decoder[-2].bias.fill_(-1.0)  # every pixel decodes far below 0
+    x = torch.full((1, 3, 64, 64), 0.5)
+    reconstruction_loss(tiny_model, x, 4).backward()
+    assert tiny_model.decoder[-2].bias.grad.abs().sum() > 0
+    assert tiny_model(x, k=4).min() == 0  # what users see is still clamped
