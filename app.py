@@ -9,36 +9,76 @@ import sys
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported: no usage reporting
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
-from sae.hub import ModelLoadError, load_model
-from sae.ui import CSS, build, theme
+import gradio as gr
+
+from sae.face_cache import ENTRY_MB, FACE_CACHE_SIZE
+from sae.hub import LoadedModel, ModelLoadError, load_model
+from sae.ui import CSS, Handlers, build, theme
 
 MAX_UPLOAD = "20mb"  # Gradio refuses bigger uploads before they reach a handler
+# Queue. Every event shares one concurrency group (sae.ui.CPU), so WORKERS bounds all model work together: 2 handlers
+# at once for the 2 cores of a free Space (each handler's torch ops use the cores too; more concurrent handlers on 2
+# cores only interleave, raising everyone's latency without adding throughput). QUEUE_SIZE caps the events waiting
+# beyond those: a class of 30 has at most about 2 in flight each (an upload's steps run one after another, the slider
+# sends only its latest position), so 64 never turns a class away, while a flood beyond it is told "queue full" at
+# once instead of waiting minutes. benchmarks/load.py measures throughput and latency at these settings.
+WORKERS = 2
+QUEUE_SIZE = 64
+
+
+def serve(
+    loaded: LoadedModel, host: str, port: int, face_cache: int = FACE_CACHE_SIZE, block: bool = True, handlers: Handlers | None = None
+) -> gr.Blocks:
+    """Build the UI around `loaded`, queue it and launch; block=False returns once serving (benchmarks, tests)."""
+    demo = build(loaded, face_cache, handlers)
+    demo.queue(default_concurrency_limit=WORKERS, max_size=QUEUE_SIZE)
+    demo.launch(
+        server_name=host,
+        server_port=port,
+        max_file_size=MAX_UPLOAD,
+        show_error=True,
+        css=CSS,
+        theme=theme(),
+        footer_links=["gradio"],
+        prevent_thread_lock=not block,
+        quiet=not block,
+    )
+    return demo
+
+
+def _at_least_one(text: str) -> int:
+    """argparse type for --face-cache (and its SAE_FACE_CACHE default, which argparse parses the same way)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of uploads, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> None:
+    # Environment defaults are passed as strings: argparse converts a string default with `type` like a command-line
+    # value, so a malformed GRADIO_SERVER_PORT or SAE_FACE_CACHE is a one-line usage error, not a traceback.
     parser = argparse.ArgumentParser(description="Sparse autoencoder face demo")
     parser.add_argument(
         "--model", default=os.environ.get("SAE_MODEL"), help="Hub repo id[@revision] or model directory (default: the bundled assets/model)"
     )
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    parser.add_argument("--port", type=int, default=os.environ.get("GRADIO_SERVER_PORT", "7860"))
+    parser.add_argument(
+        "--face-cache",
+        type=_at_least_one,
+        default=os.environ.get("SAE_FACE_CACHE", str(FACE_CACHE_SIZE)),
+        help=f"uploads kept encoded in memory (env SAE_FACE_CACHE; default {FACE_CACHE_SIZE}, about {ENTRY_MB:.2f} MB each)",
+    )
     args = parser.parse_args(argv)
     try:
         loaded = load_model(args.model)
     except ModelLoadError as error:
         sys.exit(f"sae: {error}")
     print(f"serving {loaded.source}: {loaded.note}")
-    demo = build(loaded)
-    demo.queue(default_concurrency_limit=2, max_size=64)
-    demo.launch(
-        server_name=args.host,
-        server_port=args.port,
-        max_file_size=MAX_UPLOAD,
-        show_error=True,
-        css=CSS,
-        theme=theme(),
-        footer_links=["gradio"],
-    )
+    serve(loaded, args.host, args.port, args.face_cache)
 
 
 if __name__ == "__main__":

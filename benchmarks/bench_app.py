@@ -15,6 +15,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -22,12 +23,14 @@ from pathlib import Path
 import torch
 
 from benchmarks.timing import timings_ms
-from sae.hub import load_model
+from sae.faces import load_photo
+from sae.hub import LoadedModel, load_model
 from sae.pipeline import ShareSettings, privacy_panels
 from sae.ui import Handlers
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTO = REPO / "assets" / "examples" / "astronaut.png"
+SLIDER_TARGET_MS, CURVE_TARGET_MS, START_TARGET_S = 100.0, 300.0, 10.0  # the issue-4 targets above
 
 
 def _free_port() -> int:
@@ -60,6 +63,48 @@ def start_to_serving_s(model: str | None, timeout: float = 120.0) -> float:
         process.wait(10)
 
 
+def interaction_timings(loaded: LoadedModel, k: int = 32, repeats: int = 30) -> list[tuple[str, list[float], float | None]]:
+    """(step, milliseconds of each call, target ms or None) for each app interaction, handlers called directly.
+
+    An upload is timed as the work the upload handler does for a new photo: decode it, then detect, crop and encode both
+    crops (around the face and the whole image; `FaceStore.crops`). Not the handler itself: it caches by content, so
+    uploading the same photo again would time a cache hit.
+    """
+    with tempfile.TemporaryDirectory(prefix="sae-bench-") as outbox:
+        handlers = Handlers(loaded, Path(outbox))
+        state = handlers.prepare(str(PHOTO))[0]  # what the session holds for the other handlers
+        face = handlers.faces.view(state).face
+        curve = handlers.curve(state, k)[0]
+        controls = (1.0, True, 2.0, True, True, 0.5)
+        return [
+            (
+                "prepare: decode, detect and encode both crops (per upload)",
+                timings_ms(lambda: handlers.faces.crops(load_photo(PHOTO)), repeats),
+                None,
+            ),
+            (
+                "privacy panels: ambiguate, reveal, 3 attacks, 1 batched decode, PSNR/SSIM",
+                timings_ms(lambda: privacy_panels(loaded.model, face, ShareSettings(k=k)), repeats),
+                None,
+            ),
+            (
+                "slider interaction, magnitude attack (handler, incl. images and chart)",
+                timings_ms(lambda: handlers.update(state, curve, k, *controls, "magnitude"), repeats),
+                SLIDER_TARGET_MS,
+            ),
+            (
+                "slider interaction, re-encode attack (handler)",
+                timings_ms(lambda: handlers.update(state, curve, k, *controls, "re-encode"), repeats),
+                SLIDER_TARGET_MS,
+            ),
+            (
+                "whole curve: all k in one decode + metrics (handler)",
+                timings_ms(lambda: handlers.curve(state, k), max(5, repeats // 3)),
+                CURVE_TARGET_MS,
+            ),
+        ]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default=None, help="model source (default: bundled)")
@@ -69,23 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     loaded = load_model(args.model)
-    handlers = Handlers(loaded)
-    face = handlers.prepare(str(PHOTO))[0]
-    curve = handlers.curve(face, args.k)[0]
-    controls = (1.0, True, 2.0, True, True, 0.5)
-    rows = [
-        ("prepare: detect, crop, encode (per upload)", timings_ms(lambda: handlers.prepare(str(PHOTO)), args.repeats)),
-        ("privacy panels: ambiguate, reveal, 3 attacks, 1 batched decode, PSNR/SSIM", None),
-        ("slider interaction, magnitude attack (handler, incl. images and chart)", None),
-        ("slider interaction, re-encode attack (handler)", None),
-        (
-            "whole curve: all k in one decode + metrics (handler)",
-            timings_ms(lambda: handlers.curve(face, args.k), max(5, args.repeats // 3)),
-        ),
-    ]
-    rows[1] = (rows[1][0], timings_ms(lambda: privacy_panels(loaded.model, face, ShareSettings(k=args.k)), args.repeats))
-    rows[2] = (rows[2][0], timings_ms(lambda: handlers.update(face, curve, args.k, *controls, "magnitude"), args.repeats))
-    rows[3] = (rows[3][0], timings_ms(lambda: handlers.update(face, curve, args.k, *controls, "re-encode"), args.repeats))
+    rows = interaction_timings(loaded, args.k, args.repeats)
     start = start_to_serving_s(args.model)
 
     print(
@@ -93,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     print("| step | median ms | p90 ms |")
     print("|---|---:|---:|")
-    for name, times in rows:
+    for name, times, _ in rows:
         ordered = sorted(times)
         print(f"| {name} | {statistics.median(times):.1f} | {ordered[int(0.9 * (len(ordered) - 1))]:.1f} |")
     print(f"| process start to serving (offline) | {start * 1000:.0f} | |")

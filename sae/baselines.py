@@ -58,15 +58,29 @@ def mean_face(train_images: torch.Tensor, count: int) -> torch.Tensor:
     return train_images.float().mean(0, keepdim=True).expand(count, -1, -1, -1)
 
 
-def _jpeg_bytes(image: np.ndarray, quality: int) -> bytes:
+def jpeg_bytes(image: np.ndarray, quality: int) -> bytes:
+    """One (H, W, 3) uint8 image as a whole Pillow JPEG file (headers included: that is what would be shared)."""
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()
 
 
-def _decode_jpeg(data: bytes) -> np.ndarray:
+def decode_jpeg(data: bytes) -> np.ndarray:
     with Image.open(io.BytesIO(data)) as image:
         return np.asarray(image.convert("RGB"))
+
+
+def jpeg_fitting(image: np.ndarray, max_bytes: int) -> tuple[bytes, int]:
+    """The highest-quality (1-95) whole file of at most `max_bytes` and its quality (quality 1 if none fits)."""
+    low, high, best, best_quality = 1, 95, jpeg_bytes(image, 1), 1
+    while low <= high:  # file size grows with quality: binary search the largest that fits
+        quality = (low + high) // 2
+        data = jpeg_bytes(image, quality)
+        if len(data) <= max_bytes:
+            best, best_quality, low = data, quality, quality + 1
+        else:
+            high = quality - 1
+    return best, best_quality
 
 
 def jpeg_at_size(images: torch.Tensor, max_bytes: int) -> tuple[torch.Tensor, np.ndarray]:
@@ -75,16 +89,6 @@ def jpeg_at_size(images: torch.Tensor, max_bytes: int) -> tuple[torch.Tensor, np
     Returns the decoded images and each file's size in bytes.
     """
     uint8 = (images.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
-    decoded, sizes = [], []
-    for image in uint8:
-        low, high, best = 1, 95, _jpeg_bytes(image, 1)
-        while low <= high:  # file size grows with quality: binary search the largest that fits
-            quality = (low + high) // 2
-            data = _jpeg_bytes(image, quality)
-            if len(data) <= max_bytes:
-                best, low = data, quality + 1
-            else:
-                high = quality - 1
-        decoded.append(_decode_jpeg(best))
-        sizes.append(len(best))
-    return torch.from_numpy(np.stack(decoded)).permute(0, 3, 1, 2).float() / 255, np.array(sizes)
+    files = [jpeg_fitting(image, max_bytes)[0] for image in uint8]
+    decoded = np.stack([decode_jpeg(data) for data in files])
+    return torch.from_numpy(decoded).permute(0, 3, 1, 2).float() / 255, np.array([len(data) for data in files])

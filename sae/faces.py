@@ -7,10 +7,11 @@ evaluation and the app share one preprocessing (`sae.data.preprocess`).
 
 from __future__ import annotations
 
-import functools
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -26,7 +27,7 @@ class PhotoError(ValueError):
     """An upload that cannot be used as a face photo; the message is meant for the user."""
 
 
-def load_photo(source: str | Path | Image.Image | np.ndarray) -> Image.Image:
+def load_photo(source: str | Path | BinaryIO | Image.Image | np.ndarray) -> Image.Image:
     """Open a photo as upright 8-bit RGB, refusing what is not an image, too small or too large."""
     if isinstance(source, np.ndarray):
         image = Image.fromarray(_to_uint8(source))
@@ -49,7 +50,7 @@ def load_photo(source: str | Path | Image.Image | np.ndarray) -> Image.Image:
     return _to_rgb(image)
 
 
-def _open_checked(source: str | Path) -> Image.Image:
+def _open_checked(source: str | Path | BinaryIO) -> Image.Image:
     """Read the header, refuse too many pixels before decoding any (our check replaces PIL's bomb warning), then decode."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -115,21 +116,38 @@ class FaceCrop:
     message: str
 
 
-@functools.lru_cache(maxsize=1)
-def _cascade():
-    """OpenCV's bundled frontal-face cascade, loaded on first use (no work at import time)."""
-    import cv2
+_THREAD = threading.local()
+_IMPORT = threading.Lock()
 
-    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
-    if cascade.empty():
-        raise RuntimeError("OpenCV's Haar cascade file is missing")
+
+def _cv2():
+    """OpenCV, imported on first use (no work at import time) under a lock: cv2's package bootstrap is not safe to run
+    from two threads at once (the second saw a half-initialised module without `cv2.data`)."""
+    with _IMPORT:
+        import cv2
+
+    return cv2
+
+
+def _cascade():
+    """OpenCV's bundled frontal-face cascade, loaded on first use in each thread.
+
+    One per thread: a CascadeClassifier is not safe to share, and the app detects faces in several worker threads at
+    once (two concurrent uploads of different sizes crashed inside OpenCV when they shared one).
+    """
+    cascade = getattr(_THREAD, "cascade", None)
+    if cascade is None:
+        cv2 = _cv2()
+        cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+        if cascade.empty():
+            raise RuntimeError("OpenCV's Haar cascade file is missing")
+        _THREAD.cascade = cascade
     return cascade
 
 
 def detect_faces(photo: Image.Image) -> list[tuple[int, int, int, int]]:
     """Face boxes (x, y, w, h) in the photo's pixels, largest first."""
-    import cv2
-
+    cv2 = _cv2()
     scale = min(1.0, DETECT_SIDE / max(photo.size))
     small = photo.convert("L")
     if scale < 1.0:

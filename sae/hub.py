@@ -3,14 +3,17 @@
 `load_model` returns the model with a sentence saying which model is serving and why, so the UI can show it.
 A Hub source that cannot be reached (no network, HF_HUB_OFFLINE without a cached copy, unknown repo, bad
 revision, no safetensors weights) falls back to the bundled model within 3 seconds (`HUB_TIMEOUT` for the Hub, then the
-bundled model loads).
+bundled model loads). A Hub that answers but stalls mid-download gives way after `HUB_DOWNLOAD_DEADLINE`; huggingface_hub
+writes into `*.incomplete` blobs and links a file into the snapshot only once complete, so a half-written file is never
+loaded, then or on a later start (which resumes the download).
 
 Why a preflight: `hf_hub_download` retries a failed metadata request for up to a minute when nothing is
 cached (huggingface_hub's `_ETAG_RETRY_TIMEOUT`), which would stall the app's start. So the revision is first
 resolved to a commit with one `model_info` call (no retries) bounded by a thread deadline; only a reachable
 repo is downloaded, pinned to that commit, so a second load is served from the cache without downloading.
-Only `config.json` and `model.safetensors` are fetched: the mixin's own `from_pretrained(repo_id)` would fall
-back to a pickled `pytorch_model.bin`, which we never want to unpickle.
+Only `config.json` and `model.safetensors` are fetched (with the model card and the bundled learned attack when the
+repo has them): the mixin's own `from_pretrained(repo_id)` would fall back to a pickled `pytorch_model.bin`, which we
+never want to unpickle.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ import argparse
 import os
 import re
 import sys
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,12 +34,15 @@ from huggingface_hub import HfApi, constants, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
 from safetensors import SafetensorError
 
+from sae.bundled_attack import FILENAME as LEARNED_ATTACK_FILE
 from sae.model import SparseAutoencoder
 
 BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "assets" / "model"
 HUB_TIMEOUT = 2.5  # seconds before an unreachable Hub gives way to the bundled model (which loads in < 0.5 s)
+HUB_DOWNLOAD_DEADLINE = 30.0  # seconds for the files once the Hub answered: 14 MB at 0.5 MB/s, not a stalled transfer
 MODEL_FILES = ("config.json", "model.safetensors")
-PUBLISHED_FILES = ["config.json", "model.safetensors", "README.md", "evaluation.json", "evaluation.html"]
+OPTIONAL_FILES = ("README.md", LEARNED_ATTACK_FILE)  # the model card (About panel) and the learned attack's scorers
+PUBLISHED_FILES = ["config.json", "model.safetensors", "README.md", "evaluation.json", "evaluation.html", LEARNED_ATTACK_FILE]
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _HUB_ERRORS = (HfHubHTTPError, httpx2.HTTPError, OSError, EntryNotFoundError, ValueError, FutureTimeout)
 
@@ -103,13 +111,31 @@ def resolve_commit(source: HubSource, endpoint: str | None = None, timeout: floa
     return info.sha
 
 
-def _resolve_with_deadline(source: HubSource, endpoint: str | None, timeout: float) -> str:
-    """`resolve_commit` bounded by wall time, DNS included (the thread is abandoned, not joined, on timeout)."""
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hub-preflight")
+class HubTimeout(TimeoutError):
+    """A Hub step ran past its deadline; the message says which, in one line."""
+
+
+def with_deadline(what: str, timeout: float, function: Callable, *args):
+    """`function(*args)` bounded by wall time, DNS and stalled transfers included.
+
+    It runs in a daemon thread that is abandoned, not joined, on timeout (so it never delays the app or its exit);
+    whatever it was downloading stays an `*.incomplete` blob that a later download resumes.
+    """
+    future: Future = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(function(*args))
+        except BaseException as error:  # handed to the caller, which decides; nothing is swallowed here
+            future.set_exception(error)
+
+    threading.Thread(
+        target=run, name=f"hub-{getattr(function, '__name__', 'call')}", daemon=True
+    ).start()  # hub-resolve_commit, hub-download
     try:
-        return pool.submit(resolve_commit, source, endpoint, timeout * 0.8).result(timeout=timeout)
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        return future.result(timeout=timeout)
+    except FutureTimeout:
+        raise HubTimeout(f"{what} did not finish within {timeout:g} s") from None
 
 
 def download(source: HubSource, commit: str | None, endpoint: str | None = None, cache_dir: str | Path | None = None) -> Path:
@@ -127,33 +153,41 @@ def download(source: HubSource, commit: str | None, endpoint: str | None = None,
         for name in MODEL_FILES
     ]
     snapshot = Path(paths[0]).parent
-    _fetch_card(source, commit, endpoint, cache_dir)
+    for name in OPTIONAL_FILES:
+        _fetch_optional(source, name, commit, endpoint, cache_dir)
     return snapshot
 
 
-def _fetch_card(source: HubSource, commit: str | None, endpoint: str | None, cache_dir: str | Path | None) -> None:
-    """The model card (README.md) lands in the same snapshot for the About panel; a repo without one still loads."""
+def _fetch_optional(source: HubSource, name: str, commit: str | None, endpoint: str | None, cache_dir: str | Path | None) -> None:
+    """A file that lands in the same snapshot when the repo has it (the card, the learned attack); a repo without it still loads.
+
+    Any failure to fetch it is skipped, not only its absence: huggingface_hub 2.x talks through httpx2, so a timeout or a
+    dropped connection is an `httpx2.HTTPError` (`TimeoutException`, `ConnectError`, ...) or, from its own wrappers, an
+    `OSError`; either would otherwise abort the download and serve the bundled model although the weights arrived.
+    """
     try:
         hf_hub_download(
             source.repo_id,
-            "README.md",
+            name,
             revision=commit or source.revision,
             endpoint=endpoint,
             cache_dir=cache_dir,
             local_files_only=commit is None,
             etag_timeout=HUB_TIMEOUT,
         )
-    except (EntryNotFoundError, HfHubHTTPError):
+    except (EntryNotFoundError, HfHubHTTPError, httpx2.HTTPError, OSError):
         pass
 
 
-def _from_hub(source: HubSource, endpoint: str | None, cache_dir: str | Path | None, timeout: float) -> tuple[SparseAutoencoder, str, Path]:
+def _from_hub(
+    source: HubSource, endpoint: str | None, cache_dir: str | Path | None, timeout: float, deadline: float
+) -> tuple[SparseAutoencoder, str, Path]:
     """(model, note, snapshot directory) from the Hub, or from the Hub cache when offline."""
     if _offline():
         snapshot = download(source, None, endpoint, cache_dir)
         return _from_directory(snapshot), f"from the local Hub cache (offline), snapshot {snapshot.name[:12]}", snapshot
-    commit = _resolve_with_deadline(source, endpoint, timeout)
-    snapshot = download(source, commit, endpoint, cache_dir)
+    commit = with_deadline("the Hub's answer", timeout, resolve_commit, source, endpoint, timeout * 0.8)
+    snapshot = with_deadline("the download", deadline, download, source, commit, endpoint, cache_dir)
     return _from_directory(snapshot), f"from the Hub at commit {commit[:12]}", snapshot
 
 
@@ -164,6 +198,7 @@ def load_model(
     endpoint: str | None = None,
     cache_dir: str | Path | None = None,
     timeout: float = HUB_TIMEOUT,
+    deadline: float = HUB_DOWNLOAD_DEADLINE,
 ) -> LoadedModel:
     """Load `source` (Hub 'owner/name[@revision]', a save_pretrained directory, or None for the bundled model).
 
@@ -176,10 +211,10 @@ def load_model(
     if isinstance(parsed, Path):
         return LoadedModel(_from_directory(parsed), str(parsed), "a local directory", parsed)
     try:
-        model, note, snapshot = _from_hub(parsed, endpoint, cache_dir, timeout)
+        model, note, snapshot = _from_hub(parsed, endpoint, cache_dir, timeout, deadline)
         return LoadedModel(model, f"hub:{parsed}", note, snapshot)
     except (*_HUB_ERRORS, ModelLoadError) as error:
-        reason = "the Hub did not answer in time" if isinstance(error, FutureTimeout) else _one_line(error)
+        reason = _one_line(error)
         try:
             model = _from_directory(fallback)
         except ModelLoadError as fallback_error:

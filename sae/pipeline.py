@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from sae import attacks, privacy
+from sae.bundled_attack import LearnedScorers
 from sae.metrics import psnr, ssim
 from sae.model import SparseAutoencoder
 
@@ -65,7 +66,8 @@ def quality_curve(model: SparseAutoencoder, face: EncodedFace, ks: list[int] | N
 # Privacy panels: what the key holder, a decoy-only viewer and attackers see, in one batched decode
 # ---------------------------------------------------------------------------------------------------
 
-ATTACKS = ("magnitude", "re-encode", "none")  # the selectable extra attack (decoy and permutation are always shown)
+ATTACKS = ("magnitude", "re-encode", "learned (keep k)", "learned (soft)", "none")  # the selectable extra attack
+LEARNED = ("learned (keep k)", "learned (soft)")  # need a fitted scorer (`sae.bundled_attack`); decoy and permutation are always shown
 PANEL_NAMES = ("key holder", "no key (decoys)", "permutation attack")
 
 
@@ -118,8 +120,13 @@ def share(
     )
 
 
-def attack_codes(model, public, key, settings: ShareSettings, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """Each attacker's (1, L, m) code, in public coordinates (garbage to the decoder when permuted: the point)."""
+def attack_codes(
+    model, public, key, settings: ShareSettings, generator: torch.Generator, scorers: LearnedScorers | None = None
+) -> dict[str, torch.Tensor]:
+    """Each attacker's (1, L, m) code, in public coordinates (garbage to the decoder when permuted: the point).
+
+    The learned attacks use `scorers` (fitted on training faces, bundled beside the model), the one for this scheme.
+    """
     codes = {
         "no key (decoys)": attacks.decoy_attack(public),
         "permutation attack": attacks.permutation_attack(public, settings.k, generator, settings.known_fraction, key),
@@ -128,17 +135,26 @@ def attack_codes(model, public, key, settings: ShareSettings, generator: torch.G
         codes["magnitude attack"] = attacks.magnitude_attack(public, settings.k, "smallest")
     elif settings.extra_attack == "re-encode":
         codes["re-encode attack"] = attacks.reencode_attack(public, settings.k, model)
+    elif settings.extra_attack in LEARNED:
+        if scorers is None:
+            raise ValueError(f"the {settings.extra_attack} attack needs fitted scorers (sae.bundled_attack)")
+        soft = settings.extra_attack == "learned (soft)"
+        name = "learned attack (soft)" if soft else "learned attack (keep k)"
+        codes[name] = attacks.learned_attack(public, settings.k, scorers.for_scheme(settings.permute), soft=soft)
     elif settings.extra_attack != "none":
         raise ValueError(f"extra_attack must be one of {ATTACKS}, got {settings.extra_attack!r}")
     return codes
 
 
 @torch.inference_mode()
-def privacy_panels(model: SparseAutoencoder, face: EncodedFace, settings: ShareSettings) -> list[Panel]:
+def privacy_panels(
+    model: SparseAutoencoder, face: EncodedFace, settings: ShareSettings, scorers: LearnedScorers | None = None
+) -> list[Panel]:
     """Key holder, decoy-only viewer, permutation attack and the extra attack: one ambiguation, one batched decode."""
     generator = torch.Generator().manual_seed(settings.seed)
     public, key = share(model, face, settings, generator)
-    codes = {"key holder": privacy.reveal(public, key, settings.owner_fraction)} | attack_codes(model, public, key, settings, generator)
+    attacked = attack_codes(model, public, key, settings, generator, scorers)
+    codes = {"key holder": privacy.reveal(public, key, settings.owner_fraction)} | attacked
     images = decode_many(model, torch.cat(list(codes.values())))
     reference = face.image.expand_as(images)
     scores = zip(psnr(reference, images), ssim(reference, images), strict=True)

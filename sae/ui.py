@@ -1,16 +1,16 @@
 """The Gradio app: upload a face, move k, see the key holder's view, the decoys and the attacks with live PSNR/SSIM.
 
-Handlers are thin: they call `sae.faces`, `sae.pipeline` and `sae.privacy` and format the results. The per-image
-state (the 64x64 input and its dense codes) lives in a `gr.State`, so moving a control never re-encodes.
+Handlers are thin: they call `sae.face_cache`, `sae.pipeline` and `sae.privacy` and format the results. Each upload is
+detected, cropped and encoded once into the bounded per-image cache (`sae.face_cache.FaceStore`); a session's
+`gr.State` holds only a reference to it, so moving a control never re-encodes and memory does not grow with visitors.
+Uploaded files are deleted as soon as they are read (`sae.uploads`); share downloads live briefly in `sae.outbox`.
 """
 
 from __future__ import annotations
 
 import re
 import secrets
-import tempfile
-import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import gradio as gr
@@ -19,28 +19,30 @@ import plotly.graph_objects as go
 import torch
 from PIL import Image as PILImage
 
-from sae import privacy
-from sae.faces import PhotoError, face_input, load_photo, locate_face
+from sae import bundled_attack, privacy
+from sae.face_cache import FACE_CACHE_SIZE, GONE, FaceRef, FaceStore, View
+from sae.faces import PhotoError
 from sae.hub import LoadedModel
+from sae.outbox import OUTBOX_MAX_AGE, Outbox
 from sae.pipeline import (
     ATTACKS,
-    EncodedFace,
+    LEARNED,
     Panel,
     QualityCurve,
     ShareSettings,
     decode_shared,
-    encode_face,
     privacy_panels,
     quality_curve,
     share,
 )
 from sae.rate import code_bytes
+from sae.uploads import Uploads
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "assets" / "examples"
 DISPLAY_SIZE = 256
 MAX_CODE_FILE = 8_000_000  # bytes; public codes and keys of one face are a few kB
-OUTBOX_MAX_AGE = 600.0  # seconds a downloadable code or key stays on disk
 PANELS = 4  # key holder, decoys, permutation attack, extra attack
+CPU = "model"  # one concurrency group for every event: the queue's limit then bounds all model work together
 
 EXPLANATION = """
 ### What am I looking at?
@@ -56,6 +58,8 @@ to everyone; the small **key** says which numbers are true.
 - **No key (decoys)**: decoding the public code as it is.
 - **Permutation attack**: an attacker who knows part of the key (default half) and guesses the rest.
 - **Magnitude / re-encode attack**: cleverer guesses from the sizes of the numbers, or from re-encoding.
+- **Learned attack** (when the app ships its fitted scorer): a small network trained on other faces' public codes
+  guesses which numbers are true and keeps the likeliest k, or weighs every number by its guess (soft).
 
 Under each image: **PSNR** in dB (higher is closer; 30 dB is hard to tell apart, below 12 dB is noise) and
 **SSIM** (1 is identical, 0 is unrelated). Both compare with the model input.
@@ -126,81 +130,128 @@ def settings_from(k, owner_fraction, decoys, ratio, fill_all, permute, known, ex
     )
 
 
-def _read_upload(path: str | None, what: str) -> bytes:
-    if path is None:
-        raise gr.Error(f"Upload the {what} file.")
-    file = Path(path)
-    if file.stat().st_size > MAX_CODE_FILE:
-        raise gr.Error(f"the {what} file is too large to be one of ours")
-    return file.read_bytes()
-
-
 def _safe_stem(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-")[:40] or "face"
+
+
+@dataclass(frozen=True)
+class FaceCurve:
+    """What the session's curve state holds: the quality curve and the face (upload and crop) it was computed for."""
+
+    ref: FaceRef
+    curve: QualityCurve
+
+
+def _photo_error(error: PhotoError) -> gr.Error:
+    return gr.Error(str(error))
 
 
 class Handlers:
     """The app's event handlers, bound to one loaded model (testable without a browser)."""
 
-    def __init__(self, loaded: LoadedModel, outbox: Path | None = None):
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        outbox: Path | None = None,
+        *,
+        uploads: Uploads | None = None,
+        cache_size: int = FACE_CACHE_SIZE,
+    ):
         self.loaded = loaded
         self.model = loaded.model
-        self.outbox = outbox or Path(tempfile.mkdtemp(prefix="sae-outbox-"))
-        self.outbox.mkdir(parents=True, exist_ok=True)
+        self.outbox = Outbox(outbox, OUTBOX_MAX_AGE)
+        self.uploads = uploads or Uploads(keep=sorted(EXAMPLES.glob("*.png")))
+        self.faces = FaceStore(self.model, self.uploads, cache_size)
+        self.scorers, self.scorer_note = bundled_attack.load(loaded.directory, self.model)
+        self.attacks = [name for name in ATTACKS if self.scorers is not None or name not in LEARNED]
 
-    def prepare(self, photo, whole_image: bool = False) -> tuple[EncodedFace | None, np.ndarray | None, str]:
-        """Upload -> (cached codes, the 64x64 model input shown large, what the face finder did).
+    @staticmethod
+    def _code_file(path: str | Path | None, data: bytes | None, what: str) -> bytes:
+        """The bytes of an uploaded public code or key, or a clear message why there are none."""
+        if path is None:
+            raise gr.Error(f"Upload the {what} file.")
+        if data is None:
+            raise gr.Error(GONE)
+        if len(data) > MAX_CODE_FILE:
+            raise gr.Error(f"the {what} file is too large to be one of ours")
+        return data
+
+    def _view(self, ref: FaceRef) -> View:
+        try:
+            return self.faces.view(ref)
+        except PhotoError as error:
+            raise _photo_error(error) from None
+
+    def _show(self, ref: FaceRef) -> tuple[FaceRef, np.ndarray, str]:
+        view = self._view(ref)
+        return ref, to_display(view.face.image), view.message
+
+    # -- events -----------------------------------------------------------------------------------------------
+
+    def prepare(self, photo, whole_image: bool = False) -> tuple[FaceRef | None, np.ndarray | None, str]:
+        """Upload -> (the session's reference to the cached codes, the 64x64 model input shown large, what the face finder did).
 
         A cleared photo (None) clears the panels quietly rather than raising an error toast.
         """
         if photo is None:
             return None, None, "Upload a photo, use the webcam, or pick an example."
         try:
-            image = load_photo(photo)
+            key = self.faces.add(photo)
         except PhotoError as error:
-            raise gr.Error(str(error)) from error
-        crop = locate_face(image, whole_image=bool(whole_image))
-        face = encode_face(self.model, face_input(image, crop.box))
-        return face, to_display(face.image), crop.message
+            raise _photo_error(error) from error
+        return self._show(FaceRef(key, bool(whole_image)))
 
-    def update(
-        self, face: EncodedFace | None, curve: QualityCurve | None, k, owner_fraction, decoys, ratio, fill_all, permute, known, extra
-    ):
-        """One interaction: the four privacy panels (one batched decode), their captions, the budget and the chart."""
+    def select(self, ref: FaceRef | None, whole_image: bool) -> tuple[FaceRef | None, np.ndarray | None, str]:
+        """The whole-image toggle: switch to the other cached crop of the same upload (the file itself is gone)."""
+        if ref is None:
+            return None, None, "Upload a photo, use the webcam, or pick an example."
+        return self._show(FaceRef(ref.key, bool(whole_image)))
+
+    def update(self, ref: FaceRef | None, curve: FaceCurve | None, k, owner_fraction, decoys, ratio, fill_all, permute, known, extra):
+        """One interaction: the four privacy panels (one batched decode), their captions, the budget and the chart.
+
+        Returns (4 images, 4 captions, budget, chart, curve state, curve table). The last two are left as they are
+        (`gr.skip()`) unless the session's curve belongs to another face: two quick uploads can finish their curve
+        steps out of order, so a curve for an earlier photo is replaced by this face's, chart and table together.
+        """
         settings = settings_from(k, owner_fraction, decoys, ratio, fill_all, permute, known, extra)
+        if settings.extra_attack not in self.attacks:
+            raise gr.Error(f"the {settings.extra_attack} attack is not available: {self.scorer_note}")
         budget = budget_text(self.model, settings.k, settings.k_prime(self.model.code_dim), settings.value_bits, settings.permute)
-        if face is None:
-            return (*[None] * PANELS, *[""] * PANELS, budget, None)
-        panels = privacy_panels(self.model, face, settings)
+        if ref is None:
+            return (*[None] * PANELS, *[""] * PANELS, budget, None, None, [])
+        face = self._view(ref).face
+        panels = privacy_panels(self.model, face, settings, self.scorers)
         padded: list[Panel | None] = [*panels, *[None] * (PANELS - len(panels))]
         images = [None if p is None else to_display(p.image) for p in padded]
         captions = ["" if p is None else caption(p.psnr, p.ssim, p.name) for p in padded]
         levels = {p.name: p.psnr for p in panels[1:]}
-        figure = None if curve is None else curve_figure(curve, settings.k, levels)
-        return (*images, *captions, budget, figure)
+        state, table = gr.skip(), gr.skip()
+        if curve is not None and curve.ref != ref:  # a late curve step of an earlier upload (or crop)
+            curve = FaceCurve(ref, quality_curve(self.model, face))
+            state, table = curve, curve_table(curve.curve)
+        figure = None if curve is None else curve_figure(curve.curve, settings.k, levels)
+        return (*images, *captions, budget, figure, state, table)
 
-    def curve(self, face: EncodedFace | None, k) -> tuple[QualityCurve | None, go.Figure | None, list[list[float]]]:
-        """The whole k-curve for this face (one batched decode), computed once per upload."""
-        if face is None:
+    def curve(self, ref: FaceRef | None, k) -> tuple[FaceCurve | None, go.Figure | None, list[list[float]]]:
+        """The whole k-curve for this face (one batched decode), computed once per upload and crop."""
+        if ref is None:
             return None, None, []
-        curve = quality_curve(self.model, face)
-        return curve, curve_figure(curve, int(k)), curve_table(curve)
+        curve = quality_curve(self.model, self._view(ref).face)
+        return FaceCurve(ref, curve), curve_figure(curve, int(k)), curve_table(curve)
 
-    def share(self, face: EncodedFace | None, k, owner_fraction, decoys, ratio, fill_all, permute, passphrase: str = ""):
+    def share(self, ref: FaceRef | None, k, owner_fraction, decoys, ratio, fill_all, permute, passphrase: str = ""):
         """Make a real share (OS entropy, fresh secret): the public code and the key as downloadable files."""
-        if face is None:
+        if ref is None:
             raise gr.Error("Upload a face first (Explore tab).")
+        face = self._view(ref).face
         settings = replace(settings_from(k, owner_fraction, decoys, ratio, fill_all, permute, 0.0, "none"), seed=secrets.randbits(63))
         generator = torch.Generator().manual_seed(settings.seed)
         public, key = share(self.model, face, settings, generator, secret=secrets.token_bytes(privacy.SECRET_BYTES))
         if settings.owner_fraction < 1.0:
             key = key.restrict(public, settings.owner_fraction)
-        self._sweep()
-        folder = Path(tempfile.mkdtemp(dir=self.outbox))
         stem = _safe_stem(f"face-k{settings.k}")
-        public_path, key_path = folder / f"{stem}.saep", folder / f"{stem}.saek"
-        public_path.write_bytes(public.to_bytes())
-        key_path.write_bytes(key.to_bytes(passphrase or None))
+        public_path, key_path = self.outbox.write({f"{stem}.saep": public.to_bytes(), f"{stem}.saek": key.to_bytes(passphrase or None)})
         note = (
             f"Public code: {public_path.stat().st_size} bytes (k' = {public.k_prime} per group, "
             f"{'permuted' if public.permuted else 'not permuted'}). Key: {key_path.stat().st_size} bytes, reveals {key.k} per group"
@@ -208,11 +259,25 @@ class Handlers:
         )
         return str(public_path), str(key_path), note
 
+    def receive(self, path: str | None, what: str) -> tuple[bytes, None, str]:
+        """Decode tab: read an uploaded code or key into the session (the file is deleted) and clear the upload box."""
+        data = self._code_file(path, None if path is None else self.uploads.take(path), what)
+        name = Path(path).name
+        return data, None, f"{what.capitalize()} received: {name}, {len(data)} bytes (the uploaded file is already deleted)."
+
     def decode(self, public_file: str | None, key_file: str | None, passphrase: str = "", fraction: float = 1.0):
+        """A public code and key uploaded as files (the API's /decode) -> the key holder's image; the files are deleted."""
+        taken = [None if path is None else self.uploads.take(path) for path in (public_file, key_file)]  # both deleted, whatever follows
+        public_data = self._code_file(public_file, taken[0], "public code")
+        return self.decode_received(public_data, self._code_file(key_file, taken[1], "key"), passphrase, fraction)
+
+    def decode_received(self, public_data: bytes | None, key_data: bytes | None, passphrase: str = "", fraction: float = 1.0):
         """A received public code and key -> the key holder's image; a wrong key or damaged file is a clear message."""
+        if public_data is None or key_data is None:
+            raise gr.Error(f"Upload the {'public code' if public_data is None else 'key'} file.")
         try:
-            public = privacy.PublicCode.from_bytes(_read_upload(public_file, "public code"))
-            key = privacy.Key.from_bytes(_read_upload(key_file, "key"), passphrase or None)
+            public = privacy.PublicCode.from_bytes(public_data)
+            key = privacy.Key.from_bytes(key_data, passphrase or None)
             image = decode_shared(self.model, public, key, float(fraction))
         except privacy.CodeFormatError as error:
             raise gr.Error(f"Damaged or unknown file: {error}") from error
@@ -222,16 +287,6 @@ class Handlers:
             raise gr.Error(f"Passphrase: {error}") from error
         kept = privacy.kept_count(key.k, float(fraction))
         return to_display(image), f"Decoded with {kept} of {key.k} true entries per group ({public.num_groups} groups)."
-
-    def _sweep(self) -> None:
-        """Delete shares older than OUTBOX_MAX_AGE: nothing we wrote outlives a visit for long."""
-        cutoff = time.time() - OUTBOX_MAX_AGE
-        for path in sorted(self.outbox.glob("*/*"), reverse=True):
-            if path.stat().st_mtime < cutoff:
-                path.unlink(missing_ok=True)
-        for folder in self.outbox.glob("*"):
-            if folder.is_dir() and not any(folder.iterdir()):
-                folder.rmdir()
 
 
 def about_text(loaded: LoadedModel) -> str:
@@ -266,12 +321,17 @@ def guard_uploads(image: gr.Image) -> gr.Image:
     file renamed .png fails there with "Could not preprocess input component ...". gr.Error passes through
     untouched. The instance is wrapped rather than subclassed: subclassing a component makes Gradio write a .pyi
     file next to this module at import time.
+
+    A file that is already gone was an identical upload that another request read and deleted first: its path goes
+    on to `Handlers.prepare`, which finds the result in the per-image cache or asks for the upload again.
     """
     preprocess = image.preprocess
 
     def checked(payload):
         try:
             return preprocess(payload)
+        except FileNotFoundError:
+            return payload.path
         except (OSError, ValueError, SyntaxError, PILImage.DecompressionBombError) as error:
             raise gr.Error(f"not a readable image file ({error.__class__.__name__})") from error
 
@@ -296,24 +356,39 @@ def theme() -> gr.themes.Base:
     return gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 
 
-def build(loaded: LoadedModel) -> gr.Blocks:
-    """The Blocks layout: Explore (inputs left, panels right, chart below), Share, Decode, About."""
-    handlers = Handlers(loaded)
+def build(loaded: LoadedModel, face_cache: int = FACE_CACHE_SIZE, handlers: Handlers | None = None) -> gr.Blocks:
+    """The Blocks layout: Explore (inputs left, panels right, chart below), Share, Decode, About.
+
+    `handlers` may be passed in by a caller that inspects them while serving (benchmarks/load.py reads the cache size).
+    """
+    handlers = handlers or Handlers(loaded, cache_size=face_cache)
     model = loaded.model
     k0 = min(privacy.DEFAULT_K, model.k_max)
     defaults = ShareSettings(k=k0)
-    with gr.Blocks(title="Sparse codes for faces", analytics_enabled=False, delete_cache=(600, 600)) as demo:
+    # delete_cache sweeps Gradio's copies of what no handler deletes (output images, share downloads, an upload whose
+    # request never ran because its client left): every minute, files older than OUTBOX_MAX_AGE. The outbox sweeps the
+    # share files it wrote itself on the same schedule, and all of them at exit (`sae.outbox`).
+    with gr.Blocks(title="Sparse codes for faces", analytics_enabled=False, delete_cache=(60, int(OUTBOX_MAX_AGE))) as demo:
         gr.Markdown(
             "# Sparse autoencoder on faces\nHow much of a face survives when only *k* numbers per group are kept, "
             "and what does someone without the key see?"
         )
         gr.Markdown(f"<small>Model: {loaded.source}: {loaded.note}</small>", elem_id="model-note")
         face_state, curve_state = gr.State(None), gr.State(None)
+        # A received public code and key (a few kB) stay with the session, not on disk, for at most OUTBOX_MAX_AGE.
+        public_data, key_data = gr.State(None, time_to_live=OUTBOX_MAX_AGE), gr.State(None, time_to_live=OUTBOX_MAX_AGE)
         with gr.Tab("Explore"):
             with gr.Row():
                 with gr.Column(scale=1):
                     photo = guard_uploads(
-                        gr.Image(label="Photo", type="filepath", sources=["upload", "webcam", "clipboard"], image_mode=None)
+                        gr.Image(
+                            label="Photo",
+                            type="filepath",
+                            sources=["upload", "webcam", "clipboard"],
+                            image_mode=None,
+                            buttons=["fullscreen"],  # no download: the uploaded file is deleted once read
+                            elem_id="photo",
+                        )
                     )
                     whole = gr.Checkbox(False, label="Use the whole image (no face detection)")
                     face_note = gr.Markdown(elem_id="face-note")
@@ -326,7 +401,13 @@ def build(loaded: LoadedModel) -> gr.Blocks:
                         ratio = gr.Slider(1.0, 8.0, value=defaults.k_prime_ratio or 2.0, step=0.5, label="k'/k (when not every position)")
                         permute = gr.Checkbox(defaults.permute, label="Secret permutation")
                         known = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Attacker's known fraction of the key")
-                        extra = gr.Radio(list(ATTACKS), value="magnitude", label="Extra attack", elem_id="extra-attack")
+                        extra = gr.Radio(
+                            handlers.attacks,
+                            value="magnitude",
+                            label="Extra attack",
+                            info=None if handlers.scorers is not None else f"Learned attack not offered: {handlers.scorer_note}.",
+                            elem_id="extra-attack",
+                        )
                 with gr.Column(scale=3):
                     with gr.Row():
                         with gr.Column(min_width=160):
@@ -352,13 +433,21 @@ def build(loaded: LoadedModel) -> gr.Blocks:
                 key_out = gr.File(label="Key (.saek)", elem_id="key-file")
             share_note = gr.Markdown()
         with gr.Tab("Decode"):
-            gr.Markdown("Upload a public code and its key (and the passphrase if the key has one).")
+            gr.Markdown(
+                "Upload a public code and its key (and the passphrase if the key has one). Each file is read into this "
+                "session and deleted from the server at once, so the upload box empties again."
+            )
             with gr.Row():
-                public_in = gr.File(label="Public code", file_types=[".saep"], type="filepath", elem_id="public-in")
-                key_in = gr.File(label="Key", file_types=[".saek"], type="filepath", elem_id="key-in")
+                with gr.Column():
+                    public_in = gr.File(label="Public code", file_types=[".saep"], type="filepath", elem_id="public-in")
+                    public_note = gr.Markdown(elem_id="public-note")
+                with gr.Column():
+                    key_in = gr.File(label="Key", file_types=[".saek"], type="filepath", elem_id="key-in")
+                    key_note = gr.Markdown(elem_id="key-note")
             decode_pass = gr.Textbox(label="Passphrase (if any)", type="password")
             fraction = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Fraction of the key to use")
             decode_button = gr.Button("Decode", variant="primary", elem_id="decode-button")
+            decode_files = gr.Button(visible=False)  # the API's /decode: both files in one call
             decoded = gr.Image(label="Key holder's reconstruction", format="png", interactive=False, height=DISPLAY_SIZE)
             decode_note = gr.Markdown(elem_id="decode-note")
         with gr.Tab("About"):
@@ -366,12 +455,18 @@ def build(loaded: LoadedModel) -> gr.Blocks:
 
         images, captions = [p[0] for p in panels], [p[1] for p in panels]
         controls = [k, owner, decoys, ratio, fill_all, permute, known, extra]
-        update_outputs = [*images, *captions, budget, plot]
-        prepared = gr.on(
-            [photo.change, whole.change], handlers.prepare, [photo, whole], [face_state, model_input, face_note], api_name="prepare"
+        update_outputs = [*images, *captions, budget, plot, curve_state, table]  # the last two only when the curve was stale
+        queued = dict(concurrency_id=CPU)
+        private = dict(concurrency_id=CPU, api_visibility="private")
+        prepared = photo.change(
+            handlers.prepare, [photo, whole], [face_state, model_input, face_note], api_name="prepare", trigger_mode="always_last", **queued
         )
-        prepared.then(handlers.curve, [face_state, k], [curve_state, plot, table], api_name="curve").then(
-            handlers.update, [face_state, curve_state, *controls], update_outputs, api_name="refresh", api_visibility="private"
+        prepared.then(handlers.curve, [face_state, k], [curve_state, plot, table], api_name="curve", **queued).then(
+            handlers.update, [face_state, curve_state, *controls], update_outputs, api_name="refresh", **private
+        )
+        selected = whole.change(handlers.select, [face_state, whole], [face_state, model_input, face_note], api_name="select", **private)
+        selected.then(handlers.curve, [face_state, k], [curve_state, plot, table], api_name="select_curve", **private).then(
+            handlers.update, [face_state, curve_state, *controls], update_outputs, api_name="select_refresh", **private
         )
         gr.on(
             [k.release, k.input, owner.release, known.release, ratio.release, decoys.change, fill_all.change, permute.change, extra.change],
@@ -380,12 +475,23 @@ def build(loaded: LoadedModel) -> gr.Blocks:
             update_outputs,
             trigger_mode="always_last",
             api_name="update",
+            **queued,
         )
         share_button.click(
             handlers.share,
             [face_state, k, owner, decoys, ratio, fill_all, permute, passphrase],
             [public_out, key_out, share_note],
             api_name="share",
+            **queued,
         )
-        decode_button.click(handlers.decode, [public_in, key_in, decode_pass, fraction], [decoded, decode_note], api_name="decode")
+        public_in.upload(
+            lambda path: handlers.receive(path, "public code"),
+            public_in,
+            [public_data, public_in, public_note],
+            api_name="receive_public",
+            **private,
+        )
+        key_in.upload(lambda path: handlers.receive(path, "key"), key_in, [key_data, key_in, key_note], api_name="receive_key", **private)
+        decode_button.click(handlers.decode_received, [public_data, key_data, decode_pass, fraction], [decoded, decode_note], **private)
+        decode_files.click(handlers.decode, [public_in, key_in, decode_pass, fraction], [decoded, decode_note], api_name="decode", **queued)
     return demo

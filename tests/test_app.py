@@ -24,17 +24,33 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
+def model_dir(tmp_path_factory) -> Path:
     import torch
 
     from sae.model import SparseAutoencoder
     from tests.conftest import TINY
 
     torch.manual_seed(0)
-    model_dir = tmp_path_factory.mktemp("model")
-    SparseAutoencoder(**TINY).save_pretrained(model_dir)
+    directory = tmp_path_factory.mktemp("model")
+    SparseAutoencoder(**TINY).save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def gradio_dir(tmp_path_factory) -> Path:
+    """The app's Gradio upload/cache folder (GRADIO_TEMP_DIR), so tests can see what stays on disk."""
+    return tmp_path_factory.mktemp("gradio")
+
+
+@pytest.fixture(scope="module")
+def app_url(model_dir, gradio_dir):
     port = _free_port()
-    env = os.environ | {"SAE_MODEL": str(model_dir), "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
+    env = os.environ | {
+        "SAE_MODEL": str(model_dir),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "HF_HUB_OFFLINE": "1",
+        "GRADIO_TEMP_DIR": str(gradio_dir),
+    }
     process = subprocess.Popen(
         [sys.executable, "app.py", "--port", str(port)], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
@@ -139,3 +155,162 @@ def test_missing_model_refuses_to_start_with_one_line(tmp_path):
     result = subprocess.run([sys.executable, "app.py"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1].startswith("sae: ") and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "env, argv, message",
+    [
+        ({"SAE_FACE_CACHE": "lots"}, [], "argument --face-cache: expected a whole number of uploads, got 'lots'"),
+        ({"SAE_FACE_CACHE": "0"}, [], "argument --face-cache: must be at least 1, got 0"),
+        ({}, ["--face-cache", "2.5"], "argument --face-cache: expected a whole number"),
+        ({"GRADIO_SERVER_PORT": "http"}, [], "argument --port: invalid int value: 'http'"),
+    ],
+)
+def test_bad_settings_are_a_one_line_usage_error(monkeypatch, capsys, env, argv, message):
+    import app
+
+    for name in ("SAE_FACE_CACHE", "GRADIO_SERVER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as exited:
+        app.main(argv)
+    error = capsys.readouterr().err
+    assert exited.value.code == 2 and message in error.strip().splitlines()[-1] and "Traceback" not in error
+
+
+# ---------------------------------------------------------------------------------------------------
+# Uploads leave no file behind; racing uploads and clients that leave mid-request
+# ---------------------------------------------------------------------------------------------------
+
+
+def _photo(tmp_path: Path, name: str, transpose=None, tint=(0, 0, 0)) -> Path:
+    """A face that is not one of the bundled examples (Gradio keeps those), as a PNG file."""
+    import numpy as np
+    from PIL import Image
+
+    image = Image.open(EXAMPLE).convert("RGB")
+    if transpose is not None:
+        image = image.transpose(transpose)
+    pixels = np.clip(np.asarray(image, dtype=np.int16) + np.array(tint, dtype=np.int16), 0, 255).astype(np.uint8)
+    path = tmp_path / name
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def _files_with_content(folder: Path, data: bytes) -> list[Path]:
+    return [path for path in folder.rglob("*") if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data]
+
+
+def test_uploads_are_deleted_when_the_request_returns(app_url, gradio_dir, tmp_path):
+    import httpx
+
+    photo = _photo(tmp_path, "mirror.png", transpose=0)
+    data = photo.read_bytes()
+    with httpx.Client(base_url=app_url, timeout=30) as http:  # an upload alone lands in the folder we are watching
+        stored = http.post("gradio_api/upload", files={"files": ("mirror.png", data, "image/png")}).json()[0]
+    assert Path(stored).is_relative_to(gradio_dir) and _files_with_content(gradio_dir, data)
+    client = Client(app_url, verbose=False)
+    shown, _ = client.predict(handle_file(str(photo)), False, api_name="/prepare")
+    assert Path(shown).suffix == ".png" and not _files_with_content(gradio_dir, data)
+
+    public, key, _ = client.predict(8, 1.0, True, 2.0, False, True, "", api_name="/share")
+    copies = [tmp_path / "mine.saep", tmp_path / "mine.saek"]
+    for copy, share in zip(copies, (public, key), strict=True):
+        copy.write_bytes(Path(share).read_bytes())
+    _, text = client.predict(handle_file(str(copies[0])), handle_file(str(copies[1])), "", 1.0, api_name="/decode")
+    assert "8 of 8" in text
+    assert list(gradio_dir.rglob("mine.sae*")) == []  # (Gradio's cached copies of the share's outputs, face-k8.*, stay)
+
+
+def test_two_uploads_racing_on_one_session(app_url, model_dir, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from sae.hub import load_model
+    from sae.ui import Handlers
+
+    photos = [_photo(tmp_path, "left.png", transpose=0), _photo(tmp_path, "tinted.png", tint=(60, -40, 0))]
+    local = Handlers(load_model(str(model_dir)), outbox=tmp_path / "outbox")
+    expected_inputs, expected_holders = [], []
+    for photo in photos:
+        ref, shown, _ = local.prepare(str(photo))
+        expected_inputs.append(shown)
+        expected_holders.append(local.update(ref, None, *CONTROLS.values())[0].astype(int))
+    client = Client(app_url, verbose=False)  # one client: one session
+    jobs = [client.submit(handle_file(str(photo)), False, api_name="/prepare") for photo in photos]
+    for job, expected in zip(jobs, expected_inputs, strict=True):
+        assert np.array_equal(np.asarray(Image.open(job.result()[0]).convert("RGB")), expected)  # each upload got its own face
+    holder = np.asarray(Image.open(client.predict(*CONTROLS.values(), api_name="/update")[0]).convert("RGB")).astype(int)
+    distances = [np.abs(holder - expected).max() for expected in expected_holders]
+    assert min(distances) <= 2 < max(distances)  # the session shows one of its own two uploads, whole
+
+
+def _join(http, api_name: str, data: list, session: str) -> None:
+    """Queue one event the way the browser does (POST queue/join), without a client library in between."""
+    fn_index = next(d["id"] for d in http.get("config").json()["dependencies"] if d.get("api_name") == api_name)
+    join = {"data": data, "fn_index": fn_index, "session_hash": session, "event_data": None, "trigger_id": None}
+    http.post("gradio_api/queue/join", json=join).raise_for_status()
+
+
+def _upload(http, data: bytes, name: str) -> dict:
+    stored = http.post("gradio_api/upload", files={"files": (name, data, "image/png")}).json()[0]
+    return {"path": stored, "orig_name": name, "meta": {"_type": "gradio.FileData"}}
+
+
+def _completed(http, session: str) -> dict:
+    import json
+
+    with http.stream("GET", "gradio_api/queue/data", params={"session_hash": session}) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("data:") and (message := json.loads(line[5:]))["msg"] == "process_completed":
+                return message
+    raise AssertionError("the stream ended without a result")
+
+
+def test_identical_uploads_racing_across_sessions(app_url, gradio_dir, tmp_path):
+    """Two visitors upload the same bytes: Gradio stores both at one path, and the first request deletes it."""
+    import httpx
+
+    data = _photo(tmp_path, "twin.png", tint=(20, 20, -20)).read_bytes()
+    with httpx.Client(base_url=app_url, timeout=60) as http:
+        files = [_upload(http, data, "twin.png") for _ in range(2)]
+        assert files[0]["path"] == files[1]["path"]
+        _join(http, "prepare", [files[0], False], "visitor-a")
+        first = _completed(http, "visitor-a")
+        assert first["success"] and not Path(files[0]["path"]).exists()
+        _join(http, "prepare", [files[1], False], "visitor-b")
+        second = _completed(http, "visitor-b")
+    assert second["success"], second
+    shown, note = second["output"]["data"][1:]  # (the first output is the session state, never sent)
+    assert [shown, note] == first["output"]["data"][1:] and shown["path"].endswith(".png") and "Face found" in note
+
+
+def test_client_leaving_mid_request(app_url, gradio_dir, tmp_path):
+    import secrets
+
+    import httpx
+    from PIL import Image
+
+    big = tmp_path / "big.png"
+    Image.open(_photo(tmp_path, "face.png", tint=(0, 30, 30))).resize((3000, 3000)).save(big)
+    data = big.read_bytes()
+    session = secrets.token_hex(8)
+    with httpx.Client(base_url=app_url, timeout=60) as http:
+        _join(http, "prepare", [_upload(http, data, "big.png"), False], session)
+        left = False
+        with http.stream("GET", "gradio_api/queue/data", params={"session_hash": session}) as stream:
+            for line in stream.iter_lines():
+                assert "process_completed" not in line, "the request finished before the client could leave"
+                if "process_starts" in line:
+                    left = True
+                    break  # leave while the handler runs
+    assert left
+    deadline = time.time() + 60
+    while _files_with_content(gradio_dir, data) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not _files_with_content(gradio_dir, data)  # the handler finished without its client and removed the upload
+    client = Client(app_url, verbose=False)
+    _, message = client.predict(handle_file(str(EXAMPLE)), False, api_name="/prepare")
+    outputs = client.predict(*CONTROLS.values(), api_name="/update")
+    assert "Face found" in message and outputs[4].startswith("**key holder**")

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sae.baselines import PCA, jpeg_at_size, mean_face
+from sae.baselines import PCA, decode_jpeg, jpeg_at_size, jpeg_bytes, jpeg_fitting, mean_face
 from sae.metrics import psnr
 
 
@@ -35,6 +35,14 @@ def test_jpeg_fits_the_byte_budget(images):
     assert (sizes <= 800).all()
     better, bigger = jpeg_at_size(images[:3], 2000)
     assert psnr(images[:3], better).mean() >= psnr(images[:3], decoded).mean()
+
+
+def test_jpeg_fitting_returns_the_largest_quality_that_fits(images):
+    image = (images[0] * 255).round().byte().permute(1, 2, 0).numpy()
+    data, quality = jpeg_fitting(image, 800)
+    assert data == jpeg_bytes(image, quality) and len(data) <= 800
+    assert quality == 95 or len(jpeg_bytes(image, quality + 1)) > 800
+    assert decode_jpeg(data).shape == image.shape
 
 
 def test_mean_face(images):

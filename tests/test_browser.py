@@ -1,7 +1,8 @@
 """A real headless Chromium (Debian's, driven by Playwright) using the launched app as a visitor would.
 
 Uploads a face, moves the slider with the keyboard, sees the PSNR text change, switches the extra attack,
-makes a share, downloads the key and public code and decodes them, and saves a screenshot to the test's temporary
+makes a share, downloads the key and public code and decodes them (each upload is read into the session and
+deleted on the server at once), and saves a screenshot to the test's temporary
 folder. `SAE_UPDATE_SCREENSHOT=1` with a real model (SAE_MODEL, or the bundled assets/model) writes it to
 assets/screenshot.png for the README instead, so a plain test run never changes tracked files. Skips when Chromium
 or Playwright is missing.
@@ -119,6 +120,8 @@ def test_explore_share_decode(app, page, tmp_path):
     first = _wait_for_change(page, "#caption-0", "")
     assert first.startswith("key holder") and "PSNR" in first and "dB" in first
     assert "Face found" in _text(page, "#face-note")
+    # the server deleted the uploaded file once read; the preview the browser fetched before still shows
+    assert page.evaluate("() => [...document.querySelectorAll('#photo img')].some(i => i.complete && i.naturalWidth > 0)")
 
     slider = page.locator("#k-slider input[type=range]")
     slider.focus()
@@ -147,6 +150,8 @@ def test_explore_share_decode(app, page, tmp_path):
 
     page.get_by_role("tab", name="Decode").click()
     page.locator("#public-in input[type=file]").set_input_files(str(downloads["public-file"]))
+    _wait_for_change(page, "#public-note", "", "received")  # read into the session, deleted on the server
     page.locator("#key-in input[type=file]").set_input_files(str(downloads["key-file"]))
+    _wait_for_change(page, "#key-note", "", "received")
     page.locator("#decode-button").click()
     assert "Decoded with" in _wait_for_change(page, "#decode-note", "", "Decoded")

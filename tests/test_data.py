@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from sae.data import SPLITS, FaceDataset, celeba_crop_box, image_id, load_split, preprocess, split_paths, to_float
+from sae.data import EXTRA_SPLITS, SPLITS, FaceDataset, celeba_crop_box, image_id, load_split, preprocess, split_paths, to_float
 
 
 def test_split_ranges_are_disjoint_and_cover_10k():
@@ -24,9 +24,20 @@ def test_split_paths_select_by_id_only(fake_celeba):
         split_paths(fake_celeba, "holdout")
 
 
+def test_full_celeba_split_adds_every_id_beyond_10k_to_training_only(fake_celeba):
+    for i in (10001, 202599):
+        (fake_celeba / f"{i:06d}.jpg").write_bytes((fake_celeba / "000001.jpg").read_bytes())
+    full = [image_id(p) for p in split_paths(fake_celeba, "train-full")]
+    assert full == [*range(1, 25), 10001, 202599]
+    assert [image_id(p) for p in split_paths(fake_celeba, "train")] == list(range(1, 25))
+    assert not set(EXTRA_SPLITS["train-full"][1]) & (set(SPLITS["val"]) | set(SPLITS["test"]))
+
+
 def test_missing_split_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no images of split"):
         split_paths(tmp_path, "train")
+    with pytest.raises(FileNotFoundError, match="ids 1-8000, 10001-202599"):
+        split_paths(tmp_path, "train-full")
 
 
 def test_image_id():

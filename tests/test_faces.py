@@ -128,3 +128,34 @@ def test_bomb_file_is_refused_without_decoding(tmp_path, monkeypatch):
     monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("the bomb was decoded"))
     with pytest.raises(PhotoError, match="megapixels"):
         load_photo(path)
+
+
+def test_face_detection_in_concurrent_threads():
+    """The app detects faces in several worker threads at once: a shared OpenCV cascade crashed (segfault or
+    "vector::_M_range_check") on photos of different sizes, and importing cv2 from two threads at once left one without
+    `cv2.data`. In a child process, so that a crash is a failure rather than the end of the test run."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    script = """
+import threading
+from PIL import Image
+from sae.faces import detect_faces
+base = Image.open("assets/examples/astronaut.png").convert("RGB")
+photos = [base.resize((side, side)) for side in (256, 300, 350, 400, 512)]
+found = []
+def work(offset):  # the first calls import OpenCV and load the cascade in four threads at once
+    for step in range(20):
+        index = (offset + step) % len(photos)
+        found.append((index, detect_faces(photos[index])))
+threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+for thread in threads: thread.start()
+for thread in threads: thread.join()
+expected = [detect_faces(photo) for photo in photos]
+assert len(found) == 80 and all(boxes == expected[index] for index, boxes in found), found
+print("ok")
+"""
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]

@@ -261,3 +261,39 @@ def test_push_uploads_weights_config_and_card(tiny_model, tmp_path):
     upload = api.calls[1][1]
     assert {"config.json", "model.safetensors", "README.md"} <= set(upload["allow_patterns"])
     assert upload["folder_path"] == str(tmp_path) and upload["repo_id"] == REPO_ID
+
+
+@pytest.mark.parametrize("failure", ["timeout", "connect", "os"])
+def test_optional_file_failing_still_serves_the_hub_weights(hub, online, fallback, tmp_path, monkeypatch, failure):
+    """A timeout or dropped connection on the card or the learned attack is skipped: the downloaded weights serve."""
+    import httpx2
+
+    import sae.hub
+    from sae.bundled_attack import FILENAME
+
+    errors = {"timeout": httpx2.ReadTimeout("read timed out"), "connect": httpx2.ConnectError("refused"), "os": OSError("disk")}
+    real = sae.hub.hf_hub_download
+
+    def flaky(repo_id, filename, **options):
+        if filename in ("README.md", FILENAME):
+            raise errors[failure]
+        return real(repo_id, filename, **options)
+
+    monkeypatch.setattr(sae.hub, "hf_hub_download", flaky)
+    loaded = load_model(REPO_ID, fallback=fallback, endpoint=hub.url, cache_dir=tmp_path / "cache")
+    assert loaded.source == f"hub:{REPO_ID}" and COMMIT[:12] in loaded.note and "fallback" not in loaded.note
+
+
+def test_hub_threads_have_distinct_names(monkeypatch):
+    import threading
+
+    from sae.hub import with_deadline
+
+    def resolve_commit():
+        return threading.current_thread().name
+
+    def download():
+        return threading.current_thread().name
+
+    names = {with_deadline("the Hub's answer", 5, resolve_commit), with_deadline("the download", 5, download)}
+    assert names == {"hub-resolve_commit", "hub-download"}
