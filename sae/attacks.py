@@ -14,7 +14,8 @@ scheme's strength is whatever the best of these achieves, measured, not assumed.
   public non-zero; keep the k most likely true ones, or decode the posterior-weighted code.
 - `regression_attack`: skip the model's decoder; a ridge regression trained on the attacker's own faces
   maps the public code (and each group's sorted values, which survive the permutation) to pixels.
-  It returns images, not a code.
+  It returns images, not a code. `RegressionAttack.compact` keeps its top principal pixel axes (small
+  enough to ship beside the model).
 """
 
 from __future__ import annotations
@@ -304,6 +305,45 @@ class RegressionAttack:
         pixels = features @ self.train_features.T @ self.coefficients + self.pixel_mean
         return pixels.float().clamp(0, 1).reshape(public.num_images, *image_shape)
 
+    def compact(self, rank: int = 128) -> CompactRegression:
+        """The same regression with its pixel output restricted to the top `rank` principal axes of the attacker's
+        centred training pixels: A = X^T C V_r (F, r) and V_r (P, r) instead of X (N, F) and C (N, P).
+
+        The centred training pixels are (K + penalty I) C, so nothing beyond the fitted form is needed. Every row of
+        C lies in their row space, so with `rank` >= their rank the prediction is unchanged (up to float error).
+        """
+        kernel = self.train_features @ self.train_features.T
+        penalty = self.ridge * float(kernel.diagonal().mean())
+        targets = kernel @ self.coefficients + penalty * self.coefficients  # (N, P) centred training pixels
+        basis = torch.linalg.svd(targets, full_matrices=False).Vh[:rank].T  # (P, r)
+        weights = self.train_features.T @ (self.coefficients @ basis)  # (F, r)
+        return CompactRegression(weights, basis, self.feature_mean, self.pixel_mean, self.value_scale)
+
+
+@dataclass
+class CompactRegression:
+    """A `RegressionAttack` with its output restricted to a few principal pixel axes (`RegressionAttack.compact`):
+    predict = ((features - feature_mean) @ weights) @ basis^T + pixel_mean, clamped to [0, 1]."""
+
+    weights: torch.Tensor  # (F, r)
+    basis: torch.Tensor  # (P, r) orthonormal principal axes of the training pixels
+    feature_mean: torch.Tensor  # (F,)
+    pixel_mean: torch.Tensor  # (P,)
+    value_scale: float
+
+    @property
+    def rank(self) -> int:
+        return self.basis.shape[1]
+
+    @property
+    def num_features(self) -> int:
+        return self.weights.shape[0]
+
+    def predict(self, public: PublicCode, image_shape: tuple[int, ...]) -> torch.Tensor:
+        features = (public_features(public, self.value_scale) - self.feature_mean.double()).to(self.weights.dtype)
+        pixels = (features @ self.weights) @ self.basis.T + self.pixel_mean.to(self.weights.dtype)
+        return pixels.float().clamp(0, 1).reshape(public.num_images, *image_shape)
+
 
 def fit_regression_attack(
     sparse_codes: torch.Tensor,
@@ -346,7 +386,9 @@ def fit_regression_attack(
     return RegressionAttack(x, mean, coefficients, pixel_mean, scale, ridge)
 
 
-def regression_attack(public: PublicCode, attacker: RegressionAttack, image_shape: tuple[int, ...] = (3, 64, 64)) -> torch.Tensor:
+def regression_attack(
+    public: PublicCode, attacker: RegressionAttack | CompactRegression, image_shape: tuple[int, ...] = (3, 64, 64)
+) -> torch.Tensor:
     """Images (B, 3, H, W) the attacker's own decoder makes of a public code: no key, no model decode."""
     with torch.no_grad():
         return attacker.predict(public, image_shape)

@@ -11,8 +11,8 @@ Why a preflight: `hf_hub_download` retries a failed metadata request for up to a
 cached (huggingface_hub's `_ETAG_RETRY_TIMEOUT`), which would stall the app's start. So the revision is first
 resolved to a commit with one `model_info` call (no retries) bounded by a thread deadline; only a reachable
 repo is downloaded, pinned to that commit, so a second load is served from the cache without downloading.
-Only `config.json` and `model.safetensors` are fetched (with the model card and the bundled learned attack when the
-repo has them): the mixin's own `from_pretrained(repo_id)` would fall back to a pickled `pytorch_model.bin`, which we
+Only `config.json` and `model.safetensors` are fetched (with the model card and the bundled learned and regression
+attacks when the repo has them): the mixin's own `from_pretrained(repo_id)` would fall back to a pickled `pytorch_model.bin`, which we
 never want to unpickle.
 """
 
@@ -35,14 +35,15 @@ from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
 from safetensors import SafetensorError
 
 from sae.bundled_attack import FILENAME as LEARNED_ATTACK_FILE
+from sae.bundled_attack import REGRESSION_FILENAME as REGRESSION_ATTACK_FILE
 from sae.model import SparseAutoencoder
 
 BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "assets" / "model"
 HUB_TIMEOUT = 2.5  # seconds before an unreachable Hub gives way to the bundled model (which loads in < 0.5 s)
-HUB_DOWNLOAD_DEADLINE = 30.0  # seconds for the files once the Hub answered: 14 MB at 0.5 MB/s, not a stalled transfer
+HUB_DOWNLOAD_DEADLINE = 30.0  # seconds for the files once the Hub answered: 23 MB (weights + attacks) at 0.8 MB/s, not a stalled transfer
 MODEL_FILES = ("config.json", "model.safetensors")
-OPTIONAL_FILES = ("README.md", LEARNED_ATTACK_FILE)  # the model card (About panel) and the learned attack's scorers
-PUBLISHED_FILES = ["config.json", "model.safetensors", "README.md", "evaluation.json", "evaluation.html", LEARNED_ATTACK_FILE]
+OPTIONAL_FILES = ("README.md", LEARNED_ATTACK_FILE, REGRESSION_ATTACK_FILE)  # the model card (About panel) and the bundled attacks
+PUBLISHED_FILES = [*MODEL_FILES, "README.md", "evaluation.json", "evaluation.html", LEARNED_ATTACK_FILE, REGRESSION_ATTACK_FILE]
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _HUB_ERRORS = (HfHubHTTPError, httpx2.HTTPError, OSError, EntryNotFoundError, ValueError, FutureTimeout)
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from sae import attacks, privacy
-from sae.bundled_attack import LearnedScorers
+from sae.bundled_attack import BundledRegression, LearnedScorers
 from sae.metrics import psnr, ssim
 from sae.model import SparseAutoencoder
 
@@ -66,8 +66,9 @@ def quality_curve(model: SparseAutoencoder, face: EncodedFace, ks: list[int] | N
 # Privacy panels: what the key holder, a decoy-only viewer and attackers see, in one batched decode
 # ---------------------------------------------------------------------------------------------------
 
-ATTACKS = ("magnitude", "re-encode", "learned (keep k)", "learned (soft)", "none")  # the selectable extra attack
+ATTACKS = ("magnitude", "re-encode", "learned (keep k)", "learned (soft)", "regression", "none")  # the selectable extra attack
 LEARNED = ("learned (keep k)", "learned (soft)")  # need a fitted scorer (`sae.bundled_attack`); decoy and permutation are always shown
+REGRESSION = "regression"  # needs the bundled regression (`sae.bundled_attack`); makes an image, not a code
 PANEL_NAMES = ("key holder", "no key (decoys)", "permutation attack")
 
 
@@ -141,21 +142,48 @@ def attack_codes(
         soft = settings.extra_attack == "learned (soft)"
         name = "learned attack (soft)" if soft else "learned attack (keep k)"
         codes[name] = attacks.learned_attack(public, settings.k, scorers.for_scheme(settings.permute), soft=soft)
-    elif settings.extra_attack != "none":
+    elif settings.extra_attack not in (REGRESSION, "none"):  # the regression makes an image: `attack_images`
         raise ValueError(f"extra_attack must be one of {ATTACKS}, got {settings.extra_attack!r}")
     return codes
 
 
+def regression_mismatch(model: SparseAutoencoder, settings: ShareSettings, regression: BundledRegression) -> str:
+    """ "" when the bundled regression was fitted for these sharing settings, else why it is not shown."""
+    k_prime = settings.k_prime(model.code_dim)
+    return regression.mismatch(settings.k, k_prime, settings.permute, settings.signs, settings.value_bits)
+
+
+def attack_images(
+    model, public, settings: ShareSettings, regression: BundledRegression | None = None, image_shape: tuple[int, ...] = (3, 64, 64)
+) -> dict[str, torch.Tensor]:
+    """The attacks that make (1, 3, H, W) images themselves (no model decode): the bundled regression, when chosen."""
+    if settings.extra_attack != REGRESSION:
+        return {}
+    if regression is None:
+        raise ValueError("the regression attack needs its fitted form (sae.bundled_attack)")
+    reason = regression_mismatch(model, settings, regression)
+    if reason:
+        raise ValueError(reason)
+    return {"regression attack": attacks.regression_attack(public, regression.attack, image_shape)}
+
+
 @torch.inference_mode()
 def privacy_panels(
-    model: SparseAutoencoder, face: EncodedFace, settings: ShareSettings, scorers: LearnedScorers | None = None
+    model: SparseAutoencoder,
+    face: EncodedFace,
+    settings: ShareSettings,
+    scorers: LearnedScorers | None = None,
+    regression: BundledRegression | None = None,
 ) -> list[Panel]:
-    """Key holder, decoy-only viewer, permutation attack and the extra attack: one ambiguation, one batched decode."""
+    """Key holder, decoy-only viewer, permutation attack and the extra attack: one ambiguation, one batched decode
+    (the regression attack's image comes from its own linear map, after the decoded ones)."""
     generator = torch.Generator().manual_seed(settings.seed)
     public, key = share(model, face, settings, generator)
     attacked = attack_codes(model, public, key, settings, generator, scorers)
     codes = {"key holder": privacy.reveal(public, key, settings.owner_fraction)} | attacked
-    images = decode_many(model, torch.cat(list(codes.values())))
+    made = attack_images(model, public, settings, regression, tuple(face.image.shape[1:]))
+    images = torch.cat([decode_many(model, torch.cat(list(codes.values()))), *made.values()])
+    codes = codes | made  # names, in panel order
     reference = face.image.expand_as(images)
     scores = zip(psnr(reference, images), ssim(reference, images), strict=True)
     return [Panel(name, image, float(p), float(s)) for name, image, (p, s) in zip(codes, images, scores, strict=True)]

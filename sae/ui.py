@@ -27,12 +27,14 @@ from sae.outbox import OUTBOX_MAX_AGE, Outbox
 from sae.pipeline import (
     ATTACKS,
     LEARNED,
+    REGRESSION,
     Panel,
     QualityCurve,
     ShareSettings,
     decode_shared,
     privacy_panels,
     quality_curve,
+    regression_mismatch,
     share,
 )
 from sae.rate import code_bytes
@@ -60,6 +62,8 @@ to everyone; the small **key** says which numbers are true.
 - **Magnitude / re-encode attack**: cleverer guesses from the sizes of the numbers, or from re-encoding.
 - **Learned attack** (when the app ships its fitted scorer): a small network trained on other faces' public codes
   guesses which numbers are true and keeps the likeliest k, or weighs every number by its guess (soft).
+- **Regression attack** (when the app ships it; at the default settings only): a linear map, fitted on other faces,
+  from the public code straight to pixels, with no key and no decoder.
 
 Under each image: **PSNR** in dB (higher is closer; 30 dB is hard to tell apart, below 12 dB is noise) and
 **SSIM** (1 is identical, 0 is unrelated). Both compare with the model input.
@@ -163,7 +167,24 @@ class Handlers:
         self.uploads = uploads or Uploads(keep=sorted(EXAMPLES.glob("*.png")))
         self.faces = FaceStore(self.model, self.uploads, cache_size)
         self.scorers, self.scorer_note = bundled_attack.load(loaded.directory, self.model)
-        self.attacks = [name for name in ATTACKS if self.scorers is not None or name not in LEARNED]
+        self.regression, self.regression_note = bundled_attack.load_regression(loaded.directory, self.model)
+        self.attacks = [
+            name
+            for name in ATTACKS
+            if (self.scorers is not None or name not in LEARNED) and (self.regression is not None or name != REGRESSION)
+        ]
+
+    def attack_note(self) -> str | None:
+        """Why an attack is not offered (or where it is shown), for the extra-attack control; None when all are there."""
+        notes = []
+        if self.scorers is None:
+            notes.append(f"Learned attack not offered: {self.scorer_note}.")
+        if self.regression is None:
+            notes.append(f"Regression attack not offered: {self.regression_note}.")
+        else:
+            fitted = self.regression
+            notes.append(f"Regression attack: shown at k = {fitted.k}, k' = {fitted.k_prime}, the default scheme, only.")
+        return " ".join(notes) or None
 
     @staticmethod
     def _code_file(path: str | Path | None, data: bytes | None, what: str) -> bytes:
@@ -216,15 +237,22 @@ class Handlers:
         """
         settings = settings_from(k, owner_fraction, decoys, ratio, fill_all, permute, known, extra)
         if settings.extra_attack not in self.attacks:
-            raise gr.Error(f"the {settings.extra_attack} attack is not available: {self.scorer_note}")
+            note = self.regression_note if settings.extra_attack == REGRESSION else self.scorer_note
+            raise gr.Error(f"the {settings.extra_attack} attack is not available: {note}")
+        hidden = ""  # why the chosen extra attack is not shown at these settings
+        if settings.extra_attack == REGRESSION:
+            hidden = regression_mismatch(self.model, settings, self.regression)
+            settings = replace(settings, extra_attack="none") if hidden else settings
         budget = budget_text(self.model, settings.k, settings.k_prime(self.model.code_dim), settings.value_bits, settings.permute)
         if ref is None:
             return (*[None] * PANELS, *[""] * PANELS, budget, None, None, [])
         face = self._view(ref).face
-        panels = privacy_panels(self.model, face, settings, self.scorers)
+        panels = privacy_panels(self.model, face, settings, self.scorers, self.regression)
         padded: list[Panel | None] = [*panels, *[None] * (PANELS - len(panels))]
         images = [None if p is None else to_display(p.image) for p in padded]
         captions = ["" if p is None else caption(p.psnr, p.ssim, p.name) for p in padded]
+        if hidden:
+            captions[-1] = f"**regression attack**: not shown: {hidden}"
         levels = {p.name: p.psnr for p in panels[1:]}
         state, table = gr.skip(), gr.skip()
         if curve is not None and curve.ref != ref:  # a late curve step of an earlier upload (or crop)
@@ -405,7 +433,7 @@ def build(loaded: LoadedModel, face_cache: int = FACE_CACHE_SIZE, handlers: Hand
                             handlers.attacks,
                             value="magnitude",
                             label="Extra attack",
-                            info=None if handlers.scorers is not None else f"Learned attack not offered: {handlers.scorer_note}.",
+                            info=handlers.attack_note(),
                             elem_id="extra-attack",
                         )
                 with gr.Column(scale=3):

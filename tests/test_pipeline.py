@@ -63,3 +63,34 @@ def test_re_encode_attack_panel(tiny_model):
 
     face = encode_face(tiny_model, torch.rand(1, 3, 64, 64))
     assert privacy_panels(tiny_model, face, ShareSettings(k=4, extra_attack="re-encode"))[-1].name == "re-encode attack"
+
+
+def test_privacy_panels_regression_makes_its_image_without_a_decode(tiny_model, monkeypatch):
+    """The regression attack's panel comes from its own linear map: the decode stays at the three code panels."""
+    import pytest
+
+    from sae import privacy
+    from sae.attacks import fit_regression_attack
+    from sae.bundled_attack import BundledRegression
+    from sae.pipeline import ShareSettings, privacy_panels
+
+    k, scheme = 4, dict(permute=True, signs="balanced", value_bits=8)
+    with torch.inference_mode():
+        codes = tiny_model.sparsify(tiny_model.encode(torch.rand(12, 3, 64, 64)), k)
+    dual = fit_regression_attack(codes, torch.rand(12, 3, 64, 64), tiny_model.code_dim, torch.Generator().manual_seed(0), k=k, **scheme)
+    regression = BundledRegression(dual.compact(8), k, tiny_model.code_dim, True, "balanced", 8, {})
+    face = encode_face(tiny_model, torch.rand(1, 3, 64, 64))
+    calls = []
+    original = tiny_model.decode
+    monkeypatch.setattr(tiny_model, "decode", lambda codes: calls.append(codes.shape[0]) or original(codes))
+    settings = ShareSettings(k=k, k_prime_ratio=None, extra_attack="regression")
+    assert settings.k_prime(tiny_model.code_dim) == tiny_model.code_dim and settings.permute == privacy.DEFAULT_PERMUTE
+    panels = privacy_panels(tiny_model, face, settings, regression=regression)
+    assert calls == [3] and [p.name for p in panels] == ["key holder", "no key (decoys)", "permutation attack", "regression attack"]
+    last = panels[-1]
+    assert last.image.shape == (3, 64, 64) and np.isfinite(last.psnr) and np.isfinite(last.ssim)
+    assert np.isclose(last.psnr, psnr(face.image, last.image[None])[0])
+    with pytest.raises(ValueError, match="fitted for k = 4"):
+        privacy_panels(tiny_model, face, ShareSettings(k=5, k_prime_ratio=None, extra_attack="regression"), regression=regression)
+    with pytest.raises(ValueError, match="needs its fitted form"):
+        privacy_panels(tiny_model, face, settings)
