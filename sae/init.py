@@ -92,9 +92,9 @@ def pca_init(model: SparseAutoencoder, images: torch.Tensor) -> SparseAutoencode
     stem_conv.weight[:local, :, 1, 1] = axes.float()
     stem_conv.bias[:local] = -(axes @ centre).float()
     to_groups.weight[torch.arange(groups * channels), source.flatten(), 0, 0] = 1.0
-    for g in range(groups):
-        for c in range(shared + detail):
-            from_groups.weight[source[g, c], g * channels + c, 0, 0] = 1.0
+    used = shared + detail  # every group's shared and own maps decode back to their axis (shared ones summed)
+    group_channel = torch.arange(groups)[:, None] * channels + torch.arange(used)
+    from_groups.weight[source[:, :used].flatten(), group_channel.flatten(), 0, 0] = 1.0
     to_patches.weight[:, :local, 1, 1] = axes.T.float() / 2  # back from local axes, and from [-1, 1] to [0, 1]
     to_patches.bias.copy_((centre.float() + 1) / 2)
 
