@@ -23,6 +23,7 @@ it was fitted at one k and scheme, so the app offers it only at that setting and
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import math
 import os
@@ -52,8 +53,16 @@ FIT_COMMAND = "python -m sae.bundled_attack --model DIR --data ../shared/data/ce
 
 def weights_digest(directory: Path) -> str:
     """sha256 of the model's weights file: what a bundled scorer was fitted for."""
+    path = Path(directory) / "model.safetensors"
+    stat = path.stat()
+    return _file_digest(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.cache
+def _file_digest(path: str, mtime_ns: int, size: int) -> str:
+    """Hashed once per file version: both bundled attacks check the same weights at start-up."""
     digest = hashlib.sha256()
-    with open(directory / "model.safetensors", "rb") as file:
+    with open(path, "rb") as file:
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()

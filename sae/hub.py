@@ -141,22 +141,24 @@ def with_deadline(what: str, timeout: float, function: Callable, *args):
 
 def download(source: HubSource, commit: str | None, endpoint: str | None = None, cache_dir: str | Path | None = None) -> Path:
     """Fetch (or find in the cache) config and weights at `commit`; None means offline: cache only."""
-    paths = [
-        hf_hub_download(
-            source.repo_id,
-            name,
-            revision=commit or source.revision,
-            endpoint=endpoint,
-            cache_dir=cache_dir,
-            local_files_only=commit is None,
-            etag_timeout=HUB_TIMEOUT,
-        )
-        for name in MODEL_FILES
-    ]
+    paths = [_fetch(source, name, commit, endpoint, cache_dir) for name in MODEL_FILES]
     snapshot = Path(paths[0]).parent
     for name in OPTIONAL_FILES:
         _fetch_optional(source, name, commit, endpoint, cache_dir)
     return snapshot
+
+
+def _fetch(source: HubSource, name: str, commit: str | None, endpoint: str | None, cache_dir: str | Path | None) -> str:
+    """One file of the repo at `commit` (None: offline, from the cache only); its local path."""
+    return hf_hub_download(
+        source.repo_id,
+        name,
+        revision=commit or source.revision,
+        endpoint=endpoint,
+        cache_dir=cache_dir,
+        local_files_only=commit is None,
+        etag_timeout=HUB_TIMEOUT,
+    )
 
 
 def _fetch_optional(source: HubSource, name: str, commit: str | None, endpoint: str | None, cache_dir: str | Path | None) -> None:
@@ -167,15 +169,7 @@ def _fetch_optional(source: HubSource, name: str, commit: str | None, endpoint: 
     `OSError`; either would otherwise abort the download and serve the bundled model although the weights arrived.
     """
     try:
-        hf_hub_download(
-            source.repo_id,
-            name,
-            revision=commit or source.revision,
-            endpoint=endpoint,
-            cache_dir=cache_dir,
-            local_files_only=commit is None,
-            etag_timeout=HUB_TIMEOUT,
-        )
+        _fetch(source, name, commit, endpoint, cache_dir)
     except (EntryNotFoundError, HfHubHTTPError, httpx2.HTTPError, OSError):
         pass
 

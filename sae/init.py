@@ -11,9 +11,9 @@ from the training images, in three closed-form steps (no gradient descent):
    j goes to group j mod G, so every group holds strong and weak components), and each group fills
    the rest of its `code_dim` entries with the PCA of its detail maps.
 
-Top-k by magnitude on such a code is close to keeping an image's largest PCA coefficients, which is
-why the initial model already beats "PCA first n" at small budgets; training then only improves on
-it, which a 2-core CPU can afford where training from random weights cannot converge.
+Top-k by magnitude on such a code is close to keeping an image's largest PCA coefficients; training
+then only has to improve on it, which a 2-core CPU can afford where training from random weights did
+not converge (the previous bundled model).
 """
 
 from __future__ import annotations
