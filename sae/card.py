@@ -14,6 +14,8 @@ from sae.evaluate import markdown
 def render(evaluation: dict, config: dict, history: list[dict] | None = None, notes: str = "") -> str:
     """Model card Markdown with Hub front matter."""
     model = config.get("model", {})
+    train_k_max = config.get("train_k_max") or "k_max"
+    train_k_flag = f" --train-k-max {config['train_k_max']}" if config.get("train_k_max") else ""
     lines = [
         "---",
         "library_name: sae",
@@ -49,10 +51,16 @@ def render(evaluation: dict, config: dict, history: list[dict] | None = None, no
         "these weights.",
         "",
         f"Command: `python -m sae.train --data ../shared/data/celeba10k --out runs/default "
-        f"--preset {config.get('preset', 'default')} --epochs {config.get('epochs')}` "
+        f"--preset {config.get('preset', 'default')} --epochs {config.get('epochs')}{train_k_flag}` "
         f"(batch {config.get('batch_size')}, Adam lr {config.get('lr')} with the grouped linear layers at "
         f"{config.get('grouped_lr_scale', 1.0)}x, start `{config.get('init', 'random')}`, cosine decay, "
-        "k log-uniform in 1..k_max per batch, MSE loss, seed 0).",
+        f"k log-uniform in 1..{train_k_max} per batch, MSE loss, seed 0"
+        + (
+            f"; validated and saved: an exponential moving average of the weights, decay {config['ema_decay']}"
+            if config.get("ema_decay")
+            else ""
+        )
+        + ").",
     ]
     if history:
         seconds = sum(row["seconds"] if "seconds" in row else 8000 / row["images_per_s"] for row in history)  # older runs: 8000 faces

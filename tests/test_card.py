@@ -19,4 +19,9 @@ def test_card_carries_the_evaluation_table(tiny_model, fake_celeba, tmp_path):
     text = card.write(model_dir, run_dir).read_text()
     assert text.startswith("---\n") and "research" in text
     assert evaluate.markdown(result) in text
-    assert "Best validation epoch: 2" in text and "--epochs 3" in text
+    assert "Best validation epoch: 2" in text and "--epochs 3" in text and "1..k_max per batch" in text
+    assert "moving average" not in text
+    config = {"preset": "tiny", "epochs": 3, "train_k_max": 64, "ema_decay": 0.998, "model": {}}
+    (run_dir / "train_config.json").write_text(json.dumps(config))
+    text = card.write(model_dir, run_dir).read_text()
+    assert "--epochs 3 --train-k-max 64`" in text and "1..64 per batch" in text and "moving average of the weights, decay 0.998" in text

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 
+import pytest
 import torch
 
 from sae.model import SparseAutoencoder
@@ -58,6 +59,36 @@ def test_train_end_to_end_and_resume(fake_celeba, tmp_path, capsys):
     main(args + ["--epochs", "3", "--cache-dir", str(tmp_path / "cache")])
     assert "resuming" in capsys.readouterr().out
     assert len(list(csv.DictReader(open(out / "history.csv")))) == 3
+
+
+def test_train_k_max_widens_the_drawn_range(fake_celeba, tmp_path, monkeypatch):
+    """--train-k-max draws k past the shipped k_max (up to code_dim), and a value past code_dim is refused."""
+    import sae.train
+
+    drawn = []
+    monkeypatch.setattr(sae.train, "sample_k", lambda k_max, generator: drawn.append(k_max) or k_max)
+    args = ["--data", str(fake_celeba), "--preset", "tiny", "--epochs", "1", "--batch-size", "8", "--cache-dir", str(tmp_path / "cache")]
+    code_dim = PRESETS["tiny"]["code_dim"]
+    main(args + ["--out", str(tmp_path / "wide"), "--train-k-max", str(code_dim)])
+    assert drawn and set(drawn) == {code_dim} and code_dim > PRESETS["tiny"]["k_max"]
+    with pytest.raises(ValueError, match="train_k_max"):
+        main(args + ["--out", str(tmp_path / "bad"), "--train-k-max", str(code_dim + 1)])
+
+
+def test_ema_weights_are_validated_saved_and_resumed(fake_celeba, tmp_path, capsys):
+    """With --ema-decay the best checkpoint holds the averaged weights, not the last step's, and resuming keeps the average."""
+    out = tmp_path / "run"
+    args = ["--data", str(fake_celeba), "--out", str(out), "--preset", "tiny", "--batch-size", "8", "--cache-dir", str(tmp_path / "cache")]
+    main(args + ["--epochs", "1", "--ema-decay", "0.5"])
+    checkpoint = torch.load(out / "last.pt", weights_only=False)
+    averaged = {k.removeprefix("module."): v for k, v in checkpoint["ema"].items() if k.startswith("module.")}
+    best = SparseAutoencoder.from_pretrained(out / "best", strict=True).state_dict()
+    assert checkpoint["ema"]["n_averaged"] > 1
+    assert all(torch.equal(best[name], averaged[name]) for name in best)
+    assert not torch.equal(best["encoder_weight"], checkpoint["model"]["encoder_weight"])
+    main(args + ["--epochs", "2", "--ema-decay", "0.5"])
+    resumed = torch.load(out / "last.pt", weights_only=False)["ema"]["n_averaged"]
+    assert "resuming" in capsys.readouterr().out and resumed == 2 * checkpoint["ema"]["n_averaged"]
 
 
 def test_optimizer_slows_only_the_grouped_layers_of_a_pca_start(tiny_model):
