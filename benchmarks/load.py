@@ -199,7 +199,7 @@ class LoadResult:
         With three rounds or more the baseline is never round 1: the first round warms Gradio's and the allocator's
         pools (measured here, 30 clients: 1104 -> 1244 MB with the cache far from full, 1113 -> 1241 MB with a
         32-entry cache full from round 2, after which RSS stayed within 1241-1299 MB for three more rounds; later runs
-        of that setting grew 40-110 MB a round and fail this rule, an open problem the README's Load section records).
+        of that setting, on that commit too, grew 35-110 MB a round and fail this rule: an open problem, see the README).
         A leak smaller than 10% of the process over the run (say one upload's 0.12 MB per upload) goes unseen here; the
         cache's own bound is checked by `cache_bounded`.
         """
