@@ -6,11 +6,10 @@
 The whole split lives on the device as uint8 (8,000 faces are 98 MB), so a batch is an index,
 not a file read. Each batch draws its own k (log-uniform between 1 and k_max, so small k gets
 as much training as large k): one model then serves every fidelity. `--train-k-max` draws past
-the shipped k_max, up to code_dim, so every entry of a group's code is trained; the bundled model's
-1280-non-zero row gained from it. An exponential moving average of the weights (`--ema-decay`) is
-what gets validated and saved: it evens out the step-to-step wander of the high-k rows. The
-checkpoint that scores best on the validation split is saved with `save_pretrained`; `last.pt`
-makes a run resumable.
+the shipped k_max, up to code_dim, so every entry of a group's code is trained, not only those the
+app's largest k keeps. An exponential moving average of the weights (`--ema-decay`) is what gets
+validated and saved, so the checkpoint is not one noisy step. The checkpoint that scores best on
+the validation split is saved with `save_pretrained`; `last.pt` makes a run resumable.
 """
 
 from __future__ import annotations
