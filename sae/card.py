@@ -10,12 +10,50 @@ from pathlib import Path
 
 from sae.evaluate import markdown
 
+LOSS_WORDS = {"mse": "MSE loss", "log": "loss: mean log-MSE per image (mean PSNR)"}
 
-def render(evaluation: dict, config: dict, history: list[dict] | None = None, notes: str = "") -> str:
-    """Model card Markdown with Hub front matter."""
+
+def command(config: dict, out: str) -> str:
+    """The `sae.train` command line that a run's train_config.json records (flags at their defaults left out)."""
+    flags = [f"--out {out}", f"--preset {config.get('preset', 'default')}", f"--epochs {config.get('epochs')}"]
+    if config.get("init", "pca") != "pca":
+        flags.append(f"--init {config['init']}")
+    if config.get("lr", 1e-3) != 1e-3:
+        flags.append(f"--lr {config['lr']:g}")
+    if config.get("train_k_max"):
+        flags.append(f"--train-k-max {config['train_k_max']}")
+    if config.get("loss", "mse") != "mse":
+        flags.append(f"--loss {config['loss']}")
+    return "python -m sae.train --data ../shared/data/celeba10k " + " ".join(flags)
+
+
+def _recipe(config: dict) -> str:
+    """What the command's defaults and options amount to, in words."""
+    ema = config.get("ema_decay")
+    return (
+        f"batch {config.get('batch_size')}, Adam lr {config.get('lr')} with the grouped linear layers at "
+        f"{config.get('grouped_lr_scale', 1.0)}x, start `{config.get('init', 'random')}`, cosine decay, "
+        f"k log-uniform in 1..{config.get('train_k_max') or 'k_max'} per batch, {LOSS_WORDS[config.get('loss', 'mse')]}, seed 0"
+        + (f"; validated and saved: an exponential moving average of the weights, decay {ema}" if ema else "")
+    )
+
+
+def _timing(config: dict, history: list[dict]) -> str:
+    seconds = sum(row["seconds"] if "seconds" in row else 8000 / row["images_per_s"] for row in history)  # older runs: 8000 faces
+    best = max(history, key=lambda r: sum(v for key, v in r.items() if key.startswith("val_psnr")))
+    return (
+        f"{len(history)} epochs on {config.get('device', 'cpu')}: about {seconds / 60:.0f} minutes of training steps "
+        f"at {min(r['images_per_s'] for r in history):.0f}-{max(r['images_per_s'] for r in history):.0f} images/s "
+        f"(the machine was shared with other work). Best validation epoch: {int(best['epoch'])}."
+    )
+
+
+def render(
+    evaluation: dict, config: dict, history: list[dict] | None = None, notes: str = "", base: tuple[dict, list[dict]] | None = None
+) -> str:
+    """Model card Markdown with Hub front matter. `base` is the config and history of the run a fine-tuning run
+    started from (its `--init` directory), so the card gives both commands."""
     model = config.get("model", {})
-    train_k_max = config.get("train_k_max") or "k_max"
-    train_k_flag = f" --train-k-max {config['train_k_max']}" if config.get("train_k_max") else ""
     lines = [
         "---",
         "library_name: sae",
@@ -50,27 +88,20 @@ def render(evaluation: dict, config: dict, history: list[dict] | None = None, no
         "bicubic antialiased resize to 64x64. CelebA is licensed for non-commercial research only, and so are "
         "these weights.",
         "",
-        f"Command: `python -m sae.train --data ../shared/data/celeba10k --out runs/default "
-        f"--preset {config.get('preset', 'default')} --epochs {config.get('epochs')}{train_k_flag}` "
-        f"(batch {config.get('batch_size')}, Adam lr {config.get('lr')} with the grouped linear layers at "
-        f"{config.get('grouped_lr_scale', 1.0)}x, start `{config.get('init', 'random')}`, cosine decay, "
-        f"k log-uniform in 1..{train_k_max} per batch, MSE loss, seed 0"
-        + (
-            f"; validated and saved: an exponential moving average of the weights, decay {config['ema_decay']}"
-            if config.get("ema_decay")
-            else ""
-        )
-        + ").",
     ]
-    if history:
-        seconds = sum(row["seconds"] if "seconds" in row else 8000 / row["images_per_s"] for row in history)  # older runs: 8000 faces
-        best = max(history, key=lambda r: sum(v for key, v in r.items() if key.startswith("val_psnr")))
+    if base is not None:
+        base_config, base_history = base
         lines += [
+            f"Stage 1: `{command(base_config, 'runs/default')}` ({_recipe(base_config)})."
+            + (f" Trained for {_timing(base_config, base_history)}" if base_history else ""),
             "",
-            f"Trained for {len(history)} epochs on {config.get('device', 'cpu')}: about {seconds / 60:.0f} minutes of training steps "
-            f"at {min(r['images_per_s'] for r in history):.0f}-{max(r['images_per_s'] for r in history):.0f} images/s "
-            f"(the machine was shared with other work). Best validation epoch: {int(best['epoch'])}.",
+            f"Stage 2, fine-tuning stage 1's best checkpoint: `{command(config | {'init': 'runs/default/best'}, 'runs/finetune')}` "
+            f"({_recipe(config | {'init': 'runs/default/best'})}).",
         ]
+    else:
+        lines += [f"Command: `{command(config, 'runs/default')}` ({_recipe(config)})."]
+    if history:
+        lines += ["", f"{'Stage 2 trained' if base is not None else 'Trained'} for {_timing(config, history)}"]
     if notes:
         lines += ["", notes]
     lines += ["", "Reproduce the table: `python -m sae.evaluate --model assets/model --data ../shared/data/celeba10k`."]
@@ -85,8 +116,12 @@ def write(model_dir: str | Path, run_dir: str | Path, notes: str = "") -> Path:
     if (model_dir / "config.json").exists():  # describe the model as shipped (its k_max may be capped below the run's)
         config["model"] = json.loads((model_dir / "config.json").read_text())
     history = _read_history(run_dir / "history.csv")
+    base = None
+    if config.get("init", "pca") not in ("pca", "random"):  # a fine-tuning run: describe the run it started from too
+        base_dir = Path(config["init"]).parent
+        base = (json.loads((base_dir / "train_config.json").read_text()), _read_history(base_dir / "history.csv"))
     path = model_dir / "README.md"
-    path.write_text(render(evaluation, config, history, notes))
+    path.write_text(render(evaluation, config, history, notes, base))
     return path
 
 

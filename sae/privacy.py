@@ -88,17 +88,17 @@ BANDWIDTH = 0.5  # times Silverman's rule of thumb; see the module docstring
 
 # Defaults the app and `python -m sae.share` ship, confirmed on the bundled model (assets/model/privacy.md:
 # `python -m sae.privacy_eval --ratios 2 4 full`, 1000 test faces, k = 32 of 128 per group, the learned and
-# regression attacks trained on 2000 training faces). Key holder 29.57 dB, mean face 11.62 dB; the bar (issue 3):
+# regression attacks trained on 2000 training faces). Key holder 29.87 dB, mean face 11.62 dB; the bar (issue 3):
 # best attack <= key holder - 10 dB and <= mean face + 3 dB = 14.62 dB.
-# - Without the permutation no k' comes close: a learned per-entry scorer decodes to 25.78 dB at k' = 2k and
-#   23.37 dB at k' = code_dim.
-# - Permuted, only a regression on each group's value multiset sees anything: 16.29-16.39 dB, driven by each
-#   group's share of positive values (13.2-13.3 dB below the key holder, but over the mean-face bar).
-# - Permuted with balanced signs: best attack 12.68 dB at k' = code_dim (16.9 dB below the key holder, 1.06 dB
-#   above the mean face), 14.14 at k' = 2k. Every position filled also means a lower-fidelity key (which carries
+# - Without the permutation no k' comes close: a learned per-entry scorer decodes to 25.58 dB at k' = 2k and
+#   23.40 dB at k' = code_dim.
+# - Permuted, only a regression on each group's value multiset sees anything: 16.28-16.37 dB, driven by each
+#   group's share of positive values (13.5-13.6 dB below the key holder, but over the mean-face bar).
+# - Permuted with balanced signs: best attack 12.68 dB at k' = code_dim (17.2 dB below the key holder, 1.06 dB
+#   above the mean face), 14.12 at k' = 2k. Every position filled also means a lower-fidelity key (which carries
 #   the permutation secret) leaves the rest of the support hidden among all 128 positions, not among 64
 #   (not measured: how far such a key holder can upgrade their view).
-# - Values in 8 bits cost the key holder 0.022 dB and halve the public code (2,622 vs 5,142 bytes per face).
+# - Values in 8 bits cost the key holder 0.025 dB and halve the public code (2,622 vs 5,142 bytes per face).
 DEFAULT_K = 32  # true non-zeros per group (640 of 2560 for the bundled model's 20 groups of 128)
 DEFAULT_K_PRIME_RATIO: int | None = None  # k'/k; None fills every position (k' = code_dim)
 DEFAULT_PERMUTE = True
@@ -658,7 +658,7 @@ def balance_signs(true_values: torch.Tensor, decoy_values: torch.Tensor, generat
 
     With decoys that copy their anchors' signs, each group's share of positive public values tracks the
     true code's, and that share alone lets a ridge regression recover 4.7 dB above the mean face even
-    through the secret permutation (bundled model, k=32, k'=128: 16.29 against 12.68 dB balanced; sae.privacy_eval). A fixed count
+    through the secret permutation (bundled model, k=32, k'=128: 16.28 against 12.68 dB balanced; sae.privacy_eval). A fixed count
     carries no information about the image; the price is that a sign is then weak evidence of being true.
     """
     count = decoy_values.shape[-1]

@@ -10,6 +10,10 @@ the shipped k_max, up to code_dim, so every entry of a group's code is trained, 
 app's largest k keeps. An exponential moving average of the weights (`--ema-decay`) is what gets
 validated and saved, so the checkpoint is not one noisy step. The checkpoint that scores best on
 the validation split is saved with `save_pretrained`; `last.pt` makes a run resumable.
+
+The loss is the batch's MSE by default; `--loss log` averages log(MSE) per image instead (the mean
+PSNR that evaluation reports), which gives large-k batches, whose errors are small, as much pull as
+small-k ones. `--init DIR` starts from a saved model, so one run can fine-tune another's checkpoint.
 """
 
 from __future__ import annotations
@@ -55,9 +59,10 @@ class TrainConfig:
     batch_size: int = 64
     lr: float = 1e-3
     grouped_lr_scale: float = 0.1  # the PCA-started grouped layers move 10x slower than the convolutions
-    init: str = "pca"
+    init: str = "pca"  # "pca", "random", or a save_pretrained directory to fine-tune (see start_weights)
     ema_decay: float = 0.998  # validate and save an exponential moving average of the weights (0: the weights themselves)
     train_k_max: int | None = None  # k is drawn in 1..train_k_max (default: the model's k_max); see sample_k
+    loss: str = "mse"  # "mse" or "log" (see reconstruction_loss)
     warmup_steps: int = 200
     min_lr_ratio: float = 0.05
     seed: int = 0
@@ -91,13 +96,46 @@ def make_optimizer(model: SparseAutoencoder, config: TrainConfig) -> torch.optim
         grouped.append(model.decoder_weight)
     chosen = {id(p) for p in grouped}
     rest = [p for p in model.parameters() if id(p) not in chosen]
-    scale = config.grouped_lr_scale if config.init == "pca" else 1.0  # a random start has nothing to protect
+    scale = 1.0 if config.init == "random" else config.grouped_lr_scale  # a random start has nothing to protect
     return torch.optim.Adam([{"params": rest, "scale": 1.0}, {"params": grouped, "scale": scale}], lr=config.lr)
 
 
-def reconstruction_loss(model: SparseAutoencoder, x: torch.Tensor, k: int) -> torch.Tensor:
-    """Mean squared error of the image decoded from a k-sparse code (what PSNR measures)."""
-    return F.mse_loss(model(x, k, clamp=False), x)
+LOG_LOSS_SCALE = 1e-3  # brings the log loss's gradients to the MSE loss's scale, so the clip at norm 1 stays a safety net
+
+
+@torch.no_grad()
+def start_weights(model: SparseAutoencoder, init: str, train_images: torch.Tensor) -> None:
+    """Set a new run's first weights: "pca" fits the closed-form start on the training faces, "random" keeps the
+    layers' own initialisation, and a directory written by `save_pretrained` is fine-tuned (its weights must fit the
+    preset's architecture; k_max may differ, it only caps decoding)."""
+    if init == "pca":
+        pca_init(model, to_float(train_images[:INIT_FACES]))
+    elif init != "random":
+        if not Path(init, "model.safetensors").is_file():
+            raise ValueError(f"--init {init}: expected 'pca', 'random' or a directory holding model.safetensors")
+        source = SparseAutoencoder.from_pretrained(init, strict=True).state_dict()
+        target = model.state_dict()
+        names = source.keys() | target.keys()
+        misfits = sorted(n for n in names if n not in source or n not in target or source[n].shape != target[n].shape)
+        if misfits:
+            raise ValueError(f"--init {init}: its weights do not fit this preset ({', '.join(misfits[:4])} ...)")
+        model.load_state_dict(source)
+
+
+def reconstruction_loss(model: SparseAutoencoder, x: torch.Tensor, k: int, kind: str = "mse") -> torch.Tensor:
+    """The error of the image decoded from a k-sparse code.
+
+    "mse": the batch's mean squared error. Its gradient shrinks as k grows (the error does), so small-k batches
+    dominate training. "log": the mean over images of log(MSE), i.e. the mean PSNR up to sign and scale, which is
+    what evaluation reports; every k and every image then pulls with the same relative weight.
+    """
+    recon = model(x, k, clamp=False)
+    if kind == "mse":
+        return F.mse_loss(recon, x)
+    if kind == "log":
+        per_image = (recon.float() - x.float()).square().mean(dim=(1, 2, 3))
+        return LOG_LOSS_SCALE * per_image.clamp_min(1e-10).log().mean()
+    raise ValueError(f"unknown loss {kind!r}: expected 'mse' or 'log'")
 
 
 @torch.no_grad()
@@ -117,14 +155,15 @@ def validate(model: SparseAutoencoder, images: torch.Tensor, batch_size: int = 2
 
 def _plot_losses(rows: list[dict], path: Path) -> None:
     figure = go.Figure()
-    figure.add_trace(go.Scatter(x=[r["epoch"] for r in rows], y=[r["train_loss"] for r in rows], name="train MSE"))
+    log_scale = all(r["train_loss"] > 0 for r in rows)  # the log loss is negative
+    figure.add_trace(go.Scatter(x=[r["epoch"] for r in rows], y=[r["train_loss"] for r in rows], name="train loss"))
     for budget in VAL_BUDGETS:
         key = f"val_psnr_{budget}"
         if key in rows[0]:
             figure.add_trace(go.Scatter(x=[r["epoch"] for r in rows], y=[r[key] for r in rows], name=f"val PSNR @{budget}", yaxis="y2"))
     figure.update_layout(
         xaxis_title="epoch",
-        yaxis=dict(title="train MSE", type="log"),
+        yaxis=dict(title="train loss", type="log" if log_scale else "linear"),
         yaxis2=dict(title="val PSNR (dB)", overlaying="y", side="right"),
     )
     figure.write_html(path, include_plotlyjs="cdn")
@@ -152,8 +191,8 @@ def train(config: TrainConfig) -> Path:
         raise ValueError(f"train_k_max must be in [1, code_dim={model.code_dim}], got {config.train_k_max}")
     if cuda:
         model = model.to(memory_format=torch.channels_last)
-    if config.init == "pca" and not (out / "last.pt").exists():
-        pca_init(model, to_float(train_images[:INIT_FACES]))  # the same on every rank, and DDP broadcasts rank 0's anyway
+    if not (out / "last.pt").exists():
+        start_weights(model, config.init, train_images)  # the same on every rank, and DDP broadcasts rank 0's anyway
     optimizer = make_optimizer(model, config)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True) if config.ema_decay else None
 
@@ -196,7 +235,7 @@ def train(config: TrainConfig) -> Path:
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(state["step"], total_steps, config) * group["scale"]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-                loss = reconstruction_loss(net, x, k)
+                loss = reconstruction_loss(net, x, k, config.loss)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -257,13 +296,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=TrainConfig.lr)
     parser.add_argument("--seed", type=int, default=TrainConfig.seed)
     parser.add_argument(
-        "--init", choices=["pca", "random"], default=TrainConfig.init, help="pca: start from the closed-form PCA solution (sae.init)"
+        "--init",
+        default=TrainConfig.init,
+        help="pca: start from the closed-form PCA solution (sae.init); random; or a save_pretrained directory to fine-tune",
     )
     parser.add_argument(
         "--train-k-max",
         type=int,
         default=None,
         help="draw k in 1..N during training (default: the model's k_max; up to code_dim trains every entry of the code)",
+    )
+    parser.add_argument(
+        "--loss", choices=["mse", "log"], default=TrainConfig.loss, help="log: mean log-MSE per image (the mean PSNR evaluation reports)"
     )
     parser.add_argument("--ema-decay", type=float, default=TrainConfig.ema_decay, help="validate and keep an EMA of the weights (0: off)")
     parser.add_argument("--grouped-lr-scale", type=float, default=TrainConfig.grouped_lr_scale)

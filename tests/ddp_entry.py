@@ -25,9 +25,9 @@ def recording_wrap(model: nn.Module, current: distributed.Context, device: torch
     return _wrap(model, current, device)
 
 
-def recording_loss(model: nn.Module, x: torch.Tensor, k: int) -> torch.Tensor:
+def recording_loss(model: nn.Module, x: torch.Tensor, k: int, kind: str = "mse") -> torch.Tensor:
     steps.append((k, (x * 255).round().flatten(1).sum(1).long().tolist()))  # a flip keeps a face's checksum
-    return _loss(model, x, k)
+    return _loss(model, x, k, kind)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import csv
+import json
+import math
 
 import pytest
 import torch
 
 from sae.model import SparseAutoencoder
-from sae.train import PRESETS, TrainConfig, learning_rate, main, make_optimizer, reconstruction_loss, sample_k
+from sae.train import LOG_LOSS_SCALE, PRESETS, TrainConfig, learning_rate, main, make_optimizer, reconstruction_loss, sample_k
 
 
 def test_a_few_steps_reduce_the_loss(tiny_model):
@@ -109,3 +111,47 @@ def test_loss_reaches_pixels_decoded_outside_the_unit_range(tiny_model):
     reconstruction_loss(tiny_model, x, 4).backward()
     assert tiny_model.decoder[-2].bias.grad.abs().sum() > 0
     assert tiny_model(x, k=4).min() == 0  # what users see is still clamped
+
+
+def test_log_loss_is_the_mean_log_mse_per_image(tiny_model):
+    """The log loss averages log(MSE) over images (mean PSNR up to sign and scale), not the log of the batch's MSE."""
+    torch.manual_seed(0)
+    x = torch.rand(3, 3, 64, 64) * torch.tensor([0.05, 0.5, 1.0])[:, None, None, None]  # errors far apart
+    with torch.no_grad():
+        per_image = (tiny_model(x, 4, clamp=False) - x).square().mean(dim=(1, 2, 3))
+        log_loss = reconstruction_loss(tiny_model, x, 4, "log")
+        mse_loss = reconstruction_loss(tiny_model, x, 4, "mse")
+    assert torch.isclose(log_loss, LOG_LOSS_SCALE * per_image.log().mean())
+    assert torch.isclose(mse_loss, per_image.mean())
+    assert not torch.isclose(log_loss, LOG_LOSS_SCALE * per_image.mean().log())  # images differ, so the two means differ
+    psnr_mean = (-10 * per_image.log10()).mean()
+    assert torch.isclose(log_loss, -psnr_mean * LOG_LOSS_SCALE * math.log(10) / 10)
+    with pytest.raises(ValueError, match="unknown loss"):
+        reconstruction_loss(tiny_model, x, 4, "l1")
+
+
+def test_log_loss_trains_and_is_recorded(fake_celeba, tmp_path):
+    """--loss log runs end to end and is written to train_config.json (the model card prints it)."""
+    out = tmp_path / "run"
+    main(
+        ["--data", str(fake_celeba), "--out", str(out), "--preset", "tiny", "--epochs", "1", "--batch-size", "8", "--loss", "log"]
+        + ["--cache-dir", str(tmp_path / "cache")]
+    )
+    rows = list(csv.DictReader(open(out / "history.csv")))
+    assert float(rows[0]["train_loss"]) < 0  # a log of MSEs below 1
+    assert json.loads((out / "train_config.json").read_text())["loss"] == "log"
+
+
+def test_init_from_a_saved_model_fine_tunes_it(fake_celeba, tmp_path):
+    """--init DIR starts from DIR's weights (a learning rate of 0 keeps them exactly); weights of another shape are refused."""
+    source = SparseAutoencoder(**PRESETS["tiny"])
+    source.save_pretrained(tmp_path / "source")
+    args = ["--data", str(fake_celeba), "--preset", "tiny", "--epochs", "1", "--batch-size", "8", "--cache-dir", str(tmp_path / "cache")]
+    main(args + ["--out", str(tmp_path / "tuned"), "--init", str(tmp_path / "source"), "--lr", "0", "--ema-decay", "0"])
+    tuned = SparseAutoencoder.from_pretrained(tmp_path / "tuned" / "best", strict=True).state_dict()
+    assert all(torch.equal(tuned[name], weight) for name, weight in source.state_dict().items())
+    SparseAutoencoder(**dict(PRESETS["tiny"], code_dim=32, k_max=16)).save_pretrained(tmp_path / "other")
+    with pytest.raises(ValueError, match="do not fit this preset"):
+        main(args + ["--out", str(tmp_path / "bad"), "--init", str(tmp_path / "other")])
+    with pytest.raises(ValueError, match="expected 'pca', 'random' or a directory"):
+        main(args + ["--out", str(tmp_path / "missing"), "--init", str(tmp_path / "nowhere")])
