@@ -13,6 +13,7 @@ import gradio as gr
 
 from sae.face_cache import ENTRY_MB, FACE_CACHE_SIZE
 from sae.hub import LoadedModel, ModelLoadError, load_model
+from sae.memory import TRIM_INTERVAL_S, MemoryTrimmer
 from sae.ui import CSS, Handlers, build, theme
 
 MAX_UPLOAD = "20mb"  # Gradio refuses bigger uploads before they reach a handler
@@ -27,10 +28,20 @@ QUEUE_SIZE = 64
 
 
 def serve(
-    loaded: LoadedModel, host: str, port: int, face_cache: int = FACE_CACHE_SIZE, block: bool = True, handlers: Handlers | None = None
+    loaded: LoadedModel,
+    host: str,
+    port: int,
+    face_cache: int = FACE_CACHE_SIZE,
+    block: bool = True,
+    handlers: Handlers | None = None,
+    trim_interval_s: float | None = TRIM_INTERVAL_S,
 ) -> gr.Blocks:
-    """Build the UI around `loaded`, queue it and launch; block=False returns once serving (benchmarks, tests)."""
+    """Build the UI around `loaded`, queue it and launch; block=False returns once serving (benchmarks, tests).
+
+    While it serves, a `MemoryTrimmer` (sae.memory) hands freed heap memory back every `trim_interval_s` seconds
+    (None: never), kept as `demo.memory_trimmer` so a caller can stop it."""
     demo = build(loaded, face_cache, handlers)
+    demo.memory_trimmer = MemoryTrimmer(trim_interval_s).start() if trim_interval_s else None
     demo.queue(default_concurrency_limit=WORKERS, max_size=QUEUE_SIZE)
     demo.launch(
         server_name=host,

@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from sae.memory import TRIM_INTERVAL_S
+
 REPO = Path(__file__).resolve().parents[1]
 PHOTO = REPO / "assets" / "examples" / "astronaut.png"
 BUNDLED = REPO / "assets" / "model"
@@ -56,7 +58,7 @@ def _memory_kb() -> tuple[int | None, int]:
     return None, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def serve(model: str | None, port: int, face_cache: int) -> None:
+def serve(model: str | None, port: int, face_cache: int, trim_interval_s: float | None) -> None:
     """Child side: serve the app, then answer "stats" lines on stdin until "quit"."""
     import app
     from sae.face_cache import entry_bytes
@@ -65,7 +67,7 @@ def serve(model: str | None, port: int, face_cache: int) -> None:
 
     loaded = load_model(model)
     handlers = Handlers(loaded, cache_size=face_cache)
-    demo = app.serve(loaded, "127.0.0.1", port, face_cache, block=False, handlers=handlers)
+    demo = app.serve(loaded, "127.0.0.1", port, face_cache, block=False, handlers=handlers, trim_interval_s=trim_interval_s)
     model = loaded.model
     entry = entry_bytes(model.num_groups, model.code_dim, model.image_size)
     print(STATS + json.dumps({"ready": True}), flush=True)
@@ -74,20 +76,24 @@ def serve(model: str | None, port: int, face_cache: int) -> None:
             break
         rss, peak = _memory_kb()
         stats = {"rss_kb": rss, "peak_kb": peak, "cache": len(handlers.faces), "capacity": handlers.faces.capacity, "entry_bytes": entry}
+        stats["trimming"] = demo.memory_trimmer is not None and demo.memory_trimmer.running
         print(STATS + json.dumps(stats), flush=True)
+    if demo.memory_trimmer is not None:
+        demo.memory_trimmer.stop()
     demo.close()
 
 
 class Server:
     """Parent side: the child process, its URL and its Gradio folder."""
 
-    def __init__(self, model: str | None, face_cache: int, gradio_dir: Path, timeout: float = 180.0):
+    def __init__(self, model: str | None, face_cache: int, gradio_dir: Path, trim_interval_s: float | None, timeout: float = 180.0):
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}/"
         env = os.environ | {"GRADIO_TEMP_DIR": str(gradio_dir), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
         command = [sys.executable, "-m", "benchmarks.load", "--serve", "--port", str(self.port), "--face-cache", str(face_cache)]
+        command += ["--trim-interval", str(trim_interval_s or 0)]
         self.process = subprocess.Popen(
             command + (["--model", model] if model else []),
             cwd=REPO,
@@ -199,7 +205,8 @@ class LoadResult:
         With three rounds or more the baseline is never round 1: the first round warms Gradio's and the allocator's
         pools (measured here, 30 clients: 1104 -> 1244 MB with the cache far from full, 1113 -> 1241 MB with a
         32-entry cache full from round 2, after which RSS stayed within 1241-1299 MB for three more rounds; later runs
-        of that setting, on that commit too, grew 35-110 MB a round and fail this rule: an open problem, see the README).
+        of that setting grew 35-110 MB a round until the app trimmed glibc's arenas (sae.memory) and stopped skipped
+        outputs from piling component copies into Gradio's sessions (sae.ui.Handlers.update); see the README).
         A leak smaller than 10% of the process over the run (say one upload's 0.12 MB per upload) goes unseen here; the
         cache's own bound is checked by `cache_bounded`.
         """
@@ -285,6 +292,7 @@ def run(
     face_cache: int | None = None,
     deadline: float = 900.0,
     log=print,
+    trim_interval_s: float | None = TRIM_INTERVAL_S,
 ) -> LoadResult:
     """Start the server, drive it, stop it; the figures as a LoadResult."""
     from sae.face_cache import FACE_CACHE_SIZE
@@ -299,7 +307,7 @@ def run(
         photos = make_faces(clients * rounds, photos_dir)
         faces = [photos[r * clients : (r + 1) * clients] for r in range(rounds)]
         uploaded = {path.read_bytes() for path in photos}
-        server = Server(model, face_cache, gradio_dir)
+        server = Server(model, face_cache, gradio_dir, trim_interval_s)
         try:
             log(f"server up at {server.url}; {clients} clients x {rounds} rounds x (upload, curve, {interactions} slider moves)")
             records: list[Request] = []
@@ -331,7 +339,7 @@ def run(
             left = [str(p) for p in gradio_dir.rglob("*") if p.is_file() and p.stat().st_size in sizes and p.read_bytes() in uploaded]
         finally:
             server.close()
-    settings = _server_settings() | {"face cache": face_cache, "model": str(model_dir)}
+    settings = _server_settings() | {"face cache": face_cache, "model": str(model_dir), "memory trim": trim_interval_s}
     return LoadResult(clients, interactions, rounds, wall, records, stats, left, stopped, settings)
 
 
@@ -339,6 +347,10 @@ def _server_settings() -> dict:
     import app
 
     return {"workers": app.WORKERS, "queue size": app.QUEUE_SIZE}
+
+
+def _every(seconds: float | None) -> str:
+    return f"every {seconds:g} s" if seconds else "off"
 
 
 def _percentiles(values: np.ndarray) -> str:
@@ -357,7 +369,8 @@ def table(result: LoadResult) -> str:
     verdict = {True: "ok", False: "GREW", None: "-"}[memory_ok]
     lines = [
         f"{result.clients} clients x {result.rounds} rounds x (upload, curve, {result.interactions} slider moves); "
-        f"workers {result.settings['workers']}, queue size {result.settings['queue size']}, face cache {result.settings['face cache']}; "
+        f"workers {result.settings['workers']}, queue size {result.settings['queue size']}, face cache {result.settings['face cache']}, "
+        f"memory trim {_every(result.settings.get('memory trim'))}; "
         f"model {result.settings['model']}; {platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "",
         "| measure | value |",
@@ -396,6 +409,9 @@ def main(argv: list[str] | None = None) -> LoadResult | None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--face-cache", type=int, default=None, help="the server's per-image cache size (default: the app's)")
     parser.add_argument("--deadline", type=float, default=900.0, help="seconds for the whole run")
+    parser.add_argument(
+        "--trim-interval", type=float, default=TRIM_INTERVAL_S, help="seconds between the server's memory trims (sae.memory; 0: off)"
+    )
     parser.add_argument("--short", action="store_true", help="4 clients x 5 moves x 2 rounds")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=None, help=argparse.SUPPRESS)
@@ -403,11 +419,12 @@ def main(argv: list[str] | None = None) -> LoadResult | None:
     if args.serve:
         from sae.face_cache import FACE_CACHE_SIZE
 
-        serve(args.model, args.port, args.face_cache or FACE_CACHE_SIZE)
+        serve(args.model, args.port, args.face_cache or FACE_CACHE_SIZE, args.trim_interval or None)
         return None
     if args.short:
         args.clients, args.interactions, args.rounds = 4, 5, 2
-    result = run(args.model, args.clients, args.interactions, args.rounds, args.face_cache, args.deadline)
+    trim = args.trim_interval or None
+    result = run(args.model, args.clients, args.interactions, args.rounds, args.face_cache, args.deadline, trim_interval_s=trim)
     print()
     print(table(result))
     if not result.ok:

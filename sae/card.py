@@ -6,6 +6,7 @@ Every number in it comes from `sae.evaluate` output and the training run's histo
 from __future__ import annotations
 
 import json
+from dataclasses import MISSING, fields
 from pathlib import Path
 
 from sae.evaluate import markdown
@@ -14,16 +15,17 @@ LOSS_WORDS = {"mse": "MSE loss", "log": "loss: mean log-MSE per image (mean PSNR
 
 
 def command(config: dict, out: str) -> str:
-    """The `sae.train` command line that a run's train_config.json records (flags at their defaults left out)."""
+    """The `sae.train` command line that a run's train_config.json records: preset and epochs always, every other
+    option only where it differs from `TrainConfig`'s default."""
+    from sae.train import TrainConfig  # the defaults live with the trainer
+
+    defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
     flags = [f"--out {out}", f"--preset {config.get('preset', 'default')}", f"--epochs {config.get('epochs')}"]
-    if config.get("init", "pca") != "pca":
-        flags.append(f"--init {config['init']}")
-    if config.get("lr", 1e-3) != 1e-3:
-        flags.append(f"--lr {config['lr']:g}")
-    if config.get("train_k_max"):
-        flags.append(f"--train-k-max {config['train_k_max']}")
-    if config.get("loss", "mse") != "mse":
-        flags.append(f"--loss {config['loss']}")
+    for name, default in defaults.items():
+        value = config.get(name, default)
+        if name in ("out", "preset", "epochs", "cache_dir", "warmup_steps", "min_lr_ratio") or value == default:  # not flags
+            continue
+        flags.append(f"--{name.replace('_', '-')} {value:g}" if isinstance(value, float) else f"--{name.replace('_', '-')} {value}")
     return "python -m sae.train --data ../shared/data/celeba10k " + " ".join(flags)
 
 
@@ -32,13 +34,15 @@ def _recipe(config: dict) -> str:
     ema = config.get("ema_decay")
     return (
         f"batch {config.get('batch_size')}, Adam lr {config.get('lr')} with the grouped linear layers at "
-        f"{config.get('grouped_lr_scale', 1.0)}x, start `{config.get('init', 'random')}`, cosine decay, "
-        f"k log-uniform in 1..{config.get('train_k_max') or 'k_max'} per batch, {LOSS_WORDS[config.get('loss', 'mse')]}, seed 0"
+        f"{config.get('grouped_lr_scale', 1.0)}x, start `{config.get('init', 'pca')}`, cosine decay, "
+        f"k log-uniform in 1..{config.get('train_k_max') or 'k_max'} per batch, {LOSS_WORDS[config.get('loss', 'mse')]}, "
+        f"seed {config.get('seed', 0)}"
         + (f"; validated and saved: an exponential moving average of the weights, decay {ema}" if ema else "")
     )
 
 
 def _timing(config: dict, history: list[dict]) -> str:
+    """Epochs, minutes of steps and speed from the run's history (not wall time, which loading and validation add to)."""
     seconds = sum(row["seconds"] if "seconds" in row else 8000 / row["images_per_s"] for row in history)  # older runs: 8000 faces
     best = max(history, key=lambda r: sum(v for key, v in r.items() if key.startswith("val_psnr")))
     return (
@@ -118,8 +122,7 @@ def write(model_dir: str | Path, run_dir: str | Path, notes: str = "") -> Path:
     history = _read_history(run_dir / "history.csv")
     base = None
     if config.get("init", "pca") not in ("pca", "random"):  # a fine-tuning run: describe the run it started from too
-        base_dir = Path(config["init"]).parent
-        base = (json.loads((base_dir / "train_config.json").read_text()), _read_history(base_dir / "history.csv"))
+        base = _base_run(model_dir, Path(config["init"]).parent)
     path = model_dir / "README.md"
     path.write_text(render(evaluation, config, history, notes, base))
     return path
@@ -132,3 +135,15 @@ def _read_history(path: Path) -> list[dict]:
         return []
     with open(path) as handle:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+
+
+def _base_run(model_dir: Path, init_parent: Path) -> tuple[dict, list[dict]] | None:
+    """The config and history of the run a fine-tune started from: the copies shipped beside the weights
+    (stage1_*), else that run's own directory; None when neither is there (the card then gives stage 2 alone)."""
+    for config_path, history_path in (
+        (model_dir / "stage1_train_config.json", model_dir / "stage1_history.csv"),
+        (init_parent / "train_config.json", init_parent / "history.csv"),
+    ):
+        if config_path.is_file():
+            return json.loads(config_path.read_text()), _read_history(history_path)
+    return None

@@ -80,8 +80,9 @@ def run(
     groups, code_dim = model.num_groups, model.code_dim
     budgets = [b for b in budgets if 1 <= b // groups <= code_dim]
 
-    curve = evaluate_model(model, test, list(range(1, model.k_max + 1)))  # every k the app offers
-    scores = curve | evaluate_model(model, test, [b // groups for b in budgets if b // groups > model.k_max])
+    beyond = sorted({b // groups for b in budgets if b // groups > model.k_max})  # rows past what the app offers
+    scores = evaluate_model(model, test, list(range(1, model.k_max + 1)) + beyond)
+    curve = {k: v for k, v in scores.items() if k <= model.k_max}
     pca = fit_pca_cached(train, None, cache_dir)  # all components: "largest n" chooses among every coefficient
     rows = []
     for budget in tqdm(budgets, desc="baselines", leave=False):

@@ -23,7 +23,7 @@ import csv
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import plotly.graph_objects as go
@@ -90,7 +90,8 @@ def learning_rate(step: int, total_steps: int, config: TrainConfig) -> float:
 
 def make_optimizer(model: SparseAutoencoder, config: TrainConfig) -> torch.optim.Adam:
     """Adam with the grouped linear layers on a smaller step: at the full rate Adam walks them off their PCA start
-    (in a short probe at 1e-3), while the residual convolutions need the full rate."""
+    (in a short probe at 1e-3), while the residual convolutions need the full rate. A fine-tuned start (`--init DIR`)
+    descends from a PCA start, so it keeps the same split."""
     grouped = [model.encoder_weight, model.encoder_bias, model.decoder_bias]
     if model.decoder_weight is not None:
         grouped.append(model.decoder_weight)
@@ -176,6 +177,10 @@ def train(config: TrainConfig) -> Path:
     validates and writes; `batch_size` is per rank.
     """
     out = Path(config.out)
+    if config.init not in ("pca", "random"):
+        if Path(config.init).resolve().is_relative_to(out.resolve()):
+            raise ValueError(f"--init {config.init} lies inside --out {out}: that resumes the run, it does not fine-tune it")
+        config = replace(config, init=str(Path(config.init).resolve()))  # train_config.json then names it from anywhere
     out.mkdir(parents=True, exist_ok=True)
     current = distributed.context()
     device = distributed.device_for(config.device, current)

@@ -231,9 +231,12 @@ class Handlers:
     def update(self, ref: FaceRef | None, curve: FaceCurve | None, k, owner_fraction, decoys, ratio, fill_all, permute, known, extra):
         """One interaction: the four privacy panels (one batched decode), their captions, the budget and the chart.
 
-        Returns (4 images, 4 captions, budget, chart, curve state, curve table). The last two are left as they are
-        (`gr.skip()`) unless the session's curve belongs to another face: two quick uploads can finish their curve
-        steps out of order, so a curve for an earlier photo is replaced by this face's, chart and table together.
+        Returns (4 images, 4 captions, budget, chart, curve state, curve table). The curve state is left as it is
+        (`gr.skip()`) unless it belongs to another face: two quick uploads can finish their curve steps out of order,
+        so a curve for an earlier photo is replaced by this face's, chart and table together. The table is sent every
+        time, never skipped: in Gradio 6.31 a skipped component output is rebuilt as a new component in the session's
+        config, and the next value sent to it files that copy under a new id, so every upload after a skip left one
+        more table in each session for good (found under `python -m benchmarks.load`).
         """
         settings = settings_from(k, owner_fraction, decoys, ratio, fill_all, permute, known, extra)
         if settings.extra_attack not in self.attacks:
@@ -254,11 +257,12 @@ class Handlers:
         if hidden:
             captions[-1] = f"**regression attack**: not shown: {hidden}"
         levels = {p.name: p.psnr for p in panels[1:]}
-        state, table = gr.skip(), gr.skip()
+        state = gr.skip()
         if curve is not None and curve.ref != ref:  # a late curve step of an earlier upload (or crop)
             curve = FaceCurve(ref, quality_curve(self.model, face))
-            state, table = curve, curve_table(curve.curve)
+            state = curve
         figure = None if curve is None else curve_figure(curve.curve, settings.k, levels)
+        table = [] if curve is None else curve_table(curve.curve)
         return (*images, *captions, budget, figure, state, table)
 
     def curve(self, ref: FaceRef | None, k) -> tuple[FaceCurve | None, go.Figure | None, list[list[float]]]:
@@ -483,7 +487,7 @@ def build(loaded: LoadedModel, face_cache: int = FACE_CACHE_SIZE, handlers: Hand
 
         images, captions = [p[0] for p in panels], [p[1] for p in panels]
         controls = [k, owner, decoys, ratio, fill_all, permute, known, extra]
-        update_outputs = [*images, *captions, budget, plot, curve_state, table]  # the last two only when the curve was stale
+        update_outputs = [*images, *captions, budget, plot, curve_state, table]  # the curve state only when it was stale
         queued = dict(concurrency_id=CPU)
         private = dict(concurrency_id=CPU, api_visibility="private")
         prepared = photo.change(

@@ -50,5 +50,5 @@ def test_card_of_a_fine_tuning_run_gives_both_commands(tiny_model, fake_celeba, 
     text = card.write(model_dir, run).read_text()
     stage_1 = "python -m sae.train --data ../shared/data/celeba10k --out runs/default --preset tiny --epochs 50 --train-k-max 128"
     assert f"Stage 1: `{stage_1}`" in text
-    assert "--out runs/finetune --preset tiny --epochs 16 --init runs/default/best --lr 0.0003 --train-k-max 128 --loss log`" in text
+    assert "--out runs/finetune --preset tiny --epochs 16 --lr 0.0003 --init runs/default/best --train-k-max 128 --loss log`" in text
     assert "Best validation epoch: 26" in text and "Stage 2 trained for 2 epochs" in text and "Best validation epoch: 1." in text

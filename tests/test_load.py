@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from benchmarks import load
+from sae.memory import malloc_trim
 from sae.model import SparseAutoencoder
 from tests.conftest import TINY
 
@@ -19,6 +20,7 @@ def test_short_load_run(tmp_path, capsys):
     assert [s["cache"] for s in result.rounds_stats] == [4, 6] and result.cache_bounded
     assert result.uploads_left == [] and result.peak_rss_mb > 0
     assert result.memory[0] is not False and result.ok  # None only where /proc has no current RSS
+    assert all(s["trimming"] for s in result.rounds_stats) == (malloc_trim() is not None)  # app.serve started sae.memory's
     out = capsys.readouterr().out
     assert "| errors | 0 |" in out and "| memory once the cache was full | " in out
 
@@ -56,7 +58,7 @@ def test_a_client_that_cannot_connect_is_reported_as_such(tmp_path, monkeypatch,
         port = sock.getsockname()[1]
 
     class Unreachable:
-        def __init__(self, model, face_cache, gradio_dir):
+        def __init__(self, model, face_cache, gradio_dir, trim_interval_s):
             self.url = f"http://127.0.0.1:{port}/"
 
         def stats(self):

@@ -101,6 +101,7 @@ def test_optimizer_slows_only_the_grouped_layers_of_a_pca_start(tiny_model):
     assert {id(p) for p in slow["params"]} == {id(p) for p in grouped}
     assert len(fast["params"]) + len(slow["params"]) == len(list(tiny_model.parameters()))
     assert make_optimizer(tiny_model, TrainConfig(data="", out="", init="random")).param_groups[1]["scale"] == 1.0
+    assert make_optimizer(tiny_model, TrainConfig(data="", out="", init="runs/x/best")).param_groups[1]["scale"] == 0.1
 
 
 def test_loss_reaches_pixels_decoded_outside_the_unit_range(tiny_model):
@@ -130,7 +131,7 @@ def test_log_loss_is_the_mean_log_mse_per_image(tiny_model):
         reconstruction_loss(tiny_model, x, 4, "l1")
 
 
-def test_log_loss_trains_and_is_recorded(fake_celeba, tmp_path):
+def test_log_loss_runs_end_to_end_and_is_recorded(fake_celeba, tmp_path):
     """--loss log runs end to end and is written to train_config.json (the model card prints it)."""
     out = tmp_path / "run"
     main(
@@ -155,3 +156,7 @@ def test_init_from_a_saved_model_fine_tunes_it(fake_celeba, tmp_path):
         main(args + ["--out", str(tmp_path / "bad"), "--init", str(tmp_path / "other")])
     with pytest.raises(ValueError, match="expected 'pca', 'random' or a directory"):
         main(args + ["--out", str(tmp_path / "missing"), "--init", str(tmp_path / "nowhere")])
+    with pytest.raises(ValueError, match="lies inside --out"):  # would resume the run that wrote the checkpoint
+        main(args + ["--out", str(tmp_path / "tuned"), "--init", str(tmp_path / "tuned" / "best")])
+    recorded = json.loads((tmp_path / "tuned" / "train_config.json").read_text())["init"]
+    assert recorded == str((tmp_path / "source").resolve())  # absolute, so the model card finds it from anywhere

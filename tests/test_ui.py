@@ -358,7 +358,10 @@ def test_a_late_curve_for_an_earlier_upload_is_replaced(handlers):
     whole = handlers.select(second, True)[0]  # the other crop of the same upload has its own curve too
     assert _update(handlers, whole, own)[CURVE].ref == whole
     current = _update(handlers, second, own)
-    assert current[CURVE] == gr.skip() and current[TABLE] == gr.skip()  # a matching curve is left as it is
+    assert current[CURVE] == gr.skip()  # a matching curve state is left as it is
+    # The table is sent, never skipped: Gradio keeps a new component copy per session after a skip (Handlers.update)
+    assert current[TABLE] == own_table
+    assert _update(handlers, second, None)[TABLE] == []  # no curve yet: an empty table, not the last face's
 
 
 def test_sweep_skips_files_another_worker_deleted(handlers, face, monkeypatch):
