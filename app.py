@@ -41,19 +41,25 @@ def serve(
     While it serves, a `MemoryTrimmer` (sae.memory) hands freed heap memory back every `trim_interval_s` seconds
     (None: never), kept as `demo.memory_trimmer` so a caller can stop it."""
     demo = build(loaded, face_cache, handlers)
-    demo.memory_trimmer = MemoryTrimmer(trim_interval_s).start() if trim_interval_s else None
     demo.queue(default_concurrency_limit=WORKERS, max_size=QUEUE_SIZE)
-    demo.launch(
-        server_name=host,
-        server_port=port,
-        max_file_size=MAX_UPLOAD,
-        show_error=True,
-        css=CSS,
-        theme=theme(),
-        footer_links=["gradio"],
-        prevent_thread_lock=not block,
-        quiet=not block,
-    )
+    trimmer = MemoryTrimmer(trim_interval_s).start() if trim_interval_s else None  # before a launch that blocks
+    demo.memory_trimmer = trimmer
+    try:
+        demo.launch(
+            server_name=host,
+            server_port=port,
+            max_file_size=MAX_UPLOAD,
+            show_error=True,
+            css=CSS,
+            theme=theme(),
+            footer_links=["gradio"],
+            prevent_thread_lock=not block,
+            quiet=not block,
+        )
+    except BaseException:  # a failed launch (port taken) or Ctrl-C on a blocking one: leave no thread behind
+        if trimmer is not None:
+            trimmer.stop()
+        raise
     return demo
 
 

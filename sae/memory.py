@@ -4,7 +4,7 @@ glibc's malloc keeps blocks freed by the server's many threads in per-thread are
 under load the app's resident memory kept rising with nothing alive holding it: `python -m benchmarks.load
 --face-cache 32 --rounds 5 --interactions 10 --trim-interval 0` grew 1331 -> 1516 MB over the four rounds after its
 cache filled; with `malloc_trim(0)` every 10 s (the default) the same run stayed at 1051 -> 1062 MB (README, Load).
-`MemoryTrimmer` makes that call from a daemon thread. Where the C library has no `malloc_trim` (macOS, musl) it does
+`MemoryTrimmer` makes that call from a daemon thread. Where the C library has no `malloc_trim` (macOS, musl, Windows) it does
 nothing: those allocators return memory their own way.
 """
 
@@ -20,8 +20,11 @@ TRIM_INTERVAL_S = 10.0  # one trim takes milliseconds; a class produces ~100 MB 
 
 def malloc_trim() -> Callable[[], int] | None:
     """glibc's `malloc_trim(0)` as a callable returning 1 when memory was released, or None without glibc."""
+    name = ctypes.util.find_library("c")
+    if name is None:  # Windows: no C library by that name
+        return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        libc = ctypes.CDLL(name)
     except OSError:
         return None
     function = getattr(libc, "malloc_trim", None)
@@ -32,7 +35,7 @@ def malloc_trim() -> Callable[[], int] | None:
 
 
 class MemoryTrimmer:
-    """A daemon thread that calls `trim` every `interval_s` seconds until `stop()`."""
+    """A daemon thread that calls `trim` every `interval_s` seconds until `stop()` (started once: a thread)."""
 
     def __init__(self, interval_s: float = TRIM_INTERVAL_S, trim: Callable[[], int] | None = None):
         if interval_s <= 0:

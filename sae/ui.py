@@ -236,7 +236,7 @@ class Handlers:
         so a curve for an earlier photo is replaced by this face's, chart and table together. The table is sent every
         time, never skipped: in Gradio 6.31 a skipped component output is rebuilt as a new component in the session's
         config, and the next value sent to it files that copy under a new id, so every upload after a skip left one
-        more table in each session for good (found under `python -m benchmarks.load`).
+        more table in the session for as long as it lived (found under `python -m benchmarks.load`).
         """
         settings = settings_from(k, owner_fraction, decoys, ratio, fill_all, permute, known, extra)
         if settings.extra_attack not in self.attacks:

@@ -362,6 +362,8 @@ def test_a_late_curve_for_an_earlier_upload_is_replaced(handlers):
     # The table is sent, never skipped: Gradio keeps a new component copy per session after a skip (Handlers.update)
     assert current[TABLE] == own_table
     assert _update(handlers, second, None)[TABLE] == []  # no curve yet: an empty table, not the last face's
+    for outputs in (current, _update(handlers, second, late), _update(handlers, second, None), _update(handlers, None)):
+        assert isinstance(outputs[TABLE], list)  # on every path a value, never a skip or update dict
 
 
 def test_sweep_skips_files_another_worker_deleted(handlers, face, monkeypatch):
