@@ -416,14 +416,14 @@ def main(argv: list[str] | None = None) -> LoadResult | None:
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    trim = args.trim_interval or None  # 0: no trimmer
     if args.serve:
         from sae.face_cache import FACE_CACHE_SIZE
 
-        serve(args.model, args.port, args.face_cache or FACE_CACHE_SIZE, args.trim_interval or None)
+        serve(args.model, args.port, args.face_cache or FACE_CACHE_SIZE, trim)
         return None
     if args.short:
         args.clients, args.interactions, args.rounds = 4, 5, 2
-    trim = args.trim_interval or None
     result = run(args.model, args.clients, args.interactions, args.rounds, args.face_cache, args.deadline, trim_interval_s=trim)
     print()
     print(table(result))

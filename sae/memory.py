@@ -15,7 +15,7 @@ import ctypes.util
 import threading
 from collections.abc import Callable
 
-TRIM_INTERVAL_S = 10.0  # one trim takes milliseconds; a class produces ~100 MB of freed blocks a minute at most
+TRIM_INTERVAL_S = 10.0  # the interval of the README's Load runs (1051 -> 1062 MB with it, 1331 -> 1516 MB without)
 
 
 def malloc_trim() -> Callable[[], int] | None:
