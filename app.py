@@ -11,13 +11,13 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import gradio as gr
 
-from sae.face_cache import ENTRY_MB, FACE_CACHE_SIZE
-from sae.hub import LoadedModel, ModelLoadError, load_model
-from sae.memory import TRIM_INTERVAL_S, MemoryTrimmer
-from sae.ui import CSS, Handlers, build, theme
+from sae.app.face_cache import ENTRY_MB, FACE_CACHE_SIZE
+from sae.app.memory import TRIM_INTERVAL_S, MemoryTrimmer
+from sae.app.ui import CSS, Handlers, build, theme
+from sae.zoo.hub import LoadedModel, ModelLoadError, load_model
 
 MAX_UPLOAD = "20mb"  # Gradio refuses bigger uploads before they reach a handler
-# Queue. Every event shares one concurrency group (sae.ui.CPU), so WORKERS bounds all model work together: 2 handlers
+# Queue. Every event shares one concurrency group (sae.app.ui.CPU), so WORKERS bounds all model work together: 2 handlers
 # at once for the 2 cores of a free Space (each handler's torch ops use the cores too; more concurrent handlers on 2
 # cores only interleave, raising everyone's latency without adding throughput). QUEUE_SIZE caps the events waiting
 # beyond those: a class of 30 has at most about 2 in flight each (an upload's steps run one after another, the slider
@@ -38,7 +38,7 @@ def serve(
 ) -> gr.Blocks:
     """Build the UI around `loaded`, queue it and launch; block=False returns once serving (benchmarks, tests).
 
-    While it serves, a `MemoryTrimmer` (sae.memory) hands freed heap memory back every `trim_interval_s` seconds
+    While it serves, a `MemoryTrimmer` (sae.app.memory) hands freed heap memory back every `trim_interval_s` seconds
     (None: never), kept as `demo.memory_trimmer` so a caller can stop it."""
     demo = build(loaded, face_cache, handlers)
     demo.queue(default_concurrency_limit=WORKERS, max_size=QUEUE_SIZE)

@@ -23,10 +23,10 @@ from pathlib import Path
 import torch
 
 from benchmarks.timing import timings_ms
-from sae.faces import load_photo
-from sae.hub import LoadedModel, load_model
-from sae.pipeline import ShareSettings, privacy_panels
-from sae.ui import Handlers
+from sae.app.pipeline import ShareSettings, privacy_panels
+from sae.app.ui import Handlers
+from sae.core.faces import load_photo
+from sae.zoo.hub import LoadedModel, load_model
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTO = REPO / "assets" / "examples" / "astronaut.png"

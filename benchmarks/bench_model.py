@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 
 from benchmarks.timing import timings_ms
-from sae.hub import load_model
-from sae.pipeline import encode_face, quality_curve
+from sae.app.pipeline import encode_face, quality_curve
+from sae.zoo.hub import load_model
 
 
 def median_ms(function, repeats: int, warmup: int = 10) -> float:

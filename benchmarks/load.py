@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from sae.memory import TRIM_INTERVAL_S
+from sae.app.memory import TRIM_INTERVAL_S
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTO = REPO / "assets" / "examples" / "astronaut.png"
@@ -61,9 +61,9 @@ def _memory_kb() -> tuple[int | None, int]:
 def serve(model: str | None, port: int, face_cache: int, trim_interval_s: float | None) -> None:
     """Child side: serve the app, then answer "stats" lines on stdin until "quit"."""
     import app
-    from sae.face_cache import entry_bytes
-    from sae.hub import load_model
-    from sae.ui import Handlers
+    from sae.app.face_cache import entry_bytes
+    from sae.app.ui import Handlers
+    from sae.zoo.hub import load_model
 
     loaded = load_model(model)
     handlers = Handlers(loaded, cache_size=face_cache)
@@ -201,12 +201,12 @@ class LoadResult:
         stays above that drift. A leak that grows with traffic crosses it within a round: e.g. holding on to each slider
         move's four 256x256 images (0.8 MB) would add about 480 MB over a default round of 600 moves. When the cache is
         full only in the last round, or never (the default 256 entries outlast 3 rounds of 30), an earlier round is the
-        baseline and the entries added since are allowed on top, at their computed size (`sae.face_cache.entry_bytes`).
+        baseline and the entries added since are allowed on top, at their computed size (`sae.app.face_cache.entry_bytes`).
         With three rounds or more the baseline is never round 1: the first round warms Gradio's and the allocator's
         pools (measured here, 30 clients: 1104 -> 1244 MB with the cache far from full, 1113 -> 1241 MB with a
         32-entry cache full from round 2, after which RSS stayed within 1241-1299 MB for three more rounds; later runs
-        of that setting grew 35-110 MB a round until the app trimmed glibc's arenas (sae.memory) and stopped skipped
-        outputs from piling component copies into Gradio's sessions (sae.ui.Handlers.update); see the README).
+        of that setting grew 35-110 MB a round until the app trimmed glibc's arenas (sae.app.memory) and stopped skipped
+        outputs from piling component copies into Gradio's sessions (sae.app.ui.Handlers.update); see the README).
         A leak smaller than 10% of the process over the run (say one upload's 0.12 MB per upload) goes unseen here; the
         cache's own bound is checked by `cache_bounded`.
         """
@@ -295,7 +295,7 @@ def run(
     trim_interval_s: float | None = TRIM_INTERVAL_S,
 ) -> LoadResult:
     """Start the server, drive it, stop it; the figures as a LoadResult."""
-    from sae.face_cache import FACE_CACHE_SIZE
+    from sae.app.face_cache import FACE_CACHE_SIZE
 
     face_cache = face_cache or FACE_CACHE_SIZE
     model_dir = Path(model) if model else BUNDLED
@@ -410,7 +410,7 @@ def main(argv: list[str] | None = None) -> LoadResult | None:
     parser.add_argument("--face-cache", type=int, default=None, help="the server's per-image cache size (default: the app's)")
     parser.add_argument("--deadline", type=float, default=900.0, help="seconds for the whole run")
     parser.add_argument(
-        "--trim-interval", type=float, default=TRIM_INTERVAL_S, help="seconds between the server's memory trims (sae.memory; 0: off)"
+        "--trim-interval", type=float, default=TRIM_INTERVAL_S, help="seconds between the server's memory trims (sae.app.memory; 0: off)"
     )
     parser.add_argument("--short", action="store_true", help="4 clients x 5 moves x 2 rounds")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
@@ -418,7 +418,7 @@ def main(argv: list[str] | None = None) -> LoadResult | None:
     args = parser.parse_args(argv)
     trim = args.trim_interval or None  # 0: no trimmer
     if args.serve:
-        from sae.face_cache import FACE_CACHE_SIZE
+        from sae.app.face_cache import FACE_CACHE_SIZE
 
         serve(args.model, args.port, args.face_cache or FACE_CACHE_SIZE, trim)
         return None

@@ -27,14 +27,14 @@ import torch
 
 from benchmarks import bench_app
 from benchmarks.timing import timings_ms
-from sae.baselines import decode_jpeg, jpeg_at_size, jpeg_bytes, jpeg_fitting
-from sae.data import load_split, to_float
-from sae.evaluate import evaluate_model, fit_pca_cached, score
-from sae.faces import face_input, load_photo, locate_face
-from sae.hub import load_model
-from sae.model import SparseAutoencoder
-from sae.rate import code_bytes
-from sae.train import PRESETS, TrainConfig, reconstruction_loss, sample_k
+from sae.cli.evaluate import evaluate_model, fit_pca_cached, score
+from sae.cli.train import PRESETS, TrainConfig, reconstruction_loss, sample_k
+from sae.core.baselines import decode_jpeg, jpeg_at_size, jpeg_bytes, jpeg_fitting
+from sae.core.data import load_split, to_float
+from sae.core.faces import face_input, load_photo, locate_face
+from sae.core.model import SparseAutoencoder
+from sae.core.rate import code_bytes
+from sae.zoo.hub import load_model
 
 DEFAULT_DATA = bench_app.REPO.parent / "shared" / "data" / "celeba10k"
 BUDGETS = (160, 320, 640, 1280)
@@ -88,7 +88,7 @@ def median_ms(function: Callable[[], object], repeats: int, warmup: int = 3) -> 
 def quality_rows(
     model: SparseAutoencoder, data: Path, limit: int | None, train_limit: int | None, cache_dir: str | None
 ) -> tuple[list[Row], dict]:
-    """Ours against PCA largest n (same non-zeros) and JPEG (same bytes) on the test split, as sae.evaluate scores them."""
+    """Ours against PCA largest n (same non-zeros) and JPEG (same bytes) on the test split, as sae.cli.evaluate scores them."""
     test = to_float(load_split(data, "test", cache_dir, limit))
     train = to_float(load_split(data, "train", cache_dir, train_limit))
     budgets = [b for b in BUDGETS if 1 <= b // model.num_groups <= model.k_max]
@@ -178,7 +178,7 @@ def cold_start_rows(model: str | None) -> tuple[list[Row], dict]:
 
 
 def training_images_per_s(preset: str, batch_size: int, steps: int, device: torch.device) -> float:
-    """Images/s of `steps` optimiser steps of `preset` at a log-uniform k (sae.train's loss, clipping and Adam; after one
+    """Images/s of `steps` optimiser steps of `preset` at a log-uniform k (sae.cli.train's loss, clipping and Adam; after one
     untimed step). Random pixels: the cost of a step does not depend on the faces, so this needs no data."""
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)
@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="folder of CelebA aligned crops (quality rows)")
     parser.add_argument("--limit", type=int, default=None, help="score only the first N test faces (quick runs)")
     parser.add_argument("--train-limit", type=int, default=None, help="fit PCA on the first N training faces (quick runs)")
-    parser.add_argument("--cache-dir", default=".cache", help="decoded splits and the PCA fit, shared with sae.evaluate")
+    parser.add_argument("--cache-dir", default=".cache", help="decoded splits and the PCA fit, shared with sae.cli.evaluate")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=30, help="timed calls per latency and throughput figure")
     parser.add_argument("--k", type=int, default=32, help="k per group for throughput and latency")

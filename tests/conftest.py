@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sae.model import SparseAutoencoder
+from sae.core.model import SparseAutoencoder
 
 torch.set_num_threads(1)  # tests are small; one thread avoids oversubscribing a 2-core machine
 
@@ -27,7 +27,7 @@ def faces(tmp_path_factory) -> torch.Tensor:
     """A few real test-split faces as floats, or skip when ../shared/data is not beside the clone."""
     if not CELEBA.is_dir():
         pytest.skip("CelebA data not found beside the repo (../shared/data/celeba10k)")
-    from sae.data import load_split, to_float
+    from sae.core.data import load_split, to_float
 
     return to_float(load_split(CELEBA, "test", tmp_path_factory.mktemp("cache"), limit=8))
 

@@ -1,4 +1,4 @@
-"""What `torchrun` runs in tests/test_distributed.py: `sae.train.main` unchanged, plus a record per rank.
+"""What `torchrun` runs in tests/test_distributed.py: `sae.cli.train.main` unchanged, plus a record per rank.
 
 Each rank saves, under $SAE_TEST_RECORD, its final weights and, for every step, the k it trained at and a checksum of
 each face in its batch, so the test can compare the ranks from outside (the run directory stays rank 0's alone).
@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from sae import distributed, train
+from sae.cli import distributed, train
 
 captured: dict[str, nn.Module] = {}
 steps: list[tuple[int, list[int]]] = []

@@ -27,7 +27,7 @@ def _free_port() -> int:
 def model_dir(tmp_path_factory) -> Path:
     import torch
 
-    from sae.model import SparseAutoencoder
+    from sae.core.model import SparseAutoencoder
     from tests.conftest import TINY
 
     torch.manual_seed(0)
@@ -227,8 +227,8 @@ def test_two_uploads_racing_on_one_session(app_url, model_dir, tmp_path):
     import numpy as np
     from PIL import Image
 
-    from sae.hub import load_model
-    from sae.ui import Handlers
+    from sae.app.ui import Handlers
+    from sae.zoo.hub import load_model
 
     photos = [_photo(tmp_path, "left.png", transpose=0), _photo(tmp_path, "tinted.png", tint=(60, -40, 0))]
     local = Handlers(load_model(str(model_dir)), outbox=tmp_path / "outbox")

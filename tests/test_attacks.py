@@ -1,11 +1,12 @@
-"""Attacks on public codes (sae.attacks): fair decoys hold at chance, the reference decoys do not."""
+"""Attacks on public codes (sae.privacy.attacks): fair decoys hold at chance, the reference decoys do not."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from sae.attacks import (
+from sae.core.model import SparseAutoencoder
+from sae.privacy.attacks import (
     LearnedAttack,
     chance_level,
     decoy_attack,
@@ -19,8 +20,7 @@ from sae.attacks import (
     support_recovery,
     train_learned_attack,
 )
-from sae.model import SparseAutoencoder
-from sae.privacy import ambiguate, reveal
+from sae.privacy.scheme import ambiguate, reveal
 
 torch.set_num_threads(1)
 

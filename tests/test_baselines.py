@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sae.baselines import PCA, decode_jpeg, jpeg_at_size, jpeg_bytes, jpeg_fitting, mean_face
-from sae.metrics import psnr
+from sae.core.baselines import PCA, decode_jpeg, jpeg_at_size, jpeg_bytes, jpeg_fitting, mean_face
+from sae.core.metrics import psnr
 
 
 @pytest.fixture

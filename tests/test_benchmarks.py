@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from benchmarks import run
-from sae.model import SparseAutoencoder
-from sae.train import PRESETS
+from sae.cli.train import PRESETS
+from sae.core.model import SparseAutoencoder
 
 QUICK = ["--threads", "1", "--repeats", "2", "--train-preset", "tiny", "--train-batch", "4", "--train-steps", "1", "--skip", "cold-start"]
 
@@ -36,7 +36,7 @@ def test_every_part_runs_and_compares(tiny_dir, fake_celeba, tmp_path, capsys):
     assert "cores, torch" in table and "with 1 threads" in table  # the machine line
     assert "Skipped: cold-start (--skip)." in table
     assert json.loads(out.read_text())["machine"]["cores"] >= 1
-    assert (tmp_path / "cache" / "pca-24-None.pt").exists()  # the PCA fit is cached like sae.evaluate's
+    assert (tmp_path / "cache" / "pca-24-None.pt").exists()  # the PCA fit is cached like sae.cli.evaluate's
 
 
 def test_without_data_it_says_what_it_skipped(tiny_dir, tmp_path, capsys):
@@ -54,7 +54,7 @@ def test_cold_start_is_compared_with_its_target(monkeypatch):
 def test_upload_step_times_the_handlers_whole_work(tiny_model, monkeypatch):
     """The per-upload row times what `prepare` does for a new photo: both crops detected and encoded, no cache hit."""
     from benchmarks import bench_app
-    from sae.hub import LoadedModel
+    from sae.zoo.hub import LoadedModel
 
     encodes, per_step = [0], []
     encode = tiny_model.encode

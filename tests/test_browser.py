@@ -47,7 +47,7 @@ def _model_dir(tmp_path_factory) -> tuple[str, bool]:
         return str(REPO / "assets" / "model"), True
     import torch
 
-    from sae.model import SparseAutoencoder
+    from sae.core.model import SparseAutoencoder
     from tests.conftest import TINY
 
     torch.manual_seed(0)

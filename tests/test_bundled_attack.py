@@ -7,9 +7,13 @@ import gradio as gr
 import pytest
 import torch
 
-from sae import bundled_attack, privacy
-from sae.attacks import CompactRegression, LearnedAttack, fit_regression_attack, public_features
-from sae.bundled_attack import (
+from sae.app.ui import PANELS, Handlers, build
+from sae.cli.train import PRESETS
+from sae.privacy import scheme as privacy
+from sae.privacy.attacks import CompactRegression, LearnedAttack, fit_regression_attack, public_features
+from sae.zoo import shipped as bundled_attack
+from sae.zoo.hub import LoadedModel
+from sae.zoo.shipped import (
     FILENAME,
     HIDDEN,
     RANK,
@@ -22,9 +26,6 @@ from sae.bundled_attack import (
     save_regression,
     weights_digest,
 )
-from sae.hub import LoadedModel
-from sae.train import PRESETS
-from sae.ui import PANELS, Handlers, build
 
 DEFAULTS = dict(owner_fraction=1.0, decoys=True, ratio=2.0, fill_all=False, permute=False, known=0.5)
 
@@ -70,7 +71,7 @@ def test_fitting_learns_something(tiny_model):
 def test_save_then_load_round_trip(tiny_model, model_dir, fitted):
     scorers, reason = load(model_dir, tiny_model)
     assert reason == "" and scorers.info["steps"] == "5" and scorers.info["model_sha256"] == weights_digest(model_dir)
-    from sae import privacy
+    from sae.privacy import scheme as privacy
 
     codes = tiny_model.sparsify(_codes(tiny_model, 4), 4)
     public, _ = privacy.ambiguate(codes, 8, torch.Generator().manual_seed(2))
@@ -99,7 +100,7 @@ def test_missing_stale_or_broken_file_hides_the_option(tiny_model, model_dir, fi
         next(tiny_model.parameters()).add_(1.0)  # "retrained": the weights, hence the digest, differ
     tiny_model.save_pretrained(other)
     scorers, reason = load(other, tiny_model)
-    assert scorers is None and "fitted for other model weights" in reason and "python -m sae.bundled_attack" in reason
+    assert scorers is None and "fitted for other model weights" in reason and "python -m sae.zoo.shipped" in reason
     path = model_dir / FILENAME
     path.write_bytes(path.read_bytes()[:200])
     scorers, reason = load(model_dir, tiny_model)
@@ -139,7 +140,7 @@ def test_one_command_fits_and_writes_beside_the_model(tiny_model, model_dir, fak
 
 
 def test_hub_snapshot_brings_the_scorers_along(tiny_model, model_dir, fitted, tmp_path, monkeypatch):
-    from sae.hub import load_model
+    from sae.zoo.hub import load_model
     from tests.test_hub import COMMIT, REPO_ID, FakeHub
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
@@ -261,7 +262,7 @@ def test_missing_stale_or_broken_regression_hides_the_option(tiny_model, model_d
         next(tiny_model.parameters()).add_(1.0)  # "retrained"
     tiny_model.save_pretrained(other)
     bundled, reason = load_regression(other, tiny_model)
-    assert bundled is None and "fitted for other model weights" in reason and "python -m sae.bundled_attack" in reason
+    assert bundled is None and "fitted for other model weights" in reason and "python -m sae.zoo.shipped" in reason
     handlers = Handlers(LoadedModel(tiny_model, "test", "tiny", other), outbox=tmp_path / "outbox2")
     assert "regression" not in handlers.attacks and "Regression attack not offered" in handlers.attack_note()
     path = model_dir / REGRESSION_FILENAME

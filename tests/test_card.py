@@ -3,7 +3,7 @@ from __future__ import annotations
 import csv
 import json
 
-from sae import card, evaluate
+from sae.cli import card, evaluate
 
 
 def test_card_carries_the_evaluation_table(tiny_model, fake_celeba, tmp_path):
@@ -48,7 +48,7 @@ def test_card_of_a_fine_tuning_run_gives_both_commands(tiny_model, fake_celeba, 
             writer.writeheader()
             writer.writerows([{"epoch": e, "images_per_s": 300, "val_psnr_160": 20 + (e == epochs[0])} for e in epochs])
     text = card.write(model_dir, run).read_text()
-    stage_1 = "python -m sae.train --data ../shared/data/celeba10k --out runs/default --preset tiny --epochs 50 --train-k-max 128"
+    stage_1 = "python -m sae.cli.train --data ../shared/data/celeba10k --out runs/default --preset tiny --epochs 50 --train-k-max 128"
     assert f"Stage 1: `{stage_1}`" in text
     assert "--out runs/finetune --preset tiny --epochs 16 --lr 0.0003 --init runs/default/best --train-k-max 128 --loss log`" in text
     assert "Best validation epoch: 26" in text and "Stage 2 trained for 2 epochs" in text and "Best validation epoch: 1." in text

@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from sae.data import EXTRA_SPLITS, SPLITS, FaceDataset, celeba_crop_box, image_id, load_split, preprocess, split_paths, to_float
+from sae.core.data import EXTRA_SPLITS, SPLITS, FaceDataset, celeba_crop_box, image_id, load_split, preprocess, split_paths, to_float
 
 
 def test_split_ranges_are_disjoint_and_cover_10k():

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from sae import distributed
+from sae.cli import distributed
 
 REPO = Path(__file__).resolve().parents[1]
 ENTRY = Path(__file__).with_name("ddp_entry.py")

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from sae import evaluate
-from sae.data import load_split, to_float
-from sae.model import SparseAutoencoder
+from sae.cli import evaluate
+from sae.core.data import load_split, to_float
+from sae.core.model import SparseAutoencoder
 
 
 def test_evaluation_writes_tables(tiny_model, fake_celeba, tmp_path):

@@ -7,8 +7,8 @@ import threading
 import pytest
 import torch
 
-from sae.face_cache import FaceCache, Upload, View
-from sae.pipeline import EncodedFace
+from sae.app.face_cache import FaceCache, Upload, View
+from sae.app.pipeline import EncodedFace
 
 
 def _upload(value: float) -> Upload:
@@ -58,9 +58,9 @@ def test_entry_size_is_computed_from_the_shapes(tiny_model, tmp_path):
     """The per-upload size the app and README state: the tensors one entry really holds, for the default preset."""
     from pathlib import Path
 
-    from sae.face_cache import ENTRY_BYTES, ENTRY_MB, FaceStore, entry_bytes
-    from sae.train import PRESETS
-    from sae.uploads import Uploads
+    from sae.app.face_cache import ENTRY_BYTES, ENTRY_MB, FaceStore, entry_bytes
+    from sae.app.uploads import Uploads
+    from sae.cli.train import PRESETS
     from tests.conftest import REPO, TINY
 
     store = FaceStore(tiny_model, Uploads(tmp_path))

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from sae.faces import PhotoError, centre_square, face_input, load_photo
+from sae.core.faces import PhotoError, centre_square, face_input, load_photo
 
 
 def _png(image: Image.Image, **kwargs) -> io.BytesIO:
@@ -87,7 +87,7 @@ EXAMPLES = __import__("pathlib").Path(__file__).resolve().parents[1] / "assets" 
 
 
 def test_astronaut_is_found_and_cropped_like_celeba():
-    from sae.faces import locate_face
+    from sae.core.faces import locate_face
 
     photo = load_photo(EXAMPLES / "astronaut.png")
     crop = locate_face(photo)
@@ -98,14 +98,14 @@ def test_astronaut_is_found_and_cropped_like_celeba():
 
 
 def test_no_face_falls_back_to_centre_with_a_message():
-    from sae.faces import locate_face
+    from sae.core.faces import locate_face
 
     crop = locate_face(Image.new("RGB", (300, 200), (120, 120, 120)))
     assert not crop.found and "No face found" in crop.message and crop.box == centre_square((300, 200))
 
 
 def test_whole_image_toggle_skips_detection(monkeypatch):
-    from sae import faces
+    from sae.core import faces
 
     monkeypatch.setattr(faces, "detect_faces", lambda photo: pytest.fail("detection ran"))
     crop = faces.locate_face(load_photo(EXAMPLES / "astronaut.png"), whole_image=True)
@@ -113,7 +113,7 @@ def test_whole_image_toggle_skips_detection(monkeypatch):
 
 
 def test_celeba_box_stays_inside_the_photo():
-    from sae.faces import celeba_box
+    from sae.core.faces import celeba_box
 
     assert celeba_box((0, 0, 100, 100), (120, 400)) == (0, 0, 120, 120)
     left, top, right, bottom = celeba_box((900, 10, 80, 80), (1000, 1000))
@@ -142,7 +142,7 @@ def test_face_detection_in_concurrent_threads():
     script = """
 import threading
 from PIL import Image
-from sae.faces import detect_faces
+from sae.core.faces import detect_faces
 base = Image.open("assets/examples/astronaut.png").convert("RGB")
 photos = [base.resize((side, side)) for side in (256, 300, 350, 400, 512)]
 found = []

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from sae.hub import load_model
-from sae.model import SparseAutoencoder
+from sae.core.model import SparseAutoencoder
+from sae.zoo.hub import load_model
 from tests.conftest import REPO, TINY
 from tests.test_hub import COMMIT, REPO_ID, FakeHub, _model_files, _with_card
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sae.hub import BUNDLED_MODEL, HubSource, ModelLoadError, load_model, parse_source, push
+from sae.zoo.hub import BUNDLED_MODEL, HubSource, ModelLoadError, load_model, parse_source, push
 
 COMMIT = "a" * 40
 OLD_COMMIT = "b" * 40
@@ -119,7 +119,7 @@ def fallback(tiny_model, tmp_path) -> Path:
 def hub(tmp_path):
     import torch
 
-    from sae.model import SparseAutoencoder
+    from sae.core.model import SparseAutoencoder
     from tests.conftest import TINY
 
     torch.manual_seed(1)
@@ -268,18 +268,18 @@ def test_optional_file_failing_still_serves_the_hub_weights(hub, online, fallbac
     """A timeout or dropped connection on the card or the learned attack is skipped: the downloaded weights serve."""
     import httpx2
 
-    import sae.hub
-    from sae.bundled_attack import FILENAME
+    import sae.zoo.hub
+    from sae.zoo.shipped import FILENAME
 
     errors = {"timeout": httpx2.ReadTimeout("read timed out"), "connect": httpx2.ConnectError("refused"), "os": OSError("disk")}
-    real = sae.hub.hf_hub_download
+    real = sae.zoo.hub.hf_hub_download
 
     def flaky(repo_id, filename, **options):
         if filename in ("README.md", FILENAME):
             raise errors[failure]
         return real(repo_id, filename, **options)
 
-    monkeypatch.setattr(sae.hub, "hf_hub_download", flaky)
+    monkeypatch.setattr(sae.zoo.hub, "hf_hub_download", flaky)
     loaded = load_model(REPO_ID, fallback=fallback, endpoint=hub.url, cache_dir=tmp_path / "cache")
     assert loaded.source == f"hub:{REPO_ID}" and COMMIT[:12] in loaded.note and "fallback" not in loaded.note
 
@@ -287,7 +287,7 @@ def test_optional_file_failing_still_serves_the_hub_weights(hub, online, fallbac
 def test_hub_threads_have_distinct_names(monkeypatch):
     import threading
 
-    from sae.hub import with_deadline
+    from sae.zoo.hub import with_deadline
 
     def resolve_commit():
         return threading.current_thread().name

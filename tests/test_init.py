@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sae.init import channel_layout, pca_init
-from sae.metrics import psnr
-from sae.model import SparseAutoencoder
+from sae.core.init import channel_layout, pca_init
+from sae.core.metrics import psnr
+from sae.core.model import SparseAutoencoder
 
 WIDE = dict(image_size=64, num_groups=4, code_dim=32, k_max=32, channels=[48], blocks=1, group_channels=3, stem=4)
 

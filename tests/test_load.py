@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from benchmarks import load
-from sae.memory import malloc_trim
-from sae.model import SparseAutoencoder
+from sae.app.memory import malloc_trim
+from sae.core.model import SparseAutoencoder
 from tests.conftest import TINY
 
 
@@ -20,7 +20,7 @@ def test_short_load_run(tmp_path, capsys):
     assert [s["cache"] for s in result.rounds_stats] == [4, 6] and result.cache_bounded
     assert result.uploads_left == [] and result.peak_rss_mb > 0
     assert result.memory[0] is not False and result.ok  # None only where /proc has no current RSS
-    assert all(s["trimming"] for s in result.rounds_stats) == (malloc_trim() is not None)  # app.serve started sae.memory's
+    assert all(s["trimming"] for s in result.rounds_stats) == (malloc_trim() is not None)  # app.serve started sae.app.memory's
     out = capsys.readouterr().out
     assert "| errors | 0 |" in out and "| memory once the cache was full | " in out
 

@@ -1,4 +1,4 @@
-"""The memory trimmer (sae.memory): glibc's malloc_trim found and called on a schedule, stopped cleanly."""
+"""The memory trimmer (sae.app.memory): glibc's malloc_trim found and called on a schedule, stopped cleanly."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from sae.memory import MemoryTrimmer, malloc_trim
+from sae.app.memory import MemoryTrimmer, malloc_trim
 
 
 @pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
@@ -31,7 +31,7 @@ def test_trimmer_calls_trim_on_its_interval_until_stopped():
 
 
 def test_trimmer_without_an_allocator_to_trim_does_nothing(monkeypatch):
-    monkeypatch.setattr("sae.memory.malloc_trim", lambda: None)
+    monkeypatch.setattr("sae.app.memory.malloc_trim", lambda: None)
     trimmer = MemoryTrimmer(interval_s=0.01).start()
     assert not trimmer.active and not trimmer.running
     trimmer.stop()  # safe although never started

@@ -7,7 +7,7 @@ import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from sae.metrics import mean_psnr, psnr, ssim
+from sae.core.metrics import mean_psnr, psnr, ssim
 
 
 def test_psnr_hand_computed():

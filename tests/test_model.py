@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sae.model import SparseAutoencoder, TopK, topk_by_magnitude
+from sae.core.model import SparseAutoencoder, TopK, topk_by_magnitude
 from tests.conftest import TINY
 
 

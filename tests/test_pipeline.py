@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sae.metrics import psnr
-from sae.pipeline import decode_many, encode_face, quality_curve, sparsify_each
+from sae.app.pipeline import decode_many, encode_face, quality_curve, sparsify_each
+from sae.core.metrics import psnr
 
 
 def test_sparsify_each_matches_model_sparsify(tiny_model):
@@ -28,7 +28,7 @@ def test_quality_curve_is_one_batched_decode(tiny_model, monkeypatch):
 
 
 def test_privacy_panels_one_batched_decode(tiny_model, monkeypatch):
-    from sae.pipeline import ShareSettings, privacy_panels
+    from sae.app.pipeline import ShareSettings, privacy_panels
 
     face = encode_face(tiny_model, torch.rand(1, 3, 64, 64))
     calls = []
@@ -40,7 +40,7 @@ def test_privacy_panels_one_batched_decode(tiny_model, monkeypatch):
 
 
 def test_key_holder_matches_plain_reconstruction_without_privacy(tiny_model):
-    from sae.pipeline import ShareSettings, privacy_panels
+    from sae.app.pipeline import ShareSettings, privacy_panels
 
     face = encode_face(tiny_model, torch.rand(1, 3, 64, 64))
     settings = ShareSettings(k=4, decoys=False, permute=False, value_bits=32, extra_attack="none")
@@ -50,7 +50,7 @@ def test_key_holder_matches_plain_reconstruction_without_privacy(tiny_model):
 
 
 def test_k_prime_follows_the_settings():
-    from sae.pipeline import ShareSettings
+    from sae.app.pipeline import ShareSettings
 
     assert ShareSettings(k=8, k_prime_ratio=None).k_prime(32) == 32
     assert ShareSettings(k=8, k_prime_ratio=2.0).k_prime(32) == 16
@@ -59,7 +59,7 @@ def test_k_prime_follows_the_settings():
 
 
 def test_re_encode_attack_panel(tiny_model):
-    from sae.pipeline import ShareSettings, privacy_panels
+    from sae.app.pipeline import ShareSettings, privacy_panels
 
     face = encode_face(tiny_model, torch.rand(1, 3, 64, 64))
     assert privacy_panels(tiny_model, face, ShareSettings(k=4, extra_attack="re-encode"))[-1].name == "re-encode attack"
@@ -69,10 +69,10 @@ def test_privacy_panels_regression_makes_its_image_without_a_decode(tiny_model, 
     """The regression attack's panel comes from its own linear map: the decode stays at the three code panels."""
     import pytest
 
-    from sae import privacy
-    from sae.attacks import fit_regression_attack
-    from sae.bundled_attack import BundledRegression
-    from sae.pipeline import ShareSettings, privacy_panels
+    from sae.app.pipeline import ShareSettings, privacy_panels
+    from sae.privacy import scheme as privacy
+    from sae.privacy.attacks import fit_regression_attack
+    from sae.zoo.shipped import BundledRegression
 
     k, scheme = 4, dict(permute=True, signs="balanced", value_bits=8)
     with torch.inference_mode():

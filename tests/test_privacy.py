@@ -1,4 +1,4 @@
-"""Public codes, keys, reveal and their byte formats (sae.privacy)."""
+"""Public codes, keys, reveal and their byte formats (sae.privacy.scheme)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 import torch
 from scipy.stats import ks_2samp
 
-from sae.model import topk_by_magnitude
-from sae.privacy import (
+from sae.core.model import topk_by_magnitude
+from sae.privacy.scheme import (
     CodeFormatError,
     Key,
     KeyMismatchError,

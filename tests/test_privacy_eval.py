@@ -1,4 +1,4 @@
-"""The privacy evaluation (sae.privacy_eval) on a tiny random model and a fake CelebA folder."""
+"""The privacy evaluation (sae.cli.privacy_eval) on a tiny random model and a fake CelebA folder."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from sae import privacy_eval
-from sae.model import SparseAutoencoder
+from sae.cli import privacy_eval
+from sae.core.model import SparseAutoencoder
 from tests.conftest import TINY
 
 torch.set_num_threads(1)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from sae.rate import code_bytes, support_bits
+from sae.core.rate import code_bytes, support_bits
 
 
 def test_support_bits_golden():

@@ -1,4 +1,4 @@
-"""The share CLI (sae.share): encode a photo to public + key files, decode with the key, refuse bad input cleanly."""
+"""The share CLI (sae.cli.share): encode a photo to public + key files, decode with the key, refuse bad input cleanly."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from sae.faces import face_input, load_photo
-from sae.model import SparseAutoencoder
-from sae.privacy import PublicCode
-from sae.share import main
+from sae.cli.share import main
+from sae.core.faces import face_input, load_photo
+from sae.core.model import SparseAutoencoder
+from sae.privacy.scheme import PublicCode
 from tests.conftest import TINY
 
 torch.set_num_threads(1)

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from sae.model import SparseAutoencoder
-from sae.train import LOG_LOSS_SCALE, PRESETS, TrainConfig, learning_rate, main, make_optimizer, reconstruction_loss, sample_k
+from sae.cli.train import LOG_LOSS_SCALE, PRESETS, TrainConfig, learning_rate, main, make_optimizer, reconstruction_loss, sample_k
+from sae.core.model import SparseAutoencoder
 
 
 def test_a_few_steps_reduce_the_loss(tiny_model):
@@ -65,10 +65,10 @@ def test_train_end_to_end_and_resume(fake_celeba, tmp_path, capsys):
 
 def test_train_k_max_widens_the_drawn_range(fake_celeba, tmp_path, monkeypatch):
     """--train-k-max draws k past the shipped k_max (up to code_dim), and a value past code_dim is refused."""
-    import sae.train
+    import sae.cli.train
 
     drawn = []
-    monkeypatch.setattr(sae.train, "sample_k", lambda k_max, generator: drawn.append(k_max) or k_max)
+    monkeypatch.setattr(sae.cli.train, "sample_k", lambda k_max, generator: drawn.append(k_max) or k_max)
     args = ["--data", str(fake_celeba), "--preset", "tiny", "--epochs", "1", "--batch-size", "8", "--cache-dir", str(tmp_path / "cache")]
     code_dim = PRESETS["tiny"]["code_dim"]
     main(args + ["--out", str(tmp_path / "wide"), "--train-k-max", str(code_dim)])

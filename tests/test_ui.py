@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from sae.hub import LoadedModel
-from sae.ui import PANELS, Handlers, about_text, build, caption, to_display
+from sae.app.ui import PANELS, Handlers, about_text, build, caption, to_display
+from sae.zoo.hub import LoadedModel
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "assets" / "examples"
 DEFAULTS = dict(owner_fraction=1.0, decoys=True, ratio=2.0, fill_all=True, permute=True, known=0.5, extra="magnitude")
@@ -115,7 +115,7 @@ def test_passphrase_and_wrong_key_messages(handlers, face, tmp_path):
 
 
 def test_code_for_another_model_is_refused(handlers, face, tmp_path):
-    from sae.model import SparseAutoencoder
+    from sae.core.model import SparseAutoencoder
     from tests.conftest import TINY
 
     other = Handlers(LoadedModel(SparseAutoencoder(**{**TINY, "num_groups": 2}).eval(), "other", "test"), outbox=tmp_path / "o")
@@ -217,7 +217,7 @@ def test_build_has_named_endpoints(tiny_model):
 
 def _gradio_upload(folder: Path, data: bytes, name: str) -> Path:
     """Put bytes where Gradio's upload route would: <upload folder>/<content hash>/<name>."""
-    from sae.uploads import content_key
+    from sae.app.uploads import content_key
 
     path = folder / content_key(data) / name
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -234,7 +234,7 @@ def _png(color: tuple[int, int, int], size=(96, 80)) -> bytes:
 @pytest.fixture
 def uploaded(tiny_model, tmp_path) -> tuple[Handlers, Path]:
     """Handlers whose Gradio upload folder is a temporary one, and that folder."""
-    from sae.uploads import Uploads
+    from sae.app.uploads import Uploads
 
     folder = tmp_path / "gradio"
     folder.mkdir()
@@ -409,11 +409,11 @@ def test_share_files_are_swept_on_a_timer(tiny_model, tmp_path, monkeypatch):
     """Shares go once older than the outbox's age without anyone sharing again."""
     import time
 
-    import sae.outbox
-    import sae.ui
+    import sae.app.outbox
+    import sae.app.ui
 
-    monkeypatch.setattr(sae.ui, "OUTBOX_MAX_AGE", 0.2)
-    monkeypatch.setattr(sae.outbox, "SWEEP_EVERY", 0.1)
+    monkeypatch.setattr(sae.app.ui, "OUTBOX_MAX_AGE", 0.2)
+    monkeypatch.setattr(sae.app.outbox, "SWEEP_EVERY", 0.1)
     handlers = Handlers(LoadedModel(tiny_model, "test", "tiny"), outbox=tmp_path / "outbox")
     paths = [Path(path) for path in handlers.share(handlers.prepare(Image.new("RGB", (64, 64)))[0], 4, 1.0, True, 2.0, False, True, "")[:2]]
     deadline = time.monotonic() + 10
@@ -431,9 +431,9 @@ def test_share_files_are_deleted_at_exit(tmp_path):
     script = """
 import sys
 from PIL import Image
-from sae.hub import LoadedModel
-from sae.model import SparseAutoencoder
-from sae.ui import Handlers
+from sae.zoo.hub import LoadedModel
+from sae.core.model import SparseAutoencoder
+from sae.app.ui import Handlers
 from tests.conftest import TINY
 
 handlers = Handlers(LoadedModel(SparseAutoencoder(**TINY).eval(), "test", "tiny"), outbox=sys.argv[1] if len(sys.argv) > 1 else None)

@@ -1,6 +1,6 @@
-"""Data-parallel training across the processes `torchrun` starts; nothing at all in a plain `python -m sae.train`.
+"""Data-parallel training across the processes `torchrun` starts; nothing at all in a plain `python -m sae.cli.train`.
 
-    torchrun --standalone --nproc_per_node N -m sae.train --data DIR --out runs/NAME
+    torchrun --standalone --nproc_per_node N -m sae.cli.train --data DIR --out runs/NAME
 
 torchrun puts RANK, WORLD_SIZE, LOCAL_RANK and a rendezvous address in each process's environment. Only then is a
 process group created (NCCL for CUDA, gloo for CPU), so single-process training never touches torch.distributed.

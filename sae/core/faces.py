@@ -2,7 +2,7 @@
 
 Uploads in a classroom are anything: EXIF-rotated phone photos, RGBA, grayscale, CMYK, 16-bit
 PNGs, huge images. Everything funnels through `load_photo` and `face_input` so training,
-evaluation and the app share one preprocessing (`sae.data.preprocess`).
+evaluation and the app share one preprocessing (`sae.core.data.preprocess`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from sae.data import preprocess, to_float
+from sae.core.data import preprocess, to_float
 
 MAX_PIXELS = 40_000_000  # beyond this an upload is refused before decoding (decompression bombs)
 MIN_SIDE = 16

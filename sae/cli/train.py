@@ -1,7 +1,7 @@
 """Train a sparse autoencoder on CelebA-64.
 
-    python -m sae.train --data ../shared/data/celeba10k --out runs/NAME [--preset tiny|default]
-    torchrun --standalone --nproc_per_node N -m sae.train ...   # data-parallel, see sae.distributed
+    python -m sae.cli.train --data ../shared/data/celeba10k --out runs/NAME [--preset tiny|default]
+    torchrun --standalone --nproc_per_node N -m sae.cli.train ...   # data-parallel, see sae.cli.distributed
 
 The whole split lives on the device as uint8 (8,000 faces are 98 MB), so a batch is an index,
 not a file read. Each batch draws its own k (log-uniform between 1 and k_max, so small k gets
@@ -33,11 +33,11 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchvision.utils import save_image
 from tqdm import tqdm
 
-from sae import distributed
-from sae.data import EXTRA_SPLITS, load_split, to_float
-from sae.init import pca_init
-from sae.metrics import psnr
-from sae.model import SparseAutoencoder
+from sae.cli import distributed
+from sae.core.data import EXTRA_SPLITS, load_split, to_float
+from sae.core.init import pca_init
+from sae.core.metrics import psnr
+from sae.core.model import SparseAutoencoder
 
 PRESETS: dict[str, dict] = {
     # The bundled model: 20 groups x 128 codes, each group 7 maps of 16x16 (6 shared + 1 own at the PCA start),
@@ -305,7 +305,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--init",
         default=TrainConfig.init,
-        help="pca: start from the closed-form PCA solution (sae.init); random; or a save_pretrained directory to fine-tune",
+        help="pca: start from the closed-form PCA solution (sae.core.init); random; or a save_pretrained directory to fine-tune",
     )
     parser.add_argument(
         "--train-k-max",

@@ -25,7 +25,7 @@ SPLITS: dict[str, range] = {
     "test": range(9001, 10001),
 }
 # Full CelebA (img_align_celeba, 202,599 faces): every id above 10,000 joins training, so validation and test stay
-# the same 2,000 faces and every number stays comparable with the 10k runs. Training opts in (`sae.train --train-split
+# the same 2,000 faces and every number stays comparable with the 10k runs. Training opts in (`sae.cli.train --train-split
 # train-full`); "train" stays 8,000 faces because the PCA baseline is fitted on it through an N x N Gram matrix.
 EXTRA_SPLITS: dict[str, tuple[range, ...]] = {"train-full": (SPLITS["train"], range(10001, 202600))}
 _ID_PATTERN = re.compile(r"^(\d{6})\.(jpg|jpeg|png)$", re.IGNORECASE)

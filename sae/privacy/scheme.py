@@ -2,7 +2,7 @@
 
 Ambiguation (Razeghi et al. 2017; Ferdowsi et al. 2020): per group the k true non-zeros are published
 together with k' - k decoys at random off-support positions. The key says which k of the k' public
-non-zeros are true. Without it an attacker must guess; how well they guess is measured by `sae.attacks`.
+non-zeros are true. Without it an attacker must guess; how well they guess is measured by `sae.privacy.attacks`.
 
 Decoy values. The paper's and the report's decoys (`decoys="reference"`, kept only for contrast) are
 Gaussian-tail draws scaled by m/k, 2-4x larger than true values: keeping the k smallest magnitudes
@@ -86,8 +86,8 @@ _FLOAT16_MAX = 65504.0
 _MAX_SCRYPT_LOG2_N = 22
 BANDWIDTH = 0.5  # times Silverman's rule of thumb; see the module docstring
 
-# Defaults the app and `python -m sae.share` ship, confirmed on the bundled model (assets/model/privacy.md:
-# `python -m sae.privacy_eval --ratios 2 4 full`, 1000 test faces, k = 32 of 128 per group, the learned and
+# Defaults the app and `python -m sae.cli.share` ship, confirmed on the bundled model (assets/model/privacy.md:
+# `python -m sae.cli.privacy_eval --ratios 2 4 full`, 1000 test faces, k = 32 of 128 per group, the learned and
 # regression attacks trained on 2000 training faces). Key holder 29.87 dB, mean face 11.62 dB; the bar (issue 3):
 # best attack <= key holder - 10 dB and <= mean face + 3 dB = 14.62 dB.
 # - Without the permutation no k' comes close: a learned per-entry scorer decodes to 25.58 dB at k' = 2k and
@@ -658,7 +658,7 @@ def balance_signs(true_values: torch.Tensor, decoy_values: torch.Tensor, generat
 
     With decoys that copy their anchors' signs, each group's share of positive public values tracks the
     true code's, and that share alone lets a ridge regression recover 4.7 dB above the mean face even
-    through the secret permutation (bundled model, k=32, k'=128: 16.28 against 12.68 dB balanced; sae.privacy_eval). A fixed count
+    through the secret permutation (bundled model, k=32, k'=128: 16.28 against 12.68 dB balanced; sae.cli.privacy_eval). A fixed count
     carries no information about the image; the price is that a sign is then weak evidence of being true.
     """
     count = decoy_values.shape[-1]

@@ -2,17 +2,17 @@
 
 A visitor's clone has no CelebA to fit it on, so it is fitted here, once per model:
 
-    python -m sae.bundled_attack --model assets/model --data ../shared/data/celeba10k
+    python -m sae.zoo.shipped --model assets/model --data ../shared/data/celeba10k
 
 encodes training faces, fits two small scorers (one on plain public codes, one on permuted ones; k and k' drawn per
 batch over the app's range, so one scorer serves every slider position) and writes `learned_attack.safetensors` beside
 the model in float16 (about 1 MB), stamped with the sha256 of the model's weights: a retrained model never pairs with a
 stale scorer (the app then hides the option and says why).
 
-The README's privacy table comes from `sae.privacy_eval`, which fits a wider scorer for each setting; this is a smaller,
-general instance of the same attack (`sae.attacks.LearnedAttack`), for showing rather than measuring.
+The README's privacy table comes from `sae.cli.privacy_eval`, which fits a wider scorer for each setting; this is a smaller,
+general instance of the same attack (`sae.privacy.attacks.LearnedAttack`), for showing rather than measuring.
 
-The same command fits the ridge-regression attack (`sae.attacks.fit_regression_attack`, as in the table) for the
+The same command fits the ridge-regression attack (`sae.privacy.attacks.fit_regression_attack`, as in the table) for the
 setting the app shows by default (k = 32, k' = code size, permuted, balanced signs, 8-bit values) and writes
 `regression_attack.safetensors` beside the model: its fitted dual form (training features and one coefficient per
 face and pixel, 0.36 GB) is compressed to the top `--rank` (128) principal axes of the attacker's training pixels
@@ -37,9 +37,9 @@ import torch.nn.functional as F
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from sae import privacy
-from sae.attacks import CompactRegression, LearnedAttack, RegressionAttack, fit_regression_attack, keep_by_score, support_recovery
-from sae.model import SparseAutoencoder, topk_by_magnitude
+from sae.core.model import SparseAutoencoder, topk_by_magnitude
+from sae.privacy import scheme as privacy
+from sae.privacy.attacks import CompactRegression, LearnedAttack, RegressionAttack, fit_regression_attack, keep_by_score, support_recovery
 
 FILENAME = "learned_attack.safetensors"
 FORMAT = "1"
@@ -48,7 +48,7 @@ SCHEMES = {"plain": False, "permuted": True}
 REGRESSION_FILENAME = "regression_attack.safetensors"
 REGRESSION_FORMAT = "1"
 RANK = 128  # principal pixel axes kept: 2 x float16 matrices of (5120 + 12288) x 128 for the bundled model, about 4.5 MB
-FIT_COMMAND = "python -m sae.bundled_attack --model DIR --data ../shared/data/celeba10k"
+FIT_COMMAND = "python -m sae.zoo.shipped --model DIR --data ../shared/data/celeba10k"
 
 
 def weights_digest(directory: Path) -> str:
@@ -290,14 +290,14 @@ def _encode(model: SparseAutoencoder, images: torch.Tensor, batch: int = 256) ->
 
 
 def main(argv: list[str] | None = None) -> None:
-    from sae.data import load_split, to_float
-    from sae.hub import ModelLoadError, load_model
+    from sae.core.data import load_split, to_float
+    from sae.zoo.hub import ModelLoadError, load_model
 
-    parser = argparse.ArgumentParser(prog="python -m sae.bundled_attack", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, default=Path(__file__).resolve().parents[1] / "assets" / "model", help="model directory")
+    parser = argparse.ArgumentParser(prog="python -m sae.zoo.shipped", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, default=Path(__file__).resolve().parents[2] / "assets" / "model", help="model directory")
     parser.add_argument("--data", type=Path, required=True, help="CelebA folder (train ids are used; a few validation faces check it)")
     parser.add_argument("--out", type=Path, default=None, help=f"default: MODEL/{FILENAME}")
-    parser.add_argument("--train-limit", type=int, default=2000, help="training faces the attacker holds (as in sae.privacy_eval)")
+    parser.add_argument("--train-limit", type=int, default=2000, help="training faces the attacker holds (as in sae.cli.privacy_eval)")
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--hidden", type=int, default=HIDDEN)
@@ -305,13 +305,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rank", type=int, default=RANK, help="principal pixel axes the bundled regression keeps")
     parser.add_argument("--only", choices=("learned", "regression"), default=None, help="fit one of the two (default: both)")
-    parser.add_argument("--cache-dir", type=Path, default=None, help="where sae.data caches the decoded faces")
+    parser.add_argument("--cache-dir", type=Path, default=None, help="where sae.core.data caches the decoded faces")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     try:
         model = load_model(args.model).model
     except ModelLoadError as error:
-        raise SystemExit(f"sae.bundled_attack: {error}") from None
+        raise SystemExit(f"sae.zoo.shipped: {error}") from None
     started = time.perf_counter()
     train_images = to_float(load_split(args.data, "train", args.cache_dir, limit=args.train_limit))
     check_images = to_float(load_split(args.data, "val", args.cache_dir, limit=256))
@@ -350,8 +350,8 @@ def main(argv: list[str] | None = None) -> None:
 
 def _fit_and_save_regression(model, train, train_images, check, check_images, args, digest: str) -> None:
     """Fit the regression at the app's default setting, compact it, report held-out PSNR (dual vs compact), write it."""
-    from sae.attacks import regression_attack
-    from sae.metrics import psnr
+    from sae.core.metrics import psnr
+    from sae.privacy.attacks import regression_attack
 
     started = time.perf_counter()
     k = min(privacy.DEFAULT_K, model.k_max)

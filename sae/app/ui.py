@@ -1,9 +1,9 @@
 """The Gradio app: upload a face, move k, see the key holder's view, the decoys and the attacks with live PSNR/SSIM.
 
-Handlers are thin: they call `sae.face_cache`, `sae.pipeline` and `sae.privacy` and format the results. Each upload is
-detected, cropped and encoded once into the bounded per-image cache (`sae.face_cache.FaceStore`); a session's
+Handlers are thin: they call `sae.app.face_cache`, `sae.app.pipeline` and `sae.privacy.scheme` and format the results. Each upload is
+detected, cropped and encoded once into the bounded per-image cache (`sae.app.face_cache.FaceStore`); a session's
 `gr.State` holds only a reference to it, so moving a control never re-encodes and memory does not grow with visitors.
-Uploaded files are deleted as soon as they are read (`sae.uploads`); share downloads live briefly in `sae.outbox`.
+Uploaded files are deleted as soon as they are read (`sae.app.uploads`); share downloads live briefly in `sae.app.outbox`.
 """
 
 from __future__ import annotations
@@ -19,12 +19,9 @@ import plotly.graph_objects as go
 import torch
 from PIL import Image as PILImage
 
-from sae import bundled_attack, privacy
-from sae.face_cache import FACE_CACHE_SIZE, GONE, FaceRef, FaceStore, View
-from sae.faces import PhotoError
-from sae.hub import LoadedModel
-from sae.outbox import OUTBOX_MAX_AGE, Outbox
-from sae.pipeline import (
+from sae.app.face_cache import FACE_CACHE_SIZE, GONE, FaceRef, FaceStore, View
+from sae.app.outbox import OUTBOX_MAX_AGE, Outbox
+from sae.app.pipeline import (
     ATTACKS,
     LEARNED,
     REGRESSION,
@@ -37,10 +34,14 @@ from sae.pipeline import (
     regression_mismatch,
     share,
 )
-from sae.rate import code_bytes
-from sae.uploads import Uploads
+from sae.app.uploads import Uploads
+from sae.core.faces import PhotoError
+from sae.core.rate import code_bytes
+from sae.privacy import scheme as privacy
+from sae.zoo import shipped as bundled_attack
+from sae.zoo.hub import LoadedModel
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "assets" / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "assets" / "examples"
 DISPLAY_SIZE = 256
 MAX_CODE_FILE = 8_000_000  # bytes; public codes and keys of one face are a few kB
 PANELS = 4  # key holder, decoys, permutation attack, extra attack
@@ -399,7 +400,7 @@ def build(loaded: LoadedModel, face_cache: int = FACE_CACHE_SIZE, handlers: Hand
     defaults = ShareSettings(k=k0)
     # delete_cache sweeps Gradio's copies of what no handler deletes (output images, share downloads, an upload whose
     # request never ran because its client left): every minute, files older than OUTBOX_MAX_AGE. The outbox sweeps the
-    # share files it wrote itself on the same schedule, and all of them at exit (`sae.outbox`).
+    # share files it wrote itself on the same schedule, and all of them at exit (`sae.app.outbox`).
     with gr.Blocks(title="Sparse codes for faces", analytics_enabled=False, delete_cache=(60, int(OUTBOX_MAX_AGE))) as demo:
         gr.Markdown(
             "# Sparse autoencoder on faces\nHow much of a face survives when only *k* numbers per group are kept, "

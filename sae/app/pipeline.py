@@ -10,10 +10,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from sae import attacks, privacy
-from sae.bundled_attack import BundledRegression, LearnedScorers
-from sae.metrics import psnr, ssim
-from sae.model import SparseAutoencoder
+from sae.core.metrics import psnr, ssim
+from sae.core.model import SparseAutoencoder
+from sae.privacy import attacks
+from sae.privacy import scheme as privacy
+from sae.zoo.shipped import BundledRegression, LearnedScorers
 
 
 @dataclass(frozen=True)
@@ -67,14 +68,14 @@ def quality_curve(model: SparseAutoencoder, face: EncodedFace, ks: list[int] | N
 # ---------------------------------------------------------------------------------------------------
 
 ATTACKS = ("magnitude", "re-encode", "learned (keep k)", "learned (soft)", "regression", "none")  # the selectable extra attack
-LEARNED = ("learned (keep k)", "learned (soft)")  # need a fitted scorer (`sae.bundled_attack`); decoy and permutation are always shown
-REGRESSION = "regression"  # needs the bundled regression (`sae.bundled_attack`); makes an image, not a code
+LEARNED = ("learned (keep k)", "learned (soft)")  # need a fitted scorer (`sae.zoo.shipped`); decoy and permutation are always shown
+REGRESSION = "regression"  # needs the bundled regression (`sae.zoo.shipped`); makes an image, not a code
 PANEL_NAMES = ("key holder", "no key (decoys)", "permutation attack")
 
 
 @dataclass(frozen=True)
 class ShareSettings:
-    """Everything the owner and the attackers choose; defaults follow `sae.privacy`'s defaults."""
+    """Everything the owner and the attackers choose; defaults follow `sae.privacy.scheme`'s defaults."""
 
     k: int
     owner_fraction: float = 1.0
@@ -138,7 +139,7 @@ def attack_codes(
         codes["re-encode attack"] = attacks.reencode_attack(public, settings.k, model)
     elif settings.extra_attack in LEARNED:
         if scorers is None:
-            raise ValueError(f"the {settings.extra_attack} attack needs fitted scorers (sae.bundled_attack)")
+            raise ValueError(f"the {settings.extra_attack} attack needs fitted scorers (sae.zoo.shipped)")
         soft = settings.extra_attack == "learned (soft)"
         name = "learned attack (soft)" if soft else "learned attack (keep k)"
         codes[name] = attacks.learned_attack(public, settings.k, scorers.for_scheme(settings.permute), soft=soft)
@@ -160,7 +161,7 @@ def attack_images(
     if settings.extra_attack != REGRESSION:
         return {}
     if regression is None:
-        raise ValueError("the regression attack needs its fitted form (sae.bundled_attack)")
+        raise ValueError("the regression attack needs its fitted form (sae.zoo.shipped)")
     reason = regression_mismatch(model, settings, regression)
     if reason:
         raise ValueError(reason)

@@ -1,6 +1,6 @@
 """The model card (assets/model/README.md): what the model is, how it was made, how well it does.
 
-Every number in it comes from `sae.evaluate` output and the training run's history; nothing is typed by hand.
+Every number in it comes from `sae.cli.evaluate` output and the training run's history; nothing is typed by hand.
 """
 
 from __future__ import annotations
@@ -9,15 +9,15 @@ import json
 from dataclasses import MISSING, fields
 from pathlib import Path
 
-from sae.evaluate import markdown
+from sae.cli.evaluate import markdown
 
 LOSS_WORDS = {"mse": "MSE loss", "log": "loss: mean log-MSE per image (mean PSNR)"}
 
 
 def command(config: dict, out: str) -> str:
-    """The `sae.train` command line that a run's train_config.json records: preset and epochs always, every other
+    """The `sae.cli.train` command line that a run's train_config.json records: preset and epochs always, every other
     option only where it differs from `TrainConfig`'s default."""
-    from sae.train import TrainConfig  # the defaults live with the trainer
+    from sae.cli.train import TrainConfig  # the defaults live with the trainer
 
     defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
     flags = [f"--out {out}", f"--preset {config.get('preset', 'default')}", f"--epochs {config.get('epochs')}"]
@@ -26,7 +26,7 @@ def command(config: dict, out: str) -> str:
         if name in ("out", "preset", "epochs", "cache_dir", "warmup_steps", "min_lr_ratio") or value == default:  # not flags
             continue
         flags.append(f"--{name.replace('_', '-')} {value:g}" if isinstance(value, float) else f"--{name.replace('_', '-')} {value}")
-    return "python -m sae.train --data ../shared/data/celeba10k " + " ".join(flags)
+    return "python -m sae.cli.train --data ../shared/data/celeba10k " + " ".join(flags)
 
 
 def _recipe(config: dict) -> str:
@@ -74,7 +74,7 @@ def render(
         f"{evaluation['code_dim']} code entries (one batched einsum), of which the k largest in magnitude are kept "
         "(k chosen at decode time, 1 to k_max); the grouped linear decoder and a mirrored convolutional decoder rebuild "
         "the image. Every non-linearity sits in a residual branch, so the network has an exact linear path, which "
-        "training starts at a closed-form PCA solution (`sae.init`: local patch PCA, a shared low-resolution face "
+        "training starts at a closed-form PCA solution (`sae.core.init`: local patch PCA, a shared low-resolution face "
         "in every group, global components dealt out over the groups). Config: `" + json.dumps(model) + "`.",
         "",
         "## Evaluation",
@@ -108,7 +108,7 @@ def render(
         lines += ["", f"{'Stage 2 trained' if base is not None else 'Trained'} for {_timing(config, history)}"]
     if notes:
         lines += ["", notes]
-    lines += ["", "Reproduce the table: `python -m sae.evaluate --model assets/model --data ../shared/data/celeba10k`."]
+    lines += ["", "Reproduce the table: `python -m sae.cli.evaluate --model assets/model --data ../shared/data/celeba10k`."]
     return "\n".join(lines) + "\n"
 
 

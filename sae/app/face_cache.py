@@ -5,7 +5,7 @@ shared by all sessions, so memory does not grow with the number of visitors. Key
 uploaded bytes: two visitors share an entry only when they uploaded identical files, so an entry can never show one
 visitor another's photo. An evicted entry is a clear "upload it again", never a different face.
 
-`FaceStore` is how entries are made: it reads an upload (deleting the file, `sae.uploads`), detects, crops and encodes
+`FaceStore` is how entries are made: it reads an upload (deleting the file, `sae.app.uploads`), detects, crops and encodes
 both crops once, and hands out the cached views. A photo it cannot use raises `PhotoError` with a message for the user.
 """
 
@@ -21,11 +21,11 @@ from pathlib import Path
 
 from PIL import Image
 
-from sae.faces import PhotoError, face_input, load_photo, locate_face
-from sae.model import SparseAutoencoder
-from sae.pipeline import EncodedFace, encode_face
-from sae.train import PRESETS
-from sae.uploads import Uploads, content_key
+from sae.app.pipeline import EncodedFace, encode_face
+from sae.app.uploads import Uploads, content_key
+from sae.cli.train import PRESETS
+from sae.core.faces import PhotoError, face_input, load_photo, locate_face
+from sae.core.model import SparseAutoencoder
 
 
 def entry_bytes(num_groups: int, code_dim: int, image_size: int = 64) -> int:

@@ -1,10 +1,10 @@
 """Measure the privacy scheme on the CelebA-64 test split: what the key holder sees, what each attack gets.
 
-    python -m sae.privacy_eval --model assets/model --data ../shared/data/celeba10k [--limit N] [--out DIR]
+    python -m sae.cli.privacy_eval --model assets/model --data ../shared/data/celeba10k [--limit N] [--out DIR]
 
 For every public-code configuration (k'/k in {2, 4, 8, full}; plain, with the secret permutation, and
 permuted with balanced decoy signs) the test faces are ambiguated once and decoded by the key holder and
-by every attack in `sae.attacks`; the learned and regression attacks are trained on ambiguated codes of
+by every attack in `sae.privacy.attacks`; the learned and regression attacks are trained on ambiguated codes of
 the TRAINING split only (the attacker's own faces) and applied to the test split. The report's buggy
 decoys broken by `magnitude_attack` are measured for contrast, with the mean face as the floor.
 Writes `privacy.json`, `privacy.md` and `privacy.html`.
@@ -23,7 +23,12 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from sae.attacks import (
+from sae.cli.evaluate import write_results
+from sae.core.baselines import mean_face
+from sae.core.data import load_split, to_float
+from sae.core.metrics import psnr, ssim
+from sae.core.model import SparseAutoencoder
+from sae.privacy.attacks import (
     chance_level,
     decoy_attack,
     fit_learned_attack,
@@ -35,12 +40,7 @@ from sae.attacks import (
     regression_attack,
     support_recovery,
 )
-from sae.baselines import mean_face
-from sae.data import load_split, to_float
-from sae.evaluate import write_results
-from sae.metrics import psnr, ssim
-from sae.model import SparseAutoencoder
-from sae.privacy import Key, PublicCode, ambiguate, key_nbytes, public_nbytes, reveal
+from sae.privacy.scheme import Key, PublicCode, ambiguate, key_nbytes, public_nbytes, reveal
 
 RATIOS: tuple[int | str, ...] = (2, 4, 8, "full")
 SCHEMES: tuple[tuple[bool, str], ...] = ((False, "anchor"), (True, "anchor"), (True, "balanced"))  # (permute, signs)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from sae.model import SparseAutoencoder
+from sae.core.model import SparseAutoencoder
 
 
 def channel_layout(model: SparseAutoencoder) -> tuple[int, int]:

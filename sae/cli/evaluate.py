@@ -1,6 +1,6 @@
 """Evaluate a model on the CelebA-64 test split against the baselines, at equal non-zero counts.
 
-    python -m sae.evaluate --model assets/model --data ../shared/data/celeba10k [--out DIR]
+    python -m sae.cli.evaluate --model assets/model --data ../shared/data/celeba10k [--out DIR]
 
 Writes `evaluation.json`, `evaluation.md` (the table the model card carries) and `evaluation.html`
 (plotly: PSNR and SSIM against the number of non-zeros). Budgets are total non-zeros per image;
@@ -23,11 +23,11 @@ import torch
 from plotly.subplots import make_subplots
 from tqdm import tqdm
 
-from sae.baselines import PCA, jpeg_at_size, mean_face
-from sae.data import load_split, to_float
-from sae.metrics import psnr, ssim
-from sae.model import SparseAutoencoder
-from sae.rate import code_bytes
+from sae.core.baselines import PCA, jpeg_at_size, mean_face
+from sae.core.data import load_split, to_float
+from sae.core.metrics import psnr, ssim
+from sae.core.model import SparseAutoencoder
+from sae.core.rate import code_bytes
 
 BUDGETS = (160, 320, 640, 1280, 2560)
 BATCH = 250
@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-limit", type=int, default=None, help="fit PCA and the mean face on the first N training faces")
     parser.add_argument("--budgets", type=int, nargs="+", default=list(BUDGETS), help="total non-zeros per image")
     parser.add_argument("--cache-dir", default=".cache")
-    parser.add_argument("--privacy", action="store_true", help="also write the privacy table (sae.privacy_eval; ~25 min on one core)")
+    parser.add_argument("--privacy", action="store_true", help="also write the privacy table (sae.cli.privacy_eval; ~25 min on one core)")
     args = parser.parse_args(argv)
     model = SparseAutoencoder.from_pretrained(args.model, strict=True)
     result = run(model, args.data, args.limit, args.cache_dir, tuple(args.budgets), args.train_limit)
@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
     print(markdown(result))
     print(f"evaluated in {result['seconds']:.0f} s")
     if args.privacy:
-        from sae import privacy_eval
+        from sae.cli import privacy_eval
 
         privacy = privacy_eval.run(model, args.data, limit=args.limit, cache_dir=args.cache_dir)
         privacy_eval.write(privacy, args.out or args.model)

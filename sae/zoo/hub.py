@@ -34,11 +34,11 @@ from huggingface_hub import HfApi, constants, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
 from safetensors import SafetensorError
 
-from sae.bundled_attack import FILENAME as LEARNED_ATTACK_FILE
-from sae.bundled_attack import REGRESSION_FILENAME as REGRESSION_ATTACK_FILE
-from sae.model import SparseAutoencoder
+from sae.core.model import SparseAutoencoder
+from sae.zoo.shipped import FILENAME as LEARNED_ATTACK_FILE
+from sae.zoo.shipped import REGRESSION_FILENAME as REGRESSION_ATTACK_FILE
 
-BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "assets" / "model"
+BUNDLED_MODEL = Path(__file__).resolve().parents[2] / "assets" / "model"
 HUB_TIMEOUT = 2.5  # seconds before an unreachable Hub gives way to the bundled model (which loads in < 0.5 s)
 HUB_DOWNLOAD_DEADLINE = 30.0  # seconds for the files once the Hub answered: 23 MB (weights + attacks) at 0.8 MB/s, not a stalled transfer
 MODEL_FILES = ("config.json", "model.safetensors")
@@ -223,7 +223,7 @@ def push(repo_id: str, model_dir: Path = BUNDLED_MODEL, private: bool = False, a
     """Publish weights, config and model card (README.md with the evaluation table); returns the commit id to pin."""
     _from_directory(model_dir)  # refuse to publish what we could not load ourselves
     if not (model_dir / "README.md").is_file():
-        raise ModelLoadError(f"{model_dir} has no README.md model card (write it with sae.card)")
+        raise ModelLoadError(f"{model_dir} has no README.md model card (write it with sae.cli.card)")
     api = api or HfApi()
     api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
     info = api.upload_folder(
@@ -233,7 +233,7 @@ def push(repo_id: str, model_dir: Path = BUNDLED_MODEL, private: bool = False, a
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m sae.hub", description="Publish the model to the Hugging Face Hub")
+    parser = argparse.ArgumentParser(prog="python -m sae.zoo.hub", description="Publish the model to the Hugging Face Hub")
     commands = parser.add_subparsers(dest="command", required=True)
     push_parser = commands.add_parser("push", help="upload config, weights and model card")
     push_parser.add_argument("--repo-id", required=True)
@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         commit = push(args.repo_id, args.model, args.private)
     except ModelLoadError as error:
-        sys.exit(f"sae.hub: {error}")
+        sys.exit(f"sae.zoo.hub: {error}")
     print(f"pushed {args.repo_id} at commit {commit}; pin it with SAE_MODEL={args.repo_id}@{commit}")
 
 

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sae.privacy import Key, PublicCode, ambiguate, check_key, kept_count
+from sae.privacy.scheme import Key, PublicCode, ambiguate, check_key, kept_count
 
 LOCAL_FEATURES = 8
 

@@ -5,7 +5,7 @@ image -> conv encoder (downsampling, residual blocks) -> `num_groups` groups of 
 -> mirrored conv decoder (upsampling) -> image, clamped to [0, 1].
 
 Every non-linearity sits inside a residual branch, so the network has an exact linear path from pixels
-to codes and back: `sae.init.pca_init` sets that path to a PCA-like solution before training, and
+to codes and back: `sae.core.init.pca_init` sets that path to a PCA-like solution before training, and
 training then only has to improve on it (see `sae/init.py`).
 
 The number of non-zeros per group, k, is chosen at call time: one trained model serves every k

@@ -1,15 +1,15 @@
 """Share a face as a public code plus a key; decode it back with the key, at the fidelity the key grants.
 
-    python -m sae.share encode PHOTO --out DIR [--model DIR] [--k K] [--k-prime K2] [--passphrase P]
+    python -m sae.cli.share encode PHOTO --out DIR [--model DIR] [--k K] [--k-prime K2] [--passphrase P]
                                      [--no-permute] [--value-bits 8|16]
-    python -m sae.share decode DIR/public --key DIR/key [--fraction F] [--passphrase P] [--out FILE.png]
+    python -m sae.cli.share decode DIR/public --key DIR/key [--fraction F] [--passphrase P] [--out FILE.png]
                                      [--scale S] [--model DIR]
 
 `encode` writes DIR/public (safe to publish) and DIR/key (give it only to whom may see the face).
 Decoys and the permutation secret come from OS entropy. Every failure a user can cause (wrong key,
 damaged or truncated files, a file from another format version, a wrong passphrase, a photo that is
 not an image) ends with one `sae: ...` line on stderr and exit status 2. The science lives in
-`sae.privacy`; this module only reads and writes files.
+`sae.privacy.scheme`; this module only reads and writes files.
 """
 
 from __future__ import annotations
@@ -22,10 +22,9 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from sae.faces import PhotoError, face_input, load_photo
-from sae.hub import ModelLoadError, load_model
-from sae.model import SparseAutoencoder
-from sae.privacy import (
+from sae.core.faces import PhotoError, face_input, load_photo
+from sae.core.model import SparseAutoencoder
+from sae.privacy.scheme import (
     DEFAULT_K,
     DEFAULT_PERMUTE,
     DEFAULT_SIGNS,
@@ -39,6 +38,7 @@ from sae.privacy import (
     default_k_prime,
     reveal,
 )
+from sae.zoo.hub import ModelLoadError, load_model
 
 EXIT_USER_ERROR = 2
 PUBLIC_NAME, KEY_NAME = "public", "key"
@@ -142,18 +142,20 @@ def command_decode(args: argparse.Namespace) -> None:
 
 def parser() -> argparse.ArgumentParser:
     formatter = argparse.RawDescriptionHelpFormatter
-    main_parser = argparse.ArgumentParser(prog="python -m sae.share", description=__doc__, formatter_class=formatter)
+    main_parser = argparse.ArgumentParser(prog="python -m sae.cli.share", description=__doc__, formatter_class=formatter)
     commands = main_parser.add_subparsers(dest="command", required=True)
     encode = commands.add_parser("encode", help="photo -> DIR/public and DIR/key")
     encode.add_argument("photo", help="a face photo (centre square is used)")
     encode.add_argument("--out", required=True, help="folder for the public and key files")
     encode.add_argument("--model", default=None, help="model directory (default: the bundled model)")
     encode.add_argument("--k", type=int, default=None, help=f"true non-zeros per group (default {DEFAULT_K}, capped at the model's k_max)")
-    encode.add_argument("--k-prime", type=int, default=None, help="public non-zeros per group (default: see sae.privacy)")
+    encode.add_argument("--k-prime", type=int, default=None, help="public non-zeros per group (default: see sae.privacy.scheme)")
     encode.add_argument("--passphrase", default=None, help="protect the key file (scrypt + AES-GCM)")
     encode.add_argument("--no-permute", action="store_true", help="publish positions in the model's own coordinates (weaker)")
     encode.add_argument("--value-bits", type=int, choices=(8, 16), default=DEFAULT_VALUE_BITS)
-    encode.add_argument("--signs", choices=("balanced", "anchor"), default=DEFAULT_SIGNS, help="how decoys get their signs (sae.privacy)")
+    encode.add_argument(
+        "--signs", choices=("balanced", "anchor"), default=DEFAULT_SIGNS, help="how decoys get their signs (sae.privacy.scheme)"
+    )
     encode.set_defaults(handler=command_encode)
     decode = commands.add_parser("decode", help="public + key -> reconstruction PNG")
     decode.add_argument("public", help="the public code file")
