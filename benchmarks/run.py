@@ -28,11 +28,12 @@ import torch
 from benchmarks import bench_app
 from benchmarks.timing import timings_ms
 from sae.cli.evaluate import evaluate_model, fit_pca_cached, score
-from sae.cli.train import PRESETS, TrainConfig, reconstruction_loss, sample_k
+from sae.cli.train import TrainConfig, reconstruction_loss, sample_k
 from sae.core.baselines import decode_jpeg, jpeg_at_size, jpeg_bytes, jpeg_fitting
 from sae.core.data import load_split, to_float
 from sae.core.faces import face_input, load_photo, locate_face
 from sae.core.model import SparseAutoencoder
+from sae.core.presets import PRESETS
 from sae.core.rate import code_bytes
 from sae.zoo.hub import load_model
 

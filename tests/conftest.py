@@ -13,6 +13,7 @@ torch.set_num_threads(1)  # tests are small; one thread avoids oversubscribing a
 
 REPO = Path(__file__).resolve().parents[1]
 CELEBA = REPO.parent / "shared" / "data" / "celeba10k"
+UTKFACE = REPO.parent / "shared" / "data" / "utkface200"
 TINY = dict(image_size=64, num_groups=4, code_dim=32, k_max=16, channels=[16], blocks=1, group_channels=1, stem=4)
 
 
@@ -37,6 +38,31 @@ def celeba_root() -> Path:
     if not CELEBA.is_dir():
         pytest.skip("CelebA data not found beside the repo (../shared/data/celeba10k)")
     return CELEBA
+
+
+@pytest.fixture
+def utkface_root() -> Path:
+    if not UTKFACE.is_dir():
+        pytest.skip("UTKFace data not found beside the repo (../shared/data/utkface200)")
+    return UTKFACE
+
+
+@pytest.fixture
+def fake_utkface(tmp_path) -> Path:
+    """A folder shaped like utkface200: 200x200 JPEGs named AGE_GENDER_RACE_DATETIME.jpg.chip.jpg and the split lists."""
+    from PIL import Image
+
+    root = tmp_path / "utkface"
+    root.mkdir()
+    generator = torch.Generator().manual_seed(1)
+    names = [f"{20 + i}_{i % 2}_{i % 5}_2017010{i % 9}00000000{i:02d}.jpg.chip.jpg" for i in range(10)]
+    for name in names:
+        Image.fromarray((torch.rand(200, 200, 3, generator=generator) * 255).byte().numpy()).save(root / name)
+    (root / "train.txt").write_text("\n".join(names[:6]) + "\n")
+    (root / "val.txt").write_text("\n".join(names[6:8]) + "\n")
+    (root / "test.txt").write_text("\n".join(names[8:]) + "\n")
+    (root / "README.md").write_text("labels in the file names")
+    return root
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from benchmarks import run
-from sae.cli.train import PRESETS
 from sae.core.model import SparseAutoencoder
+from sae.core.presets import PRESETS
 
 QUICK = ["--threads", "1", "--repeats", "2", "--train-preset", "tiny", "--train-batch", "4", "--train-steps", "1", "--skip", "cold-start"]
 

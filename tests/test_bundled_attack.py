@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sae.app.ui import PANELS, Handlers, build
-from sae.cli.train import PRESETS
+from sae.core.presets import PRESETS
 from sae.privacy import scheme as privacy
 from sae.privacy.attacks import CompactRegression, LearnedAttack, fit_regression_attack, public_features
 from sae.zoo import shipped as bundled_attack

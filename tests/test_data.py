@@ -4,7 +4,19 @@ import pytest
 import torch
 from PIL import Image
 
-from sae.core.data import EXTRA_SPLITS, SPLITS, FaceDataset, celeba_crop_box, image_id, load_split, preprocess, split_paths, to_float
+from sae.core.data import (
+    CELEBA,
+    EXTRA_SPLITS,
+    SPLITS,
+    UTKFACE,
+    celeba_crop_box,
+    dataset_for,
+    image_id,
+    load_split,
+    preprocess,
+    split_paths,
+    utk_labels,
+)
 
 
 def test_split_ranges_are_disjoint_and_cover_10k():
@@ -68,18 +80,45 @@ def test_load_split_caches(fake_celeba, tmp_path):
     assert torch.equal(load_split(fake_celeba, "val", cache), first)
 
 
-def test_dataset_items_are_floats(fake_celeba):
-    dataset = FaceDataset(fake_celeba, "test")
-    assert len(dataset) == 4 and dataset.ids == [9001, 9002, 9003, 9004]
-    item = dataset[0]
-    assert item.dtype == torch.float32 and 0 <= item.min() and item.max() <= 1
-    assert torch.equal(to_float(dataset.images[:1])[0], item)
+def test_utkface_split_comes_from_the_lists_and_labels_from_the_names(fake_utkface, tmp_path):
+    assert dataset_for(fake_utkface) is UTKFACE and dataset_for(tmp_path) is CELEBA
+    train, test = split_paths(fake_utkface, "train"), split_paths(fake_utkface, "test")
+    assert [p.name for p in test] == (fake_utkface / "test.txt").read_text().split()
+    assert not {p.name for p in train} & {p.name for p in test}
+    assert utk_labels(test[0]) is not None and utk_labels(fake_utkface / "README.md") is None
+    labels = utk_labels("35_1_2_20170116174525125.jpg.chip.jpg")
+    assert (labels.age, labels.gender, labels.race) == (35, 1, 2)
+    with pytest.raises(ValueError, match="unknown split"):
+        split_paths(fake_utkface, "train-full")
+
+
+def test_utkface_loads_the_whole_image_at_the_asked_size(fake_utkface, tmp_path):
+    images = load_split(fake_utkface, "val", tmp_path, size=128)
+    assert images.shape == (2, 3, 128, 128) and images.dtype == torch.uint8
+    from PIL import Image
+
+    with Image.open(split_paths(fake_utkface, "val")[0]) as first:
+        assert torch.equal(images[0], preprocess(first, None, 128))  # no crop: the whole 200x200 face
+    assert len(list(tmp_path.glob("utkface128-val-*.pt"))) == 1
+
+
+def test_utkface_split_missing_a_listed_image_is_a_clear_error(fake_utkface):
+    (fake_utkface / "test.txt").write_text("1_0_0_20170101000000000.jpg.chip.jpg\n")
+    with pytest.raises(FileNotFoundError, match="missing images"):
+        split_paths(fake_utkface, "test")
 
 
 def test_real_test_split_never_reaches_training(celeba_root):
     train = {p.name for p in split_paths(celeba_root, "train")}
     test = {p.name for p in split_paths(celeba_root, "test")}
     assert len(train) == 8000 and len(test) == 1000 and not train & test
+
+
+def test_real_utkface_split_sizes(utkface_root):
+    sizes = {split: len(split_paths(utkface_root, split)) for split in ("train", "val", "test")}
+    assert sizes == {"train": 20946, "val": 1155, "test": 1105}
+    names = [{p.name for p in split_paths(utkface_root, split)} for split in ("train", "val", "test")]
+    assert not (names[0] & names[1] or names[0] & names[2] or names[1] & names[2])
 
 
 def test_real_faces_load(faces):

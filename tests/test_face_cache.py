@@ -60,7 +60,7 @@ def test_entry_size_is_computed_from_the_shapes(tiny_model, tmp_path):
 
     from sae.app.face_cache import ENTRY_BYTES, ENTRY_MB, FaceStore, entry_bytes
     from sae.app.uploads import Uploads
-    from sae.cli.train import PRESETS
+    from sae.core.presets import PRESETS
     from tests.conftest import REPO, TINY
 
     store = FaceStore(tiny_model, Uploads(tmp_path))

@@ -77,5 +77,16 @@ def test_quality_grows_with_k_and_beats_the_mean_face(fitted):
 def test_rejects_a_model_it_cannot_start():
     with pytest.raises(ValueError, match="single-resolution"):
         pca_init(SparseAutoencoder(**(WIDE | {"channels": [48, 64]})), smooth_faces(4))
-    with pytest.raises(ValueError, match="single-resolution"):
-        pca_init(SparseAutoencoder(**(WIDE | {"channels": [16]})), smooth_faces(4))
+    with pytest.raises(ValueError, match="every local axis"):  # 4 groups x 1 own axis + the shared ones need > 4 channels
+        pca_init(SparseAutoencoder(**(WIDE | {"channels": [4]})), smooth_faces(4))
+
+
+def test_a_width_below_the_patch_carries_the_strongest_axes_and_starts_the_same_code(fitted):
+    """A stem narrower than its patch (3 x 8 x 8 at stem 8) passes on only the local axes the groups read: the linear
+    code and reconstruction match those of a full-width model started on the same faces."""
+    model, images = fitted
+    narrow = SparseAutoencoder(**(WIDE | {"channels": [model.group_channels - 1 + model.num_groups]}))
+    pca_init(narrow, images)
+    with torch.no_grad():
+        torch.testing.assert_close(narrow.encode(images), model.encode(images), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(narrow(images, k=8), model(images, k=8), atol=1e-4, rtol=1e-4)

@@ -7,8 +7,9 @@ import math
 import pytest
 import torch
 
-from sae.cli.train import LOG_LOSS_SCALE, PRESETS, TrainConfig, learning_rate, main, make_optimizer, reconstruction_loss, sample_k
+from sae.cli.train import LOG_LOSS_SCALE, TrainConfig, learning_rate, main, make_optimizer, reconstruction_loss, sample_k
 from sae.core.model import SparseAutoencoder
+from sae.core.presets import PRESETS
 
 
 def test_a_few_steps_reduce_the_loss(tiny_model):

@@ -23,9 +23,9 @@ from PIL import Image
 
 from sae.app.pipeline import EncodedFace, encode_face
 from sae.app.uploads import Uploads, content_key
-from sae.cli.train import PRESETS
 from sae.core.faces import PhotoError, face_input, load_photo, locate_face
 from sae.core.model import SparseAutoencoder
+from sae.core.presets import PRESETS
 
 
 def entry_bytes(num_groups: int, code_dim: int, image_size: int = 64) -> int:

@@ -1,4 +1,4 @@
-"""Train a sparse autoencoder on CelebA-64.
+"""Train a sparse autoencoder on CelebA-64 or UTKFace-128 (the preset sets the size).
 
     python -m sae.cli.train --data ../shared/data/celeba10k --out runs/NAME [--preset tiny|default]
     torchrun --standalone --nproc_per_node N -m sae.cli.train ...   # data-parallel, see sae.cli.distributed
@@ -38,15 +38,9 @@ from sae.core.data import EXTRA_SPLITS, load_split, to_float
 from sae.core.init import pca_init
 from sae.core.metrics import psnr
 from sae.core.model import SparseAutoencoder
+from sae.core.presets import PRESETS, create_model, preset
 
-PRESETS: dict[str, dict] = {
-    # The bundled model: 20 groups x 128 codes, each group 7 maps of 16x16 (6 shared + 1 own at the PCA start),
-    # tied grouped linear layers, 4.9M parameters. k_max is half of code_dim so every k leaves room for decoys.
-    "default": dict(num_groups=20, code_dim=128, k_max=64, channels=[80], blocks=1, group_channels=7, stem=4, tied=True),
-    # A classroom model: trains to a recognisable face on 2 CPU cores in a few minutes.
-    "tiny": dict(num_groups=20, code_dim=64, k_max=32, channels=[48], blocks=1, group_channels=2, stem=4, tied=True),
-}
-VAL_BUDGETS = (160, 320, 640, 1280)
+VAL_BUDGETS = (160, 320, 640, 1280, 2560)  # each model validates the budgets its k_max reaches
 INIT_FACES = 10_000  # faces the closed-form PCA start is fitted on (more changes it little and costs memory)
 
 
@@ -191,9 +185,10 @@ def train(config: TrainConfig) -> Path:
     generator = torch.Generator().manual_seed(config.seed)
 
     with distributed.main_first(current):
-        train_images = load_split(config.data, config.train_split, config.cache_dir, config.train_limit).to(device)
-        val_images = load_split(config.data, "val", config.cache_dir, config.val_limit).to(device)
-    model = SparseAutoencoder(**PRESETS[config.preset]).to(device)
+        size = preset(config.preset)["image_size"]
+        train_images = load_split(config.data, config.train_split, config.cache_dir, config.train_limit, size).to(device)
+        val_images = load_split(config.data, "val", config.cache_dir, config.val_limit, size).to(device)
+    model = create_model(config.preset).to(device)
     if config.train_k_max is not None and not 1 <= config.train_k_max <= model.code_dim:
         raise ValueError(f"train_k_max must be in [1, code_dim={model.code_dim}], got {config.train_k_max}")
     if cuda:
@@ -219,7 +214,7 @@ def train(config: TrainConfig) -> Path:
             print(f"resuming {last} at epoch {state['epoch']}")
     net = distributed.wrap(model, current, device)
     if current.is_main:
-        (out / "train_config.json").write_text(json.dumps(asdict(config) | {"model": PRESETS[config.preset]}, indent=2))
+        (out / "train_config.json").write_text(json.dumps(asdict(config) | {"model": preset(config.preset)}, indent=2))
         params = sum(p.numel() for p in model.parameters())
         print(
             f"{params / 1e6:.2f}M parameters, {len(train_images)} train / {len(val_images)} val faces on {device}"
@@ -295,7 +290,9 @@ def train(config: TrainConfig) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", required=True, help="folder of CelebA aligned crops (000001.jpg ...)")
+    parser.add_argument(
+        "--data", required=True, help="CelebA aligned crops (000001.jpg ...) or UTKFace (with train.txt, val.txt, test.txt)"
+    )
     parser.add_argument("--out", required=True, help="run directory (resumes if it holds last.pt)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="default")
     parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)

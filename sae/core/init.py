@@ -48,10 +48,15 @@ def pca_init(model: SparseAutoencoder, images: torch.Tensor) -> SparseAutoencode
     stem = _stem(model)
     local = 3 * stem**2
     width = model.encoder[1].out_channels
-    if len(model.encoder) != len(model.decoder) or width < local or any(isinstance(m, torch.nn.ConvTranspose2d) for m in model.decoder):
-        raise ValueError("pca_init needs a single-resolution model whose width holds a whole stem patch")
     groups, channels, area = model.num_groups, model.group_channels, model.map_size**2
     shared, detail = channel_layout(model)
+    carried = min(width, local)  # the strongest local axes the stem passes on (all of them when the width allows)
+    if (
+        len(model.encoder) != len(model.decoder)
+        or carried < shared + groups * detail
+        or any(isinstance(m, torch.nn.ConvTranspose2d) for m in model.decoder)
+    ):
+        raise ValueError("pca_init needs a single-resolution model whose width holds every local axis the groups read")
     for block in [*model.encoder[2:-1], *model.decoder[1:-2]]:  # the residual blocks start as identity
         torch.nn.init.zeros_(block.conv2.weight)
         torch.nn.init.zeros_(block.conv2.bias)
@@ -89,13 +94,13 @@ def pca_init(model: SparseAutoencoder, images: torch.Tensor) -> SparseAutoencode
     for conv in (stem_conv, to_groups, from_groups, to_patches):
         torch.nn.init.zeros_(conv.weight)
         torch.nn.init.zeros_(conv.bias)
-    stem_conv.weight[:local, :, 1, 1] = axes.float()
-    stem_conv.bias[:local] = -(axes @ centre).float()
+    stem_conv.weight[:carried, :, 1, 1] = axes[:carried].float()
+    stem_conv.bias[:carried] = -(axes[:carried] @ centre).float()
     to_groups.weight[torch.arange(groups * channels), source.flatten(), 0, 0] = 1.0
     used = shared + detail  # every group's shared and own maps decode back to their axis (shared ones summed)
     group_channel = torch.arange(groups)[:, None] * channels + torch.arange(used)
     from_groups.weight[source[:, :used].flatten(), group_channel.flatten(), 0, 0] = 1.0
-    to_patches.weight[:, :local, 1, 1] = axes.T.float() / 2  # back from local axes, and from [-1, 1] to [0, 1]
+    to_patches.weight[:, :carried, 1, 1] = axes[:carried].T.float() / 2  # back from local axes, and from [-1, 1] to [0, 1]
     to_patches.bias.copy_((centre.float() + 1) / 2)
 
     model.encoder_weight.copy_(basis.transpose(1, 2).float())
