@@ -1,4 +1,7 @@
-"""Gradio entry point (Hugging Face Spaces runs this file): load the model, build the UI, launch."""
+"""Gradio entry point (Hugging Face Spaces runs this file): load the models, build the UI, launch.
+
+python app.py [--model HUB_ID_OR_DIR ...] [--host 0.0.0.0] [--port 7860] [--face-cache N]
+"""
 
 from __future__ import annotations
 
@@ -11,36 +14,35 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import gradio as gr
 
-from sae.app.face_cache import ENTRY_MB, FACE_CACHE_SIZE
+from sae.app.face_cache import FACE_CACHE_SIZE
+from sae.app.handlers import Handlers
 from sae.app.memory import TRIM_INTERVAL_S, MemoryTrimmer
-from sae.app.ui import CSS, Handlers, build, theme
-from sae.zoo.hub import LoadedModel, ModelLoadError, load_model
+from sae.app.models import ServedModel, load_served
+from sae.app.ui import CSS, build, theme
 
 MAX_UPLOAD = "20mb"  # Gradio refuses bigger uploads before they reach a handler
-# Queue. Every event shares one concurrency group (sae.app.ui.CPU), so WORKERS bounds all model work together: 2 handlers
-# at once for the 2 cores of a free Space (each handler's torch ops use the cores too; more concurrent handlers on 2
-# cores only interleave, raising everyone's latency without adding throughput). QUEUE_SIZE caps the events waiting
-# beyond those: a class of 30 has at most about 2 in flight each (an upload's steps run one after another, the slider
-# sends only its latest position), so 64 never turns a class away, while a flood beyond it is told "queue full" at
-# once instead of waiting minutes. benchmarks/load.py measures throughput and latency at these settings.
+# Every event shares one concurrency group (sae.app.ui.CPU), so WORKERS bounds all model work together: one handler per
+# core of a free Space (more on 2 cores only interleave). QUEUE_SIZE caps the events waiting beyond those, so a flood is
+# told "queue full" at once instead of waiting minutes (docs/load.md: a class of 30 at these settings).
 WORKERS = 2
 QUEUE_SIZE = 64
 
 
 def serve(
-    loaded: LoadedModel,
+    models: list[ServedModel],
     host: str,
     port: int,
     face_cache: int = FACE_CACHE_SIZE,
     block: bool = True,
     handlers: Handlers | None = None,
     trim_interval_s: float | None = TRIM_INTERVAL_S,
+    failures: list[str] | None = None,
 ) -> gr.Blocks:
-    """Build the UI around `loaded`, queue it and launch; block=False returns once serving (benchmarks, tests).
+    """Build the UI around the served models, queue it and launch; block=False returns once serving (benchmarks, tests).
 
     While it serves, a `MemoryTrimmer` (sae.app.memory) hands freed heap memory back every `trim_interval_s` seconds
     (None: never), kept as `demo.memory_trimmer` so a caller can stop it."""
-    demo = build(loaded, face_cache, handlers)
+    demo = build(models, failures, face_cache, handlers)
     demo.queue(default_concurrency_limit=WORKERS, max_size=QUEUE_SIZE)
     trimmer = MemoryTrimmer(trim_interval_s).start() if trim_interval_s else None  # before a launch that blocks
     demo.memory_trimmer = trimmer
@@ -79,23 +81,29 @@ def main(argv: list[str] | None = None) -> None:
     # value, so a malformed GRADIO_SERVER_PORT or SAE_FACE_CACHE is a one-line usage error, not a traceback.
     parser = argparse.ArgumentParser(description="Sparse autoencoder face demo")
     parser.add_argument(
-        "--model", default=os.environ.get("SAE_MODEL"), help="Hub repo id[@revision] or model directory (default: the bundled assets/model)"
+        "--model",
+        action="append",
+        default=None,
+        help="Hub repo id[@revision] or model directory, served first (repeat for several; env SAE_MODEL, "
+        "comma-separated); the bundled models are always offered too",
     )
-    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), help="0.0.0.0 serves a classroom LAN")
     parser.add_argument("--port", type=int, default=os.environ.get("GRADIO_SERVER_PORT", "7860"))
     parser.add_argument(
         "--face-cache",
         type=_at_least_one,
         default=os.environ.get("SAE_FACE_CACHE", str(FACE_CACHE_SIZE)),
-        help=f"uploads kept encoded in memory (env SAE_FACE_CACHE; default {FACE_CACHE_SIZE}, about {ENTRY_MB:.2f} MB each)",
+        help=f"uploads kept cropped and encoded in memory (env SAE_FACE_CACHE; default {FACE_CACHE_SIZE})",
     )
     args = parser.parse_args(argv)
-    try:
-        loaded = load_model(args.model)
-    except ModelLoadError as error:
-        sys.exit(f"sae: {error}")
-    print(f"serving {loaded.source}: {loaded.note}")
-    serve(loaded, args.host, args.port, args.face_cache)
+    sources = args.model if args.model is not None else [s for s in os.environ.get("SAE_MODEL", "").split(",") if s.strip()]
+    models, failures = load_served([s.strip() for s in sources])
+    if not models:
+        sys.exit("sae: no model could be loaded: " + ("; ".join(failures) or "no --model or SAE_MODEL given and no bundled model"))
+    for line in failures:
+        print(f"not serving {line}", file=sys.stderr)
+    print("serving " + ", ".join(f"{served.name} ({served.loaded.note})" for served in models))
+    serve(models, args.host, args.port, args.face_cache, failures=failures)
 
 
 if __name__ == "__main__":

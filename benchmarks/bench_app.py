@@ -1,131 +1,149 @@
-"""Latency of the app's interactions on this machine (server time, no browser): prints a Markdown table.
+"""The app's own costs on this machine, for every bundled model: its handlers, the server's CPU per slider move, and
+its start, each beside the floor app (`benchmarks.floor_app`) or a target, measured in the same run.
 
-    python -m benchmarks.bench_app [--model assets/model] [--threads 2] [--repeats 30]
+    python -m benchmarks.bench_app [--models DIR ...] [--moves 40] [--starts 3] [--threads 1]
 
-Targets (issue 4): one slider interaction (decode at k, attacks, metrics) <= 100 ms median on 2 CPU cores;
-the whole PSNR/SSIM-vs-k curve <= 300 ms; process start to serving <= 10 s with no network.
+- handlers: called in this process on the astronaut photo (median and p90 of `--repeats` calls);
+- server CPU per slider move: the app in a child process, one gradio_client session uploads the photo and then makes
+  `--moves` sequential /update calls; the child's own CPU time (/proc) over those moves, divided by their number, and
+  the floor app's for the same number of its moves;
+- start: process start until the page answers HTTP 200, `--starts` times alternating with the floor app; medians.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import socket
+import json
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 import torch
 
+from benchmarks.serving import FLOOR, OURS, PHOTO, AppProcess, percentile
 from benchmarks.timing import timings_ms
-from sae.app.pipeline import ShareSettings, privacy_panels
-from sae.app.ui import Handlers
+from sae.app.handlers import Handlers
+from sae.app.models import serve
+from sae.app.pipeline import privacy_view, quality_curve
+from sae.app.settings import ShareSettings
 from sae.core.faces import load_photo
-from sae.zoo.hub import LoadedModel, load_model
+from sae.zoo import files
+from sae.zoo.hub import load_model
 
-REPO = Path(__file__).resolve().parents[1]
-PHOTO = REPO / "assets" / "examples" / "astronaut.png"
-SLIDER_TARGET_MS, CURVE_TARGET_MS, START_TARGET_S = 100.0, 300.0, 10.0  # the issue-4 targets above
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+SERVER_CPU_TARGET_MS = 40.0
+START_RATIO_TARGET = 1.2
 
 
-def start_to_serving_s(model: str | None, timeout: float = 120.0) -> float:
-    """Seconds from spawning `python app.py` (offline) until its page answers HTTP 200."""
-    port = _free_port()
-    env = os.environ | {"HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"} | ({"SAE_MODEL": model} if model else {})
-    start = time.perf_counter()
-    process = subprocess.Popen(
-        [sys.executable, "app.py", "--port", str(port)], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        while time.perf_counter() - start < timeout:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1) as response:
-                    if response.status == 200:
-                        return time.perf_counter() - start
-            except OSError:
-                if process.poll() is not None:
-                    raise RuntimeError("the app exited before serving") from None
-                time.sleep(0.1)
-        raise RuntimeError("the app did not serve in time")
-    finally:
-        process.terminate()
-        process.wait(10)
-
-
-def interaction_timings(loaded: LoadedModel, k: int = 32, repeats: int = 30) -> list[tuple[str, list[float], float | None]]:
-    """(step, milliseconds of each call, target ms or None) for each app interaction, handlers called directly.
-
-    An upload is timed as the work the upload handler does for a new photo: decode it, then detect, crop and encode both
-    crops (around the face and the whole image; `FaceStore.crops`). Not the handler itself: it caches by content, so
-    uploading the same photo again would time a cache hit.
-    """
+def handler_timings(model_dir: str, repeats: int) -> dict[str, dict[str, float]]:
+    """Median and p90 milliseconds of each step of the app, handlers called directly."""
+    served = serve(load_model(model_dir, fallback=None))
     with tempfile.TemporaryDirectory(prefix="sae-bench-") as outbox:
-        handlers = Handlers(loaded, Path(outbox))
-        state = handlers.prepare(str(PHOTO))[0]  # what the session holds for the other handlers
-        face = handlers.faces.view(state).face
-        curve = handlers.curve(state, k)[0]
-        controls = (1.0, True, 2.0, True, True, 0.5)
-        return [
-            (
-                "prepare: decode, detect and encode both crops (per upload)",
-                timings_ms(lambda: handlers.faces.crops(load_photo(PHOTO)), repeats),
-                None,
-            ),
-            (
-                "privacy panels: ambiguate, reveal, 3 attacks, 1 batched decode, PSNR/SSIM",
-                timings_ms(lambda: privacy_panels(loaded.model, face, ShareSettings(k=k)), repeats),
-                None,
-            ),
-            (
-                "slider interaction, magnitude attack (handler, incl. images and chart)",
-                timings_ms(lambda: handlers.update(state, curve, k, *controls, "magnitude"), repeats),
-                SLIDER_TARGET_MS,
-            ),
-            (
-                "slider interaction, re-encode attack (handler)",
-                timings_ms(lambda: handlers.update(state, curve, k, *controls, "re-encode"), repeats),
-                SLIDER_TARGET_MS,
-            ),
-            (
-                "whole curve: all k in one decode + metrics (handler)",
-                timings_ms(lambda: handlers.curve(state, k), max(5, repeats // 3)),
-                CURVE_TARGET_MS,
-            ),
-        ]
+        handlers = Handlers([served], Path(outbox))
+        settings = ShareSettings(k=min(ShareSettings.k, served.model.k_max))
+        values = settings.widget_values()
+        ref = handlers.prepare(str(PHOTO), False, served.name, *values)[0]
+        face = handlers.faces.view(ref, served).face
+        steps = {
+            "upload work: decode, detect, crop for every model, encode": lambda: handlers.faces.crops(load_photo(PHOTO)),
+            "one share, 3 attacks, one batched decode, PSNR/SSIM (pipeline)": lambda: privacy_view(served, face, settings),
+            "slider move (handler: panels, chart, linkage, budget)": lambda: handlers.update(ref, served.name, *values),
+            "quality curve (every k sampled, one decode)": lambda: quality_curve(served.model, face),
+        }
+        result = {}
+        for name, step in steps.items():
+            times = timings_ms(step, repeats)
+            result[name] = {"median_ms": statistics.median(times), "p90_ms": percentile(times, 90)}
+        return result
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", default=None, help="model source (default: bundled)")
-    parser.add_argument("--threads", type=int, default=2)
+def server_cpu_per_move(command: list[str], extra: list[str], moves: int, ours: bool) -> dict[str, float]:
+    """CPU milliseconds the server process spends per slider move over `moves` sequential moves of one session."""
+    from gradio_client import Client, handle_file
+
+    with AppProcess(command, extra) as app:
+        client = Client(app.url, verbose=False, download_files=False)
+        if ours:
+            config = client.view_api(return_format="dict", print_info=False)
+            model = json.loads(Path(extra[1], files.CONFIG).read_text()) if extra else None
+            settings = ShareSettings(k=min(ShareSettings.k, model["k_max"]) if model else ShareSettings.k)
+            name = _default_model(config)
+            client.predict(handle_file(str(PHOTO)), False, name, *settings.widget_values(), api_name="/prepare")
+            call = lambda k: client.predict(name, k, *settings.widget_values()[1:], api_name="/update")  # noqa: E731
+        else:
+            call = lambda k: client.predict(k, api_name="/update")  # noqa: E731
+        for k in range(2, 7):  # warm-up
+            call(k)
+        before = app.cpu_seconds()
+        for step in range(moves):
+            call(8 + step % 16)
+        spent = app.cpu_seconds() - before
+    return {"cpu_ms_per_move": 1000 * spent / moves, "moves": moves}
+
+
+def _default_model(api: dict) -> str:
+    """The model selector's default choice, as the /update endpoint's parameter declares it."""
+    for parameter in api["named_endpoints"]["/update"]["parameters"]:
+        if parameter.get("label") == "Model":
+            return parameter["parameter_default"] if parameter.get("parameter_has_default") else parameter["type"]["enum"][0]
+    raise RuntimeError("the /update endpoint has no Model parameter")
+
+
+def start_seconds(models: list[str], starts: int) -> dict[str, float]:
+    """Median seconds from process start to serving, ours (with `models`) and the floor's, alternating."""
+    ours, floor = [], []
+    extra = [argument for model in models[:1] for argument in ("--model", model)]
+    for _ in range(starts):
+        with AppProcess(FLOOR) as app:
+            floor.append(app.start_seconds)
+        with AppProcess(OURS, extra) as app:
+            ours.append(app.start_seconds)
+    ours_s, floor_s = statistics.median(ours), statistics.median(floor)
+    return {"ours_s": ours_s, "floor_s": floor_s, "ratio": ours_s / floor_s, "ours_all": ours, "floor_all": floor}
+
+
+def run(models: list[str], repeats: int, moves: int, starts: int) -> dict:
+    result: dict = {"handlers": {}, "server_cpu": {}}
+    for model in models:
+        result["handlers"][model] = handler_timings(model, repeats)
+    result["server_cpu"]["floor"] = server_cpu_per_move(FLOOR, [], moves, ours=False)
+    for model in models:
+        result["server_cpu"][model] = server_cpu_per_move(OURS, ["--model", model], moves, ours=True)
+    result["start"] = start_seconds(models, starts)
+    return result
+
+
+def markdown(result: dict) -> str:
+    lines = ["| model | step | median ms | p90 ms |", "|---|---|---:|---:|"]
+    for model, steps in result["handlers"].items():
+        lines += [f"| {model} | {step} | {t['median_ms']:.1f} | {t['p90_ms']:.1f} |" for step, t in steps.items()]
+    floor = result["server_cpu"]["floor"]["cpu_ms_per_move"]
+    lines += ["", "| server | CPU per slider move (ms) | floor app's | target |", "|---|---:|---:|---:|"]
+    for model, cpu in result["server_cpu"].items():
+        target = "" if model == "floor" else f"{SERVER_CPU_TARGET_MS:.0f}"
+        lines.append(f"| {model} | {cpu['cpu_ms_per_move']:.1f} | {floor:.1f} | {target} |")
+    start = result["start"]
+    lines += ["", f"Start to serving: ours {start['ours_s']:.2f} s, floor {start['floor_s']:.2f} s, ratio {start['ratio']:.2f}x "
+              f"(target {START_RATIO_TARGET}x)."]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.bench_app", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--models", nargs="+", default=[str(path) for path in files.bundled_models().values()])
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for the in-process handler timings (the app's)")
     parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--k", type=int, default=32)
+    parser.add_argument("--moves", type=int, default=40)
+    parser.add_argument("--starts", type=int, default=3)
+    parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    loaded = load_model(args.model)
-    rows = interaction_timings(loaded, args.k, args.repeats)
-    start = start_to_serving_s(args.model)
-
-    print(
-        f"Model: {loaded.source} ({loaded.note}); k={args.k}; torch threads {args.threads}; {platform.processor() or platform.machine()}\n"
-    )
-    print("| step | median ms | p90 ms |")
-    print("|---|---:|---:|")
-    for name, times, _ in rows:
-        ordered = sorted(times)
-        print(f"| {name} | {statistics.median(times):.1f} | {ordered[int(0.9 * (len(ordered) - 1))]:.1f} |")
-    print(f"| process start to serving (offline) | {start * 1000:.0f} | |")
+    result = run(args.models, args.repeats, args.moves, args.starts)
+    print(markdown(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return result
 
 
 if __name__ == "__main__":

@@ -81,3 +81,78 @@ def fake_celeba(tmp_path) -> Path:
     (root / "README.txt").write_text("not an image")
     (root / "list_attr_celeba.csv").write_text("id,attr")
     return root
+
+
+# ---------------------------------------------------------------------------------------------------
+# The app layer: tiny served models, one framed like CelebA (64x64) and one like UTKFace (128x128)
+# ---------------------------------------------------------------------------------------------------
+
+TINY_UTK = dict(TINY, image_size=128, k_max=24, stem=8)  # same code shape as TINY: a code of one decodes shape-wise in the other
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dirs(tmp_path_factory) -> dict[str, Path]:
+    """Two tiny model directories as the app serves them, each with its data.json: "celeba" (64x64, k_max 16) and
+    "utkface" (128x128, k_max 24). Shared by the session: copy one before writing into it."""
+    from sae.zoo.files import DataNote
+
+    root = tmp_path_factory.mktemp("models")
+    notes = {
+        "celeba": (TINY, DataNote("celeba", "tiny CelebA-style test model", "test licence (celeba)")),
+        "utkface": (TINY_UTK, DataNote("utkface", "tiny UTKFace-style test model", "test licence (utkface)")),
+    }
+    directories = {}
+    for seed, (name, (config, note)) in enumerate(notes.items()):
+        torch.manual_seed(seed)
+        directory = root / name
+        SparseAutoencoder(**config).eval().save_pretrained(directory)
+        note.write(directory)
+        directories[name] = directory
+    return directories
+
+
+@pytest.fixture
+def served_models(tiny_model_dirs) -> list:
+    """[CelebA-style, UTKFace-style] `ServedModel`s loaded from `tiny_model_dirs` (fresh objects for each test)."""
+    from sae.app.models import serve
+    from sae.zoo.hub import load_model
+
+    return [serve(load_model(str(tiny_model_dirs[name]), fallback=None)) for name in ("celeba", "utkface")]
+
+
+SHIPPED_K, SHIPPED_K_PRIME = 4, 8  # the one setting the shipped regression of `shipped_model_dir` is fitted for
+
+
+@pytest.fixture(scope="session")
+def shipped_model_dir(tiny_model_dirs, tmp_path_factory) -> Path:
+    """A copy of the tiny CelebA-style model directory with both shipped attacks beside it, as
+    `python -m sae.cli.fit_attacks` writes them: untrained scorers (a scorer all the same) and a regression fitted on
+    random faces at k = SHIPPED_K, k' = SHIPPED_K_PRIME of the paper's scheme."""
+    import shutil
+
+    from sae.core.fingerprint import weights_digest
+    from sae.privacy.learned import LearnedAttack, fit_regression_attack
+    from sae.privacy.scheme import SCHEMES
+    from sae.zoo import files, shipped
+    from sae.zoo.hub import load_model
+
+    directory = tmp_path_factory.mktemp("shipped") / "celeba"
+    shutil.copytree(tiny_model_dirs["celeba"], directory)
+    model = load_model(str(directory), fallback=None).model
+    generator = torch.Generator().manual_seed(0)
+    scorers = {name: LearnedAttack(model.num_groups, model.code_dim, 16, generator=generator).eval() for name in shipped.SCHEMES}
+    shipped.save_scorers(scorers, directory / files.SCORERS, weights_digest(model))
+    images = torch.rand(12, 3, model.image_size, model.image_size, generator=generator)
+    with torch.inference_mode():
+        sparse = model.sparsify(model.encode(images), SHIPPED_K)
+    paper = SCHEMES["paper"]
+    dual = fit_regression_attack(sparse, images, SHIPPED_K_PRIME, generator, k=SHIPPED_K, **paper.options())
+    info = {
+        "k": str(SHIPPED_K),
+        "k_prime": str(SHIPPED_K_PRIME),
+        "permute": str(int(paper.permute)),
+        "signs": paper.signs,
+        "value_bits": str(paper.value_bits),
+    }
+    shipped.save_regression(dual.compact(8), directory / files.REGRESSION, weights_digest(model), info)
+    return directory

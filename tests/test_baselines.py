@@ -1,3 +1,5 @@
+"""Baselines (sae.core.baselines): PCA first n and largest n, JPEG at a byte budget, the mean face."""
+
 from __future__ import annotations
 
 import pytest
@@ -49,3 +51,25 @@ def test_mean_face(images):
     mean = mean_face(images, 4)
     assert mean.shape == (4, 3, 16, 16)
     torch.testing.assert_close(mean[0], images.mean(0))
+
+
+def test_pca_fitted_in_chunks_is_the_same_pca(images):
+    """The Gram matrix and the components are summed over chunks of pixels: the chunk size changes nothing."""
+    whole, chunked = PCA.fit(images, num_components=8), PCA.fit(images, num_components=8, chunk=100)
+    torch.testing.assert_close(chunked.mean, whole.mean)
+    torch.testing.assert_close(chunked.components, whole.components, atol=1e-4, rtol=0)
+    torch.testing.assert_close(chunked.first_n(images, 8), whole.first_n(images, 8), atol=1e-5, rtol=0)
+
+
+def test_pca_keeps_only_components_with_variance(images):
+    """40 images have at most 39 directions of variance around their mean: no more components than that."""
+    pca = PCA.fit(images)
+    assert len(pca.components) <= 39 and PCA.fit(images, num_components=5).components.shape == (5, 3 * 16 * 16)
+
+
+def test_transform_and_inverse_in_chunks_equal_one_pass(images):
+    pca = PCA.fit(images, num_components=10)
+    many = images.repeat(8, 1, 1, 1)  # 320 images: more than one chunk of 256
+    coefficients = pca.transform(many)
+    torch.testing.assert_close(coefficients, (many.flatten(1) - pca.mean) @ pca.components.T, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(pca.inverse(coefficients, many.shape), pca.first_n(many, 10))

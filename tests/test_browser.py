@@ -1,157 +1,288 @@
-"""A real headless Chromium (Debian's, driven by Playwright) using the launched app as a visitor would.
+"""A real headless Chromium (Debian's, driven by Playwright) using the launched app as a classroom would.
 
-Uploads a face, moves the slider with the keyboard, sees the PSNR text change, switches the extra attack,
-makes a share, downloads the key and public code and decodes them (each upload is read into the session and
-deleted on the server at once), and saves a screenshot to the test's temporary
-folder. `SAE_UPDATE_SCREENSHOT=1` with a real model (SAE_MODEL, or the bundled assets/model) writes it to
-assets/screenshot.png for the README instead, so a plain test run never changes tracked files. Skips when Chromium
-or Playwright is missing.
+At a projector's 1366x768, at 1920x1080 and on a 390 px phone: the layout's sizes, labels that follow the settings, a
+typed number applied with Enter, every bad upload resetting the view to one plain message (after a good upload and
+after an example click), the one-click comparison image, a share downloaded and decoded (and a wrong key refused with
+the view cleared), and switching models. Serves the bundled models when they are there, else tiny random ones.
+`SAE_UPDATE_SCREENSHOT=1` with the bundled models writes the three screenshots to assets/ for the README; a plain run
+writes them to the test's temporary folder. Skips when Chromium or Playwright is missing.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
+from benchmarks.serving import OURS, AppProcess, chromium_available, launch_chromium
+from sae.zoo import files
 from tests.conftest import REPO
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
 PHOTO = REPO / "assets" / "examples" / "astronaut.png"
-SCREENSHOT = REPO / "assets" / "screenshot.png"
-TIMEOUT_MS = 90_000  # a shared 2-core machine can be slow
+TIMEOUT_MS = 120_000  # a shared 2-core machine can be slow
+SIZES = {"projector": (1366, 768), "wide": (1920, 1080), "phone": (390, 844)}
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
-if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
-    pytest.skip(f"Chromium not found at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
+if not chromium_available():
+    pytest.skip("Chromium not found (apt-get install chromium)", allow_module_level=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _model_dir(tmp_path_factory) -> tuple[str, bool]:
-    """(model source, whether it is a real model worth a screenshot for the README)."""
-    if os.environ.get("SAE_MODEL"):
-        return os.environ["SAE_MODEL"], True
-    if (REPO / "assets" / "model" / "model.safetensors").is_file():
-        return str(REPO / "assets" / "model"), True
+def _models(tmp_path_factory) -> tuple[list[str], bool]:
+    """(model directories to serve, whether they are the real bundled ones, worth screenshots for the README)."""
+    bundled = files.bundled_models()
+    if len(bundled) >= 1:
+        return [str(path) for path in bundled.values()], True
     import torch
 
     from sae.core.model import SparseAutoencoder
     from tests.conftest import TINY
 
     torch.manual_seed(0)
-    directory = tmp_path_factory.mktemp("model")
-    SparseAutoencoder(**TINY).save_pretrained(directory)
-    return str(directory), False
+    directories = []
+    for name, size in (("tiny64", 64), ("tiny128", 128)):
+        directory = tmp_path_factory.mktemp(name)
+        SparseAutoencoder(**(TINY | {"image_size": size, "stem": 4 if size == 64 else 8})).save_pretrained(directory)
+        directories.append(str(directory))
+    return directories, False
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    source, real = _model_dir(tmp_path_factory)
-    port = _free_port()
-    env = os.environ | {"SAE_MODEL": source, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "app.py", "--port", str(port)], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    deadline = time.time() + 120
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if process.poll() is not None or time.time() > deadline:
-                process.kill()
-                pytest.fail(process.stdout.read().decode())
-            time.sleep(0.5)
-    yield f"http://127.0.0.1:{port}/", real
-    process.terminate()
-    process.wait(10)
+    directories, real = _models(tmp_path_factory)
+    arguments = [argument for directory in directories for argument in ("--model", directory)]
+    with AppProcess(OURS, arguments, env={"GRADIO_TEMP_DIR": str(tmp_path_factory.mktemp("gradio"))}) as process:
+        yield process.url, real
+    Path("/tmp/probe/app_stderr.txt").write_text(process.process.stderr.read())
 
 
 @pytest.fixture(scope="module")
-def page(app):
+def browser():
     with sync_api.sync_playwright() as playwright:
-        executable = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
-        context = browser.new_context(viewport={"width": 1500, "height": 1300}, accept_downloads=True)
-        page = context.new_page()
-        page.set_default_timeout(TIMEOUT_MS)
-        page.goto(app[0])
-        yield page
-        context.close()
-        browser.close()
+        chromium = launch_chromium(playwright)
+        yield chromium
+        chromium.close()
 
 
-CHANGED = """([selector, before, needle]) => {
-    const element = document.querySelector(selector + " .prose") || document.querySelector(selector);
-    const text = element ? element.innerText.trim() : "";
-    return text.includes(needle) && text !== before;
-}"""
+@pytest.fixture
+def page(app, browser):
+    context = browser.new_context(viewport={"width": 1366, "height": 768}, accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(app[0], wait_until="load")
+    page.wait_for_selector("#k-slider input[type=range]")
+    yield page
+    context.close()
 
 
-def _text(page, selector: str) -> str:
-    """The Markdown's own text, without Gradio's progress overlay."""
-    return page.locator(f"{selector} .prose").first.inner_text().strip()
+STATE = "() => (document.querySelector('#face-note')?.innerText ?? '') + '|' + (document.querySelector('#panels')?.innerHTML ?? '')"
 
 
-def _wait_for_change(page, selector: str, before: str, needle: str = "PSNR") -> str:
-    """Wait until the element shows a new text containing `needle` (progress timers do not count)."""
+def upload(page, path: Path) -> None:
+    """Hand a file to the photo box and wait until the server answered (the face note or the panels changed)."""
+    before = page.evaluate(STATE)
+    page.locator("#photo input[type=file]").set_input_files(str(path))
+    page.wait_for_function(f"(b) => ({STATE})() !== b", arg=before)
+    page.wait_for_timeout(500)
+
+
+def panels_shown(page) -> None:
+    page.wait_for_selector("#caption-1")
+
+
+def title(page, index: int) -> str:
+    return page.locator(f"#panel-{index} .title").inner_text()
+
+
+def wait_title(page, index: int, needle: str) -> str:
     page.wait_for_function(
-        CHANGED,
-        arg=[selector, before, needle],
-        timeout=TIMEOUT_MS,
+        "([i, n]) => { const t = document.querySelector(`#panel-${i} .title`); return t && t.innerText.includes(n); }", arg=[index, needle]
     )
-    return _text(page, selector)
+    return title(page, index)
 
 
-def test_explore_share_decode(app, page, tmp_path):
-    page.locator("input[type=file]").first.set_input_files(str(PHOTO))
-    first = _wait_for_change(page, "#caption-0", "")
-    assert first.startswith("key holder") and "PSNR" in first and "dB" in first
-    assert "Face found" in _text(page, "#face-note")
-    # the server deleted the uploaded file once read; the preview the browser fetched before still shows
-    assert page.evaluate("() => [...document.querySelectorAll('#photo img')].some(i => i.complete && i.naturalWidth > 0)")
+def shot(page, name: str, real: bool, tmp_path: Path) -> None:
+    update = real and os.environ.get("SAE_UPDATE_SCREENSHOT") == "1"
+    page.wait_for_timeout(400)
+    page.screenshot(path=str(REPO / "assets" / f"screenshot-{name}.png" if update else tmp_path / f"{name}.png"), full_page=False)
 
-    slider = page.locator("#k-slider input[type=range]")
-    slider.focus()
-    for _ in range(20):
-        slider.press("ArrowLeft")
-    second = _wait_for_change(page, "#caption-0", first)
-    assert "PSNR" in second and second != first
 
-    page.locator("#extra-attack label", has_text="re-encode").click()
-    assert _wait_for_change(page, "#caption-3", "", "re-encode attack").startswith("re-encode attack")
-    page.wait_for_timeout(500)  # let the chart redraw before the picture is taken
-    update = app[1] and os.environ.get("SAE_UPDATE_SCREENSHOT") == "1"
-    page.screenshot(path=str(SCREENSHOT if update else tmp_path / "screenshot.png"), full_page=True)
+def test_projector_layout_and_screenshots(app, page, tmp_path):
+    upload(page, PHOTO)
+    panels_shown(page)
+    widths = page.evaluate("() => [...document.querySelectorAll('#panels .panel')].map(p => p.getBoundingClientRect().width)")
+    assert len(widths) >= 5 and min(widths) >= 200, widths
+    titles = page.evaluate(
+        """() => [...document.querySelectorAll('#panels .title')].map(t => {
+            const r = t.getBoundingClientRect();
+            const top = document.elementFromPoint(r.left + 3, r.top + r.height / 2);
+            return {text: t.innerText, whole: t.scrollWidth <= t.clientWidth + 1, own: top === t || t.contains(top)};
+        })"""
+    )
+    assert all(t["whole"] for t in titles), titles  # no title cut off
+    page.evaluate("() => window.scrollTo(0, 0)")
+    for selector in ("#k-slider", "#decoys", "#permute", "#known"):
+        box = page.locator(selector).bounding_box()
+        assert box["y"] >= 0 and box["y"] + box["height"] <= 768, (selector, box)
+    chart = page.locator("#chart-block").bounding_box()
+    assert chart["y"] < 2 * 768, chart  # after at most one scroll
+    page.evaluate("() => document.querySelector('#panels').scrollIntoView()")
+    assert all(
+        t["own"]
+        for t in page.evaluate(
+            """() => [...document.querySelectorAll('#panels .title')].map(t => {
+            const r = t.getBoundingClientRect(); const top = document.elementFromPoint(r.left + 3, r.top + r.height / 2);
+            return {own: top === t || t.contains(top)};
+        })"""
+        )
+    )  # nothing drawn over a title
+    page.evaluate("() => window.scrollTo(0, 0)")
+    shot(page, "projector", app[1], tmp_path)
+    page.set_viewport_size({"width": 1920, "height": 1080})
+    shot(page, "wide", app[1], tmp_path)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.evaluate("() => document.querySelector('#panels').scrollIntoView()")
+    tops = page.evaluate("() => [...document.querySelectorAll('#panels .panel')].map(p => Math.round(p.getBoundingClientRect().top))")
+    assert tops[0] == tops[1] and tops[2] > tops[1], tops  # two panels a row
+    shot(page, "phone", app[1], tmp_path)
 
+
+def test_labels_follow_the_settings_and_enter_applies_typed_values(page):
+    upload(page, PHOTO)
+    panels_shown(page)
+    assert "all of the key" in title(page, 1) and "decoded as is" in title(page, 2)
+    page.locator("#decoys input").uncheck()
+    assert "no decoys" in wait_title(page, 2, "no decoys")
+    page.locator("#decoys input").check()
+    wait_title(page, 2, "k'")
+    page.locator("#extra-attack input").click()
+    page.get_by_role("option", name="Re-encode attack").click()
+    assert wait_title(page, 4, "Re-encode") == "Re-encode attack"
+    for selector, value, panel, needle in (("#owner", "0.5", 1, "50% of the key"), ("#known", "0.25", 3, "knows 25%")):
+        box = page.locator(f"{selector} input[type=number]")
+        box.fill(value)
+        box.press("Enter")
+        assert needle in wait_title(page, panel, needle)
+    page.locator("#fill-all input").uncheck()
+    ratio = page.locator("#ratio input[type=number]")
+    ratio.fill("3")
+    ratio.press("Enter")
+    wait_title(page, 2, "k' = 96")
+    text = page.locator("body").inner_text()
+    assert "-0.000" not in text and "PSNR: how close to the model input" in text
+    assert page.locator("#chart-block .legend .item").count() >= 6  # PSNR, SSIM, key holder and one per attack
+    assert "Linkage" in page.locator("#linkage").inner_text()
+
+
+BAD = {
+    "text file named .png": (b"this is not an image at all", "not a readable image file"),
+    "1x1 PNG": (None, "at least 16x16"),
+}
+
+
+def _bad_file(tmp_path: Path, name: str) -> Path:
+    data, _ = BAD[name]
+    path = tmp_path / ("notimage.png" if data else "tiny.png")
+    if data:
+        path.write_bytes(data)
+    else:
+        Image.new("RGB", (1, 1), "red").save(path)
+    return path
+
+
+@pytest.mark.parametrize("before", ["a good upload", "an example click"])
+def test_every_bad_upload_resets_the_view_with_one_plain_message(page, tmp_path, before):
+    for name, (_, message) in BAD.items():
+        if before == "a good upload":
+            upload(page, PHOTO)
+        else:
+            page.locator(".gallery button, .gallery-item, [data-testid='examples'] button").first.click()
+            page.wait_for_selector("#caption-1")
+        panels_shown(page)
+        upload(page, _bad_file(tmp_path, name))
+        note = page.locator("#face-note").inner_text()
+        assert message in note, (name, note)
+        assert page.locator("#caption-1").count() == 0 and page.locator("#panel-0 img").count() == 0  # panels cleared
+        assert page.locator("#chart-block svg").count() == 0  # chart cleared
+        text = page.locator("body").inner_text()
+        assert "/tmp" not in text and "Traceback" not in text and "preprocess" not in text.lower(), name
+        assert text.count(message) == 2  # the face note and the empty panels say it, nothing else (no toast, no badge)
+        assert page.locator(".toast-body, [data-testid='toast-body']").count() == 0
+
+
+def test_comparison_image_downloads_in_one_click(page, tmp_path):
+    upload(page, PHOTO)
+    panels_shown(page)
+    with page.expect_download() as download:
+        page.locator("#compare-button").click()
+    path = tmp_path / download.value.suggested_filename
+    download.value.save_as(path)
+    assert path.name.startswith("comparison-k") and path.suffix == ".png"
+    with Image.open(path) as image:
+        assert image.width >= 5 * 256 and image.height > 256
+
+
+def test_share_decode_and_a_wrong_key(page, tmp_path):
+    upload(page, PHOTO)
+    panels_shown(page)
     page.get_by_role("tab", name="Share").click()
-    page.locator("#share-button").click()
+    page.wait_for_function("() => document.querySelector('#share-what').innerText.includes('Will share this face')")
+    assert page.locator("#share-face img").count() == 1
     downloads = {}
-    for name in ("public-file", "key-file"):
-        link = page.locator(f"#{name} a").first
-        link.wait_for()
-        with page.expect_download() as download:
-            link.click()
-        downloads[name] = tmp_path / download.value.suggested_filename
-        download.value.save_as(downloads[name])
-    assert downloads["public-file"].suffix == ".saep" and downloads["key-file"].suffix == ".saek"
-
+    note = ""
+    for attempt in range(2):
+        page.locator("#share-button").click()
+        made = "(b) => { const t = document.querySelector('#share-note').innerText; return t.includes('.saep') && t !== b; }"
+        page.wait_for_function(made, arg=note)
+        note = page.locator("#share-note").inner_text()
+        for name in ("public-file", "key-file"):
+            link = page.locator(f"#{name} a").first
+            with page.expect_download() as download:
+                link.click()
+            saved = tmp_path / f"{attempt}-{download.value.suggested_filename}"
+            download.value.save_as(saved)
+            downloads[(attempt, name)] = saved
+        page.wait_for_timeout(300)
+    assert downloads[(0, "public-file")].name.split("-", 1)[1].startswith("face-") and downloads[(0, "public-file")].suffix == ".saep"
+    assert downloads[(0, "public-file")].name[2:] != downloads[(1, "public-file")].name[2:]  # fingerprints in the names
     page.get_by_role("tab", name="Decode").click()
-    page.locator("#public-in input[type=file]").set_input_files(str(downloads["public-file"]))
-    _wait_for_change(page, "#public-note", "", "received")  # read into the session, deleted on the server
-    page.locator("#key-in input[type=file]").set_input_files(str(downloads["key-file"]))
-    _wait_for_change(page, "#key-note", "", "received")
-    page.locator("#decode-button").click()
-    assert "Decoded with" in _wait_for_change(page, "#decode-note", "", "Decoded")
+
+    def send(public: Path, key: Path) -> str:
+        page.locator("#public-in input[type=file]").set_input_files(str(public))
+        page.wait_for_function("() => document.querySelector('#public-note').innerText.includes('received')")
+        page.locator("#key-in input[type=file]").set_input_files(str(key))
+        page.wait_for_function("() => document.querySelector('#key-note').innerText.includes('received')")
+        before = page.locator("#decode-note .prose").first.inner_text() if page.locator("#decode-note .prose").count() else ""
+        page.locator("#decode-button").click()
+        page.wait_for_function(
+            "(b) => { const n = document.querySelector('#decode-note .prose'); const t = n ? n.innerText : '';"
+            " return t !== b && /Decoded|Wrong|Damaged|Passphrase|Upload/.test(t); }",
+            arg=before,
+        )
+        return page.locator("#decode-note .prose").first.inner_text()
+
+    assert "Decoded with" in send(downloads[(0, "public-file")], downloads[(0, "key-file")])
+    page.wait_for_selector("#decoded img")
+    assert "Wrong key" in send(downloads[(0, "public-file")], downloads[(1, "key-file")])
+    page.wait_for_function("() => !document.querySelector('#decoded img')")
+    assert page.locator("#decoded img").count() == 0  # the earlier reconstruction is gone
+
+
+def test_switching_models_keeps_the_photo_and_settings(app, page):
+    upload(page, PHOTO)
+    panels_shown(page)
+    first = title(page, 0)
+    page.locator("#model input").click()
+    options = page.get_by_role("option")
+    if options.count() < 2:
+        pytest.skip("only one model is served")
+    other = next(
+        options.nth(i).inner_text()
+        for i in range(options.count())
+        if options.nth(i).inner_text() not in page.locator("#model input").input_value()
+    )
+    page.get_by_role("option", name=other).click()
+    page.wait_for_function("(f) => { const t = document.querySelector('#panel-0 .title'); return t && t.innerText !== f; }", arg=first)
+    assert title(page, 0) != first and page.locator("#caption-1").count() == 1
+    assert "Face found" in page.locator("#face-note").inner_text()

@@ -1,3 +1,5 @@
+"""Photos to model inputs (sae.core.faces): any mode, orientation and size; face detection and each dataset's crop."""
+
 from __future__ import annotations
 
 import io
@@ -7,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from sae.core.faces import PhotoError, centre_square, face_input, load_photo
+from sae.core.faces import CROP_STYLES, PhotoError, centre_square, face_box, face_input, load_photo, locate_face
 
 
 def _png(image: Image.Image, **kwargs) -> io.BytesIO:
@@ -79,6 +81,16 @@ def test_face_input_shape():
     assert centre_square((300, 200)) == (50, 0, 250, 200)
 
 
+@pytest.mark.parametrize("size", [32, 64, 128])
+def test_face_input_at_the_models_size(size):
+    photo = Image.new("RGB", (300, 200), (10, 20, 30))
+    x = face_input(photo, size=size)
+    assert x.shape == (1, 3, size, size) and x.min() >= 0 and x.max() <= 1
+    assert torch.allclose(x[0, :, 0, 0], torch.tensor([10, 20, 30]) / 255)
+    boxed = face_input(Image.new("RGB", (300, 200), (200, 0, 0)), (0, 0, 100, 100), size)
+    assert boxed.shape == (1, 3, size, size)
+
+
 def test_numpy_input():
     assert load_photo(np.zeros((20, 20, 3), dtype=np.float32)).size == (20, 20)
 
@@ -87,19 +99,15 @@ EXAMPLES = __import__("pathlib").Path(__file__).resolve().parents[1] / "assets" 
 
 
 def test_astronaut_is_found_and_cropped_like_celeba():
-    from sae.core.faces import locate_face
-
     photo = load_photo(EXAMPLES / "astronaut.png")
     crop = locate_face(photo)
     left, top, right, bottom = crop.box
-    assert crop.found and "Face found" in crop.message
+    assert crop.found and "Face found: cropped like a CelebA photo" in crop.message
     assert right - left == bottom - top and 140 <= right - left <= 180  # forehead to chin, not the whole 512 image
     assert 130 <= left <= 160 and 10 <= top <= 40  # about where the hand-made astronaut_face.png crop is
 
 
 def test_no_face_falls_back_to_centre_with_a_message():
-    from sae.core.faces import locate_face
-
     crop = locate_face(Image.new("RGB", (300, 200), (120, 120, 120)))
     assert not crop.found and "No face found" in crop.message and crop.box == centre_square((300, 200))
 
@@ -113,11 +121,77 @@ def test_whole_image_toggle_skips_detection(monkeypatch):
 
 
 def test_celeba_box_stays_inside_the_photo():
-    from sae.core.faces import celeba_box
-
-    assert celeba_box((0, 0, 100, 100), (120, 400)) == (0, 0, 120, 120)
-    left, top, right, bottom = celeba_box((900, 10, 80, 80), (1000, 1000))
+    assert face_box((0, 0, 100, 100), (120, 400)) == (0, 0, 120, 120)
+    left, top, right, bottom = face_box((900, 10, 80, 80), (1000, 1000))
     assert right <= 1000 and top == 0 and right - left == bottom - top
+
+
+def test_crop_styles_of_both_datasets():
+    """CelebA's square is wider than the detection and centred above it; UTKFace's is tighter and a little lower."""
+    assert set(CROP_STYLES) == {"celeba", "utkface"}
+    celeba, utkface = CROP_STYLES["celeba"], CROP_STYLES["utkface"]
+    assert celeba.scale > utkface.scale > 1 and celeba.shift < 0 < utkface.shift
+    detection, size = (400, 400, 200, 200), (1000, 1000)
+    assert face_box(detection, size) == face_box(detection, size, "celeba") == (332, 304, 668, 640)  # side 336, up 28
+    assert face_box(detection, size, "utkface") == (381, 393, 619, 631)  # side 238, down 12
+    with pytest.raises(KeyError):
+        face_box(detection, size, "imagenet")
+
+
+@pytest.mark.parametrize("style", sorted(CROP_STYLES))
+@pytest.mark.parametrize(
+    "detection, size",
+    [
+        ((0, 0, 100, 100), (120, 400)),  # a face filling a narrow photo
+        ((900, 10, 80, 80), (1000, 1000)),  # top right corner
+        ((0, 900, 100, 100), (1000, 1000)),  # bottom left corner
+        ((5, 5, 300, 200), (310, 210)),  # the detection nearly the whole photo
+        ((40, 60, 20, 20), (100, 80)),  # a small face in a landscape photo
+        ((0, 0, 640, 640), (640, 480)),  # a detection larger than the photo's short side
+    ],
+)
+def test_face_box_is_a_square_inside_the_photo_for_both_styles(style, detection, size):
+    left, top, right, bottom = face_box(detection, size, style)
+    assert 0 <= left < right <= size[0] and 0 <= top < bottom <= size[1]
+    side = right - left
+    assert bottom - top == side == min(round(CROP_STYLES[style].scale * max(detection[2:])), *size)
+
+
+def test_locate_face_with_detections_made_once(monkeypatch):
+    """Detections passed in are used as they are (no second detection), and each style frames them its own way."""
+    from sae.core import faces
+
+    monkeypatch.setattr(faces, "detect_faces", lambda photo: pytest.fail("detection ran"))
+    photo = Image.new("RGB", (1000, 800))
+    found = [(400, 300, 200, 200), (50, 50, 60, 60)]
+    for style, name in (("celeba", "a CelebA"), ("utkface", "a UTKFace")):
+        crop = locate_face(photo, style=style, faces=found)
+        assert crop.found and crop.box == face_box(found[0], photo.size, style)
+        assert crop.message == f"Face found: cropped like {name} photo (1 other face ignored)."
+    assert "(2 other faces ignored)" in locate_face(photo, faces=[*found, (0, 0, 30, 30)]).message
+    alone = locate_face(photo, faces=found[:1])
+    assert alone.message == "Face found: cropped like a CelebA photo." and alone.box == face_box(found[0], photo.size)
+    none = locate_face(photo, style="utkface", faces=[])
+    assert not none.found and none.box == centre_square(photo.size) and "No face found" in none.message
+
+
+def _detected(photo: Image.Image) -> list:
+    from sae.core.faces import detect_faces
+
+    found = detect_faces(photo)
+    assert found and all(len(box) == 4 for box in found)
+    return found
+
+
+def test_astronaut_in_the_utkface_style_is_a_tighter_crop_of_the_same_face():
+    photo = load_photo(EXAMPLES / "astronaut.png")
+    detections = _detected(photo)
+    celeba, utkface = locate_face(photo, faces=detections), locate_face(photo, style="utkface", faces=detections)
+    assert utkface.found and "UTKFace" in utkface.message
+    assert utkface.box[2] - utkface.box[0] < celeba.box[2] - celeba.box[0]
+    assert celeba.box[0] <= utkface.box[0] and utkface.box[2] <= celeba.box[2]  # both centred on the same face
+    assert utkface.box[1] > celeba.box[1]  # CelebA's crop reaches higher (above the detection), UTKFace's a little lower
+    assert face_input(photo, utkface.box, 128).shape == (1, 3, 128, 128)
 
 
 def test_bomb_file_is_refused_without_decoding(tmp_path, monkeypatch):

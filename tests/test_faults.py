@@ -1,5 +1,6 @@
-"""Faults: a broken bundled model, a Hub that stalls mid-download. (Uploads racing, clients leaving mid-request and
-evicted cache entries are in test_app.py and test_ui.py, next to the app they exercise.)"""
+"""Faults: broken bundled models, a Hub that is dead or stalls mid-download. A model that cannot be loaded is listed
+and the others are served; only when none loads does the app refuse to start, in one line. (Uploads racing, clients
+leaving mid-request and evicted cache entries are in test_app.py, test_uploads.py and test_handlers.py.)"""
 
 from __future__ import annotations
 
@@ -17,34 +18,92 @@ from pathlib import Path
 import pytest
 import torch
 
+from sae.app.models import TITLES
 from sae.core.model import SparseAutoencoder
+from sae.zoo import files
 from sae.zoo.hub import load_model
 from tests.conftest import REPO, TINY
 from tests.test_hub import COMMIT, REPO_ID, FakeHub, _model_files, _with_card
 
-
-def _app_copy(tmp_path: Path) -> Path:
-    """app.py and sae/ copied into a fresh tree whose assets/model is ours to break (the real one stays untouched)."""
-    root = tmp_path / "repo"
-    root.mkdir()
-    shutil.copy(REPO / "app.py", root / "app.py")
-    shutil.copytree(REPO / "sae", root / "sae", ignore=shutil.ignore_patterns("__pycache__"))
-    torch.manual_seed(0)
-    SparseAutoencoder(**TINY).save_pretrained(root / "assets" / "model")
-    return root
+FAULTS = ["missing", "truncated", "wrong shape"]
 
 
 def _break(model_dir: Path, fault: str) -> None:
-    weights = model_dir / "model.safetensors"
+    weights = model_dir / files.WEIGHTS
     if fault == "missing":
         weights.unlink()
     elif fault == "truncated":
         weights.write_bytes(weights.read_bytes()[:100])
     elif fault == "wrong shape":
         SparseAutoencoder(**{**TINY, "num_groups": 8}).save_pretrained(model_dir / "other")
-        shutil.copy(model_dir / "other" / "model.safetensors", weights)
+        shutil.copy(model_dir / "other" / files.WEIGHTS, weights)
     else:
         raise ValueError(fault)
+
+
+@pytest.fixture
+def launched(monkeypatch) -> list[tuple[list[str], list[str]]]:
+    """app.main records what it would serve instead of launching."""
+    import app
+
+    calls = []
+    monkeypatch.setattr(app, "serve", lambda models, *args, failures=None, **options: calls.append(([m.name for m in models], failures)))
+    return calls
+
+
+@pytest.fixture
+def bundled(tiny_model_dirs, tmp_path, monkeypatch, launched) -> dict[str, Path]:
+    """Bundled models that are copies of the tiny ones, ours to break."""
+    paths = {"celeba64": tmp_path / "bundled" / "celeba64", "utkface128": tmp_path / "bundled" / "utkface128"}
+    shutil.copytree(tiny_model_dirs["celeba"], paths["celeba64"])
+    shutil.copytree(tiny_model_dirs["utkface"], paths["utkface128"])
+    monkeypatch.setattr(files, "BUNDLED", paths)
+    monkeypatch.delenv("SAE_MODEL", raising=False)
+    return paths
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_one_broken_bundled_model_is_listed_and_the_other_served(bundled, launched, capsys, fault):
+    import app
+
+    _break(bundled["celeba64"], fault)
+    app.main([])
+    ((served, failures),) = launched
+    assert served == [TITLES["utkface128"]]
+    if fault == "missing":  # a checkout without the weights simply does not offer that model
+        assert failures == [] and capsys.readouterr().err == ""
+    else:
+        (failure,) = failures
+        assert failure.startswith(f"{TITLES['celeba64']}: cannot load the model in {bundled['celeba64']}")
+        assert capsys.readouterr().err.strip() == f"not serving {failure}"
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_every_model_broken_refuses_to_start_with_one_line(bundled, launched, tmp_path, fault):
+    import app
+
+    for name in ("celeba64", "utkface128"):
+        _break(bundled[name], fault)
+    with pytest.raises(SystemExit) as exited:
+        app.main(["--model", str(tmp_path / "missing")])
+    line = exited.value.code
+    assert isinstance(line, str) and "\n" not in line and line.startswith(f"sae: no model could be loaded: {tmp_path / 'missing'}: ")
+    if fault != "missing":
+        assert str(bundled["celeba64"]) in line and str(bundled["utkface128"]) in line
+    with pytest.raises(SystemExit, match="^sae: no model could be loaded: .+"):  # never an empty reason
+        app.main([])
+    assert launched == []
+
+
+def _app_copy(tmp_path: Path) -> Path:
+    """app.py and sae/ copied into a fresh tree whose only bundled model (assets/models/celeba64) is ours to break."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    shutil.copy(REPO / "app.py", root / "app.py")
+    shutil.copytree(REPO / "sae", root / "sae", ignore=shutil.ignore_patterns("__pycache__"))
+    torch.manual_seed(0)
+    SparseAutoencoder(**TINY).save_pretrained(root / "assets" / "models" / "celeba64")
+    return root
 
 
 def _env(**changes: str | None) -> dict[str, str]:
@@ -60,13 +119,14 @@ def _one_line_refusal(result: subprocess.CompletedProcess) -> str:
     return lines[-1]
 
 
-@pytest.mark.parametrize("fault", ["missing", "truncated", "wrong shape"])
-def test_broken_bundled_model_refuses_to_start_with_one_line(tmp_path, fault):
+def test_broken_bundled_model_refuses_to_start_with_one_line(tmp_path):
+    """The real process: exit status, stderr, no traceback."""
     root = _app_copy(tmp_path)
-    _break(root / "assets" / "model", fault)
+    _break(root / "assets" / "models" / "celeba64", "truncated")
     result = subprocess.run([sys.executable, "app.py"], cwd=root, env=_env(HF_HUB_OFFLINE="1"), capture_output=True, text=True, timeout=180)
     line = _one_line_refusal(result)
-    assert str(root / "assets" / "model") in line
+    assert line.startswith(f"sae: no model could be loaded: {TITLES['celeba64']}: cannot load the model in ")
+    assert str(root / "assets" / "models" / "celeba64") in line
 
 
 def _free_port() -> int:
@@ -85,7 +145,7 @@ def hub(tmp_path):
 
 def test_broken_bundled_model_with_a_hub_source_serves_the_hub(tmp_path, hub):
     root = _app_copy(tmp_path)
-    _break(root / "assets" / "model", "truncated")
+    _break(root / "assets" / "models" / "celeba64", "truncated")
     port = _free_port()
     env = _env(SAE_MODEL=REPO_ID, HF_ENDPOINT=hub.url, HF_HUB_CACHE=str(tmp_path / "cache"), GRADIO_TEMP_DIR=str(tmp_path / "gradio"))
     process = subprocess.Popen(
@@ -93,17 +153,19 @@ def test_broken_bundled_model_with_a_hub_source_serves_the_hub(tmp_path, hub):
     )
     try:
         seen = []
-        for line in process.stdout:  # "serving ..." once the model is loaded; EOF if the app exits instead
+        for line in process.stdout:  # "serving ..." once the models are loaded; EOF if the app exits instead
             seen.append(line)
             if line.startswith("serving"):
                 break
-        assert seen[-1].startswith(f"serving hub:{REPO_ID}: from the Hub"), seen
+        assert seen[-1].startswith(f"serving hub:{REPO_ID} (from the Hub at commit {COMMIT[:12]})"), seen
+        assert any(line.startswith(f"not serving {TITLES['celeba64']}: cannot load the model in ") for line in seen), seen
     finally:
         process.terminate()
         process.wait(30)
     dead = _env(SAE_MODEL=REPO_ID, HF_ENDPOINT="http://127.0.0.1:9", HF_HUB_CACHE=str(tmp_path / "empty"))
     result = subprocess.run([sys.executable, "app.py"], cwd=root, env=dead, capture_output=True, text=True, timeout=180)
-    assert "nor the bundled model" in _one_line_refusal(result)
+    line = _one_line_refusal(result)
+    assert f"{REPO_ID}: cannot load {REPO_ID} from the Hub" in line and f"{TITLES['celeba64']}: cannot load the model" in line
 
 
 class StallingHub(FakeHub):

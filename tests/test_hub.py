@@ -1,4 +1,5 @@
-"""Model sources: the bundled model, local directories, and the Hub, offline against a local stand-in server."""
+"""Model sources (sae.zoo.hub): the bundled model, local directories, and the Hub, offline against a local stand-in server;
+and publishing (sae.cli.push)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from sae.zoo import files
 from sae.zoo.hub import BUNDLED_MODEL, HubSource, ModelLoadError, load_model, parse_source, push
 
 COMMIT = "a" * 40
@@ -109,7 +111,7 @@ def _with_card(files: dict[str, bytes]) -> dict[str, bytes]:
 
 @pytest.fixture
 def fallback(tiny_model, tmp_path) -> Path:
-    """A stand-in for the bundled model, so fallbacks are testable before assets/model lands."""
+    """A stand-in for the bundled model, so fallbacks are testable before assets/models/celeba64 lands."""
     directory = tmp_path / "bundled"
     tiny_model.save_pretrained(directory)
     return directory
@@ -138,10 +140,11 @@ def online(monkeypatch):
 
 def test_bundled_model_loads():
     if not (BUNDLED_MODEL / "model.safetensors").is_file():
-        pytest.skip("the bundled model has not landed in assets/model yet")
+        pytest.skip("no bundled model in this checkout")
     loaded = load_model()
-    assert loaded.source.startswith("bundled") and loaded.model.num_groups >= 1
-    assert (BUNDLED_MODEL / "README.md").is_file()
+    assert loaded.source == f"bundled ({BUNDLED_MODEL.name})" and loaded.model.num_groups >= 1 and loaded.directory == BUNDLED_MODEL
+    assert (BUNDLED_MODEL / "README.md").is_file() and not loaded.model.training
+    assert BUNDLED_MODEL in (files.BUNDLED[files.DEFAULT_BUNDLED], files.BUNDLED["celeba64"])  # the default, else CelebA-64
 
 
 def test_local_directory(tiny_model, tmp_path):
@@ -269,13 +272,12 @@ def test_optional_file_failing_still_serves_the_hub_weights(hub, online, fallbac
     import httpx2
 
     import sae.zoo.hub
-    from sae.zoo.shipped import FILENAME
 
     errors = {"timeout": httpx2.ReadTimeout("read timed out"), "connect": httpx2.ConnectError("refused"), "os": OSError("disk")}
     real = sae.zoo.hub.hf_hub_download
 
     def flaky(repo_id, filename, **options):
-        if filename in ("README.md", FILENAME):
+        if filename in ("README.md", files.SCORERS):
             raise errors[failure]
         return real(repo_id, filename, **options)
 
@@ -297,3 +299,125 @@ def test_hub_threads_have_distinct_names(monkeypatch):
 
     names = {with_deadline("the Hub's answer", 5, resolve_commit), with_deadline("the download", 5, download)}
     assert names == {"hub-resolve_commit", "hub-download"}
+
+
+# ---------------------------------------------------------------------------------------------------
+# What is fetched, no fallback, and what travels with a Hub model
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_exactly_the_required_and_optional_files_are_fetched(tiny_model, online, fallback, tmp_path):
+    """Config, weights and every optional file the repo has; never a pickle, never the result files."""
+    repo = _model_files(tiny_model, tmp_path / "full") | {name: f"{name} content".encode() for name in files.OPTIONAL}
+    repo |= {"pytorch_model.bin": b"a pickle", "evaluation.json": b"{}", "privacy.md": b"table"}
+    hub = FakeHub({COMMIT: repo})
+    try:
+        loaded = load_model(REPO_ID, fallback=fallback, endpoint=hub.url, cache_dir=tmp_path / "cache")
+        fetched = sorted(path.split("/")[-1] for path in hub.downloads())
+    finally:
+        hub.close()
+    assert loaded.source == f"hub:{REPO_ID}"
+    assert fetched == sorted((*files.REQUIRED, *files.OPTIONAL))
+    assert sorted(path.name for path in loaded.directory.iterdir()) == sorted((*files.REQUIRED, *files.OPTIONAL))
+
+
+def test_a_repo_without_safetensors_weights_is_not_loaded(tiny_model, online, fallback, tmp_path):
+    repo = {"config.json": _model_files(tiny_model, tmp_path / "m")["config.json"], "pytorch_model.bin": b"a pickle"}
+    hub = FakeHub({COMMIT: repo})
+    try:
+        loaded = load_model(REPO_ID, fallback=fallback, endpoint=hub.url, cache_dir=tmp_path / "cache")
+        assert not hub.downloads()  # refused at the preflight, before any file
+    finally:
+        hub.close()
+    assert loaded.source.startswith("bundled") and "no model.safetensors" in loaded.note and "fallback" in loaded.note
+
+
+def test_hub_snapshot_brings_the_shipped_attacks_and_data_note_along(tiny_model, online, fallback, tmp_path):
+    """The app looks for the shipped attacks and the data note in the snapshot directory, as in a local one."""
+    from sae.cli.fit_attacks import HIDDEN
+    from sae.core.fingerprint import weights_digest
+    from sae.privacy.learned import LearnedAttack
+    from sae.zoo.files import DataNote
+    from sae.zoo.shipped import SCHEMES, load_scorers, save_scorers
+
+    source = tmp_path / "source"
+    repo = _model_files(tiny_model, source)
+    # unfitted: loading them is the point
+    scorers = {name: LearnedAttack(tiny_model.num_groups, tiny_model.code_dim, HIDDEN) for name in SCHEMES}
+    save_scorers(scorers, source / files.SCORERS, weights_digest(tiny_model))
+    DataNote("utkface", "UTKFace", "non-commercial").write(source)
+    repo |= {name: (source / name).read_bytes() for name in (files.SCORERS, files.DATA)}
+    hub = FakeHub({COMMIT: repo})
+    try:
+        loaded = load_model(REPO_ID, fallback=fallback, endpoint=hub.url, cache_dir=tmp_path / "cache")
+    finally:
+        hub.close()
+    assert loaded.source == f"hub:{REPO_ID}" and (loaded.directory / files.SCORERS).is_file()
+    scorers, reason = load_scorers(loaded.directory, loaded.model)
+    assert reason == "" and scorers is not None
+    assert DataNote.read(loaded.directory).dataset == "utkface"
+
+
+def test_without_a_fallback_a_hub_failure_raises(hub, online, tmp_path):
+    for source in ("someone/unknown", f"{REPO_ID}@no-such-branch"):
+        with pytest.raises(ModelLoadError, match=r"^cannot load .* from the Hub \(") as error:
+            load_model(source, fallback=None, endpoint=hub.url, cache_dir=tmp_path / "cache")
+        assert source in str(error.value) and "\n" not in str(error.value)
+    with pytest.raises(ModelLoadError, match="from the Hub"):
+        load_model(REPO_ID, fallback=None, endpoint="http://127.0.0.1:9", cache_dir=tmp_path / "cache")
+    with pytest.raises(ModelLoadError, match="no model source given and no fallback"):
+        load_model(None, fallback=None)
+    loaded = load_model(REPO_ID, fallback=None, endpoint=hub.url, cache_dir=tmp_path / "cache")  # a Hub that works needs none
+    assert loaded.source == f"hub:{REPO_ID}"
+
+
+def test_without_a_fallback_a_local_directory_still_loads(tiny_model, tmp_path):
+    tiny_model.save_pretrained(tmp_path)
+    assert load_model(tmp_path, fallback=None).model.code_dim == tiny_model.code_dim
+    with pytest.raises(ModelLoadError, match="not a directory"):
+        load_model(tmp_path / "nope", fallback=None)
+
+
+def test_offline_without_a_cached_copy_and_no_fallback_raises(online, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError, match="cannot load"):
+        load_model(REPO_ID, fallback=None, endpoint="http://127.0.0.1:9", cache_dir=tmp_path / "empty")
+
+
+# ---------------------------------------------------------------------------------------------------
+# python -m sae.cli.push
+# ---------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def recording_api(monkeypatch) -> RecordingApi:
+    """A stand-in for huggingface_hub.HfApi wherever push builds one (never the network)."""
+    import sae.zoo.hub
+
+    api = RecordingApi()
+    monkeypatch.setattr(sae.zoo.hub, "HfApi", lambda *args, **kwargs: api)
+    return api
+
+
+def test_push_main_publishes_and_prints_the_commit_to_pin(tiny_model, tmp_path, recording_api, capsys):
+    from sae.cli import push as push_cli
+
+    tiny_model.save_pretrained(tmp_path)
+    (tmp_path / "README.md").write_text("# card")
+    push_cli.main(["--repo-id", REPO_ID, "--model", str(tmp_path), "--private"])
+    assert capsys.readouterr().out.splitlines()[-1] == f"pushed {REPO_ID} at commit {COMMIT}; pin it with SAE_MODEL={REPO_ID}@{COMMIT}"
+    (_, repo_id, options), (_, upload) = recording_api.calls
+    assert repo_id == REPO_ID and options == {"repo_type": "model", "private": True, "exist_ok": True}
+    assert upload["allow_patterns"] == files.PUBLISHED and upload["folder_path"] == str(tmp_path)
+
+
+def test_push_main_refuses_with_one_line(tiny_model, tmp_path, recording_api):
+    from sae.cli import push as push_cli
+
+    tiny_model.save_pretrained(tmp_path / "model")
+    (tmp_path / "model" / "README.md").unlink(missing_ok=True)
+    with pytest.raises(SystemExit, match=r"^sae.cli.push: .* has no README.md model card"):
+        push_cli.main(["--repo-id", REPO_ID, "--model", str(tmp_path / "model")])
+    with pytest.raises(SystemExit, match=r"^sae.cli.push: .*not a directory"):
+        push_cli.main(["--repo-id", REPO_ID, "--model", str(tmp_path / "missing")])
+    assert not recording_api.calls  # nothing reached the Hub

@@ -1,3 +1,5 @@
+"""Image quality metrics (sae.core.metrics): PSNR and SSIM with data_range=1, equal to scikit-image per image."""
+
 from __future__ import annotations
 
 import math
@@ -7,7 +9,7 @@ import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from sae.core.metrics import mean_psnr, psnr, ssim
+from sae.core.metrics import psnr, score, ssim
 
 
 def test_psnr_hand_computed():
@@ -20,7 +22,7 @@ def test_psnr_identical_is_inf_without_crash():
     a = torch.rand(2, 3, 8, 8)
     values = psnr(a, a)
     assert np.isinf(values).all()
-    assert math.isinf(mean_psnr(values))
+    assert math.isinf(score(a, a)["psnr"])  # honest, not capped
 
 
 def test_ssim_identical_is_one_and_constant_shift_lowers_it():
@@ -56,3 +58,19 @@ def test_single_image_and_shape_checks():
         psnr(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 9))
     with pytest.raises(ValueError):
         ssim(torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8))
+
+
+def test_score_is_the_mean_psnr_and_ssim_of_a_batch():
+    torch.manual_seed(0)
+    a = torch.rand(4, 3, 16, 16)
+    b = (a + 0.05 * torch.randn_like(a)).clamp(0, 1)
+    result = score(a, b)
+    assert set(result) == {"psnr", "ssim"} and all(isinstance(v, float) for v in result.values())
+    assert result["psnr"] == pytest.approx(float(psnr(a, b).mean())) and result["ssim"] == pytest.approx(float(ssim(a, b).mean()))
+    one = score(a[:1], b[:1])
+    assert one == {"psnr": pytest.approx(float(psnr(a[:1], b[:1])[0])), "ssim": pytest.approx(float(ssim(a[:1], b[:1])[0]))}
+
+
+def test_values_outside_the_unit_range_are_clipped_first():
+    a = torch.zeros(1, 3, 8, 8)
+    assert psnr(a, torch.full_like(a, -0.5)) == pytest.approx([np.inf]) and psnr(a, torch.full_like(a, 0.1)) == pytest.approx([20.0])

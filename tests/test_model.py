@@ -1,9 +1,11 @@
+"""The sparse autoencoder (sae.core.model): top-k by magnitude, shapes, save/load, tied and untied decoders."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
-from sae.core.model import SparseAutoencoder, TopK, topk_by_magnitude
+from sae.core.model import SparseAutoencoder, topk_by_magnitude
 from tests.conftest import TINY
 
 
@@ -38,11 +40,13 @@ def test_topk_keeps_exactly_k_largest(k):
 def test_topk_rejects_bad_k():
     with pytest.raises(ValueError):
         topk_by_magnitude(torch.zeros(1, 4), 5)
+    with pytest.raises(ValueError):
+        topk_by_magnitude(torch.zeros(1, 4), -1)
 
 
-def test_topk_module_passes_gradient_to_kept_entries_only():
+def test_topk_passes_gradient_to_kept_entries_only():
     codes = torch.tensor([[3.0, -0.1, 2.0]], requires_grad=True)
-    TopK(2)(codes).sum().backward()
+    topk_by_magnitude(codes, 2).sum().backward()
     assert codes.grad.tolist() == [[1.0, 0.0, 1.0]]
 
 
@@ -88,3 +92,20 @@ def test_batch_items_are_independent(tiny_model):
         together = tiny_model(x, k=4)
         alone = tiny_model(x[1:2], k=4)
     torch.testing.assert_close(together[1:2], alone, atol=1e-5, rtol=1e-5)
+
+
+def test_sparsify_is_topk_and_forward_uses_k_max_by_default(tiny_model):
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        codes = tiny_model.encode(x)
+        assert torch.equal(tiny_model.sparsify(codes, 3), topk_by_magnitude(codes, 3))
+        assert torch.equal(tiny_model(x), tiny_model.decode(tiny_model.sparsify(codes, tiny_model.k_max)))
+        unclamped = tiny_model(x, k=2, clamp=False)
+        assert torch.equal(unclamped.clamp(0, 1), tiny_model(x, k=2))
+
+
+def test_a_128_model_and_the_map_size():
+    model = SparseAutoencoder(**(TINY | {"image_size": 128}))
+    assert model.map_size == 32
+    with torch.no_grad():
+        assert model(torch.rand(1, 3, 128, 128), k=2).shape == (1, 3, 128, 128)

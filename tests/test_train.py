@@ -1,3 +1,5 @@
+"""Training (sae.cli.train): the loss, k drawn log-uniformly, the schedule, and whole runs on fake CelebA and UTKFace."""
+
 from __future__ import annotations
 
 import csv
@@ -41,12 +43,6 @@ def test_learning_rate_warmup_and_cosine():
     assert learning_rate(9, 110, config) == 1.0
     assert abs(learning_rate(60, 110, config) - 0.55) < 1e-9
     assert abs(learning_rate(110, 110, config) - 0.1) < 1e-9
-
-
-def test_presets_build():
-    for preset in PRESETS.values():
-        model = SparseAutoencoder(**preset)
-        assert model.k_max * 2 <= model.code_dim
 
 
 def test_train_end_to_end_and_resume(fake_celeba, tmp_path, capsys):
@@ -161,3 +157,32 @@ def test_init_from_a_saved_model_fine_tunes_it(fake_celeba, tmp_path):
         main(args + ["--out", str(tmp_path / "tuned"), "--init", str(tmp_path / "tuned" / "best")])
     recorded = json.loads((tmp_path / "tuned" / "train_config.json").read_text())["init"]
     assert recorded == str((tmp_path / "source").resolve())  # absolute, so the model card finds it from anywhere
+
+
+def test_train_records_the_data_it_ran_on(fake_celeba, tmp_path):
+    out = tmp_path / "run"
+    main(["--data", str(fake_celeba), "--out", str(out), "--preset", "tiny", "--epochs", "1", "--batch-size", "8"]
+         + ["--cache-dir", str(tmp_path / "cache"), "--train-limit", "16", "--val-limit", "2"])  # fmt: skip
+    config = json.loads((out / "train_config.json").read_text())
+    assert config["data"] == str(fake_celeba) and config["preset"] == "tiny" and config["model"] == dict(PRESETS["tiny"])
+    assert config["train_limit"] == 16 and config["val_limit"] == 2 and config["init"] == "pca"
+
+
+def test_train_on_utkface_at_the_presets_size(fake_utkface, tmp_path, monkeypatch, capsys):
+    """UTKFace trains from its split lists, at the size the preset says (a tiny 128x128 preset stands in for default128)."""
+    import sae.cli.train
+    import sae.core.presets
+
+    tiny128 = {**PRESETS["tiny"], "image_size": 128, "k_max": 16}  # 20 groups: validation's 160 non-zeros are k = 8
+    presets = {**PRESETS, "tiny128": tiny128}
+    monkeypatch.setattr(sae.core.presets, "PRESETS", presets)
+    monkeypatch.setattr(sae.cli.train, "PRESETS", presets)
+    out = tmp_path / "run"
+    main(["--data", str(fake_utkface), "--out", str(out), "--preset", "tiny128", "--epochs", "1", "--batch-size", "2"]
+         + ["--cache-dir", str(tmp_path / "cache")])  # fmt: skip
+    assert "6 train / 2 val faces" in capsys.readouterr().out  # train.txt and val.txt, not every image in the folder
+    model = SparseAutoencoder.from_pretrained(out / "best", strict=True)
+    assert model.image_size == 128 and model.k_max == 16
+    assert (out / "samples_epoch001.png").exists()
+    cached = sorted(path.name.split("-")[:3] for path in (tmp_path / "cache").iterdir())
+    assert cached == [["utkface128", "train", "6"], ["utkface128", "val", "2"]]  # decoded at 128, from the lists

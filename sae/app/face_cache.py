@@ -1,12 +1,13 @@
-"""The per-image cache: each upload is detected, cropped and encoded once, then every control change reuses it.
+"""The per-image cache: each upload is read, detected and cropped once; each model encodes it once, when first asked.
 
-A session's `gr.State` holds only a `FaceRef` (a content key and which crop); the codes live here, in a bounded LRU
-shared by all sessions, so memory does not grow with the number of visitors. Keys are Gradio's content hash of the
-uploaded bytes: two visitors share an entry only when they uploaded identical files, so an entry can never show one
-visitor another's photo. An evicted entry is a clear "upload it again", never a different face.
+A session's `gr.State` holds only a `FaceRef` (a content key and which crop); the crops and codes live here, in a
+bounded LRU shared by all sessions, so memory does not grow with the number of visitors. Keys are Gradio's content
+hash of the uploaded bytes: two visitors share an entry only when they uploaded identical files, so an entry can never
+show one visitor another's photo. An evicted entry is a clear "upload it again", never a different face.
 
-`FaceStore` is how entries are made: it reads an upload (deleting the file, `sae.app.uploads`), detects, crops and encodes
-both crops once, and hands out the cached views. A photo it cannot use raises `PhotoError` with a message for the user.
+An upload is cropped for every served model's framing and size (a UTKFace model frames a face tighter than a CelebA
+one), around the face and as the whole image, when it is read: the file is deleted then (`sae.app.uploads`), and a
+model switch must still find the photo. A model's codes are made the first time a session looks at the upload with it.
 """
 
 from __future__ import annotations
@@ -15,38 +16,34 @@ import hashlib
 import io
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from PIL import Image
 
+from sae.app.models import ServedModel
 from sae.app.pipeline import EncodedFace, encode_face
 from sae.app.uploads import Uploads, content_key
-from sae.core.faces import PhotoError, face_input, load_photo, locate_face
-from sae.core.model import SparseAutoencoder
-from sae.core.presets import PRESETS
+from sae.core.data import preprocess
+from sae.core.faces import PhotoError, centre_square, detect_faces, load_photo, locate_face
 
-
-def entry_bytes(num_groups: int, code_dim: int, image_size: int = 64) -> int:
-    """Bytes of tensor data in one cache entry, computed from the shapes (not measured): two crops, each a float32
-    (1, 3, S, S) model input and its float32 (1, groups, code_dim) dense codes. Python objects add a few hundred bytes;
-    a photo without a face holds one crop twice, so half this."""
-    return 2 * 4 * (3 * image_size * image_size + num_groups * code_dim)
-
-
-# The default preset (the bundled model: 20 groups x 128 codes, 64x64 faces): 2 x (49,152 + 10,240) = 118,784 bytes,
-# about 0.12 MB an upload, so 256 uploads hold about 30 MB: a class of 30 can try eight photos each before the oldest is
-# evicted.
-ENTRY_BYTES = entry_bytes(PRESETS["default"]["num_groups"], PRESETS["default"]["code_dim"], PRESETS["default"].get("image_size", 64))
-ENTRY_MB = ENTRY_BYTES / 1e6
 FACE_CACHE_SIZE = 256
+FAILURES_REMEMBERED = 64  # failed uploads whose reason is kept, for a repeated event of the same upload
 GONE = "This upload is no longer on the server (uploads are deleted as soon as they are read): upload it again."
+
+
+def entry_bytes(crops: Iterable[tuple[int, int, int]]) -> int:
+    """Bytes of tensor data in one cache entry, from the shapes (not measured): per (size, groups, code_dim) of a
+    served model, both crops as uint8 (3, S, S), and once encoded, each crop's float32 input and its dense codes and
+    those of its mirror image. Python objects add a few hundred bytes."""
+    return sum(2 * (3 * size * size + 4 * (3 * size * size + 2 * groups * code_dim)) for size, groups, code_dim in crops)
 
 
 @dataclass
 class View:
-    """One crop of an upload (around the face, or the whole image), its codes, and what the face finder said."""
+    """One crop of an upload as one model sees it, and what the face finder said."""
 
     face: EncodedFace
     message: str
@@ -54,9 +51,12 @@ class View:
 
 @dataclass
 class Upload:
-    """Both crops of one upload, so the whole-image toggle never needs the (deleted) file again."""
+    """An upload's crops, keyed by (framing, size, whole image), what the face finder said of each, and the codes of
+    each (model, whole image) made so far."""
 
-    views: dict[bool, View] = field(default_factory=dict)  # whole_image -> View
+    crops: dict[tuple[str, int, bool], tuple[torch.Tensor, str]]
+    codes: dict[tuple[str, bool], EncodedFace] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 @dataclass(frozen=True)
@@ -107,12 +107,14 @@ class UploadGone(PhotoError):
 
 
 class FaceStore:
-    """Photos -> cached crops and codes: every upload is read once (its file deleted), detected, cropped and encoded once."""
+    """Photos -> cached crops and codes: every upload is read once (its file deleted) and cropped once for all models."""
 
-    def __init__(self, model: SparseAutoencoder, uploads: Uploads, capacity: int = FACE_CACHE_SIZE):
-        self.model = model
+    def __init__(self, models: Iterable[ServedModel], uploads: Uploads, capacity: int = FACE_CACHE_SIZE):
+        self.framings = sorted({(served.crop_style, served.model.image_size) for served in models})
         self.uploads = uploads
         self.cache = FaceCache(capacity)
+        self._failures: OrderedDict[str, str] = OrderedDict()  # content key -> why that upload could not be used
+        self._failures_lock = threading.Lock()
 
     @property
     def capacity(self) -> int:
@@ -121,16 +123,16 @@ class FaceStore:
     def __len__(self) -> int:
         return len(self.cache)
 
-    def get(self, key: str | None) -> Upload | None:
-        return self.cache.get(key)
-
     def crops(self, image: Image.Image) -> Upload:
-        """Both crops of a photo (around the face, and the whole image's centre square), each encoded once."""
-        found, whole = locate_face(image), locate_face(image, whole_image=True)
-        face = encode_face(self.model, face_input(image, found.box))
-        same = whole.box == found.box  # no face found: both are the centre square
-        whole_face = face if same else encode_face(self.model, face_input(image, whole.box))
-        return Upload({False: View(face, found.message), True: View(whole_face, whole.message)})
+        """Every framing's crop of a photo, around the face and as the whole image's centre square (one detection)."""
+        faces = detect_faces(image)
+        crops = {}
+        for style, size in self.framings:
+            found = locate_face(image, style=style, faces=faces)
+            crops[(style, size, False)] = (preprocess(image, found.box, size), found.message)
+            whole = locate_face(image, whole_image=True)
+            crops[(style, size, True)] = (preprocess(image, centre_square(image.size), size), whole.message)
+        return Upload(crops)
 
     def _store(self, key: str, open_image: Callable[[], Image.Image]) -> str:
         if self.cache.get(key) is None:
@@ -146,21 +148,38 @@ class FaceStore:
         try:
             data = Path(photo).read_bytes()
         except FileNotFoundError:
-            # An identical upload by someone else was read (and deleted) first: its result is cached under this key.
+            # The same upload was read (and deleted) by an earlier event: its result is cached under this key, or the
+            # reason it failed is remembered (the browser can send one upload's change event twice).
             hint = self.uploads.key_hint(photo)
+            with self._failures_lock:
+                reason = self._failures.get(hint)
+            if reason is not None:
+                raise PhotoError(reason) from None
             if self.cache.get(hint) is None:
                 raise UploadGone(GONE) from None
             return hint
+        key = content_key(data)
         try:
-            return self._store(content_key(data), lambda: load_photo(io.BytesIO(data)))
+            return self._store(key, lambda: load_photo(io.BytesIO(data)))
+        except PhotoError as error:
+            with self._failures_lock:
+                self._failures[key] = str(error)
+                while len(self._failures) > FAILURES_REMEMBERED:
+                    self._failures.popitem(last=False)
+            raise
         finally:  # also for an unreadable file: nothing uploaded outlives the request
             self.uploads.discard(photo, data)
 
-    def view(self, ref: FaceRef) -> View:
-        """The cached crop a session refers to; UploadGone once its entry was evicted."""
+    def view(self, ref: FaceRef, served: ServedModel) -> View:
+        """The cached crop a session refers to, encoded by `served` (once); UploadGone once its entry was evicted."""
         upload = self.cache.get(ref.key)
         if upload is None:
             raise UploadGone(
                 f"This photo is no longer in the server's memory (it keeps the {self.capacity} most recent uploads): upload it again."
             )
-        return upload.views[ref.whole]
+        pixels, message = upload.crops[(served.crop_style, served.model.image_size, ref.whole)]
+        with upload.lock:
+            face = upload.codes.get((served.name, ref.whole))
+            if face is None:
+                face = upload.codes[(served.name, ref.whole)] = encode_face(served.model, pixels)
+        return View(face, message)

@@ -1,6 +1,8 @@
-"""The straight path from a face tensor to reconstructions and numbers, batched.
+"""The straight path from a cached face to what the app shows, batched: one share, every attack, one decode.
 
-A face is encoded once; every k (or every panel) is one batched decode of the cached codes.
+A face is encoded once (and its mirror image, the linkage line's "other image"); every control change is one
+`privacy_view`: share the cached codes with the settings, run the attacks of the catalogue, decode all panels in one
+call, score them, and count how many of the face's values an attacker holding the photo finds in the public code.
 """
 
 from __future__ import annotations
@@ -10,42 +12,44 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from sae.app.models import ServedModel
+from sae.app.settings import NO_EXTRA, ShareSettings
 from sae.core.metrics import psnr, ssim
 from sae.core.model import SparseAutoencoder
-from sae.privacy import attacks
-from sae.privacy import scheme as privacy
-from sae.zoo.shipped import BundledRegression, LearnedScorers
+from sae.privacy import catalogue
+from sae.privacy.formats import Key, PublicCode
+from sae.privacy.linkage import level_matches
+from sae.privacy.scheme import restrict, reveal, true_support
+from sae.privacy.share import share_codes
 
 
 @dataclass(frozen=True)
 class EncodedFace:
-    """A model input (1, 3, 64, 64) and its dense codes (1, num_groups, code_dim)."""
+    """A model input (1, 3, S, S) in [0, 1], its dense codes (1, L, m), and the dense codes of its mirror image."""
 
     image: torch.Tensor
     codes: torch.Tensor
+    mirror_codes: torch.Tensor
 
 
 @torch.inference_mode()
-def encode_face(model: SparseAutoencoder, image: torch.Tensor) -> EncodedFace:
-    return EncodedFace(image, model.encode(image))
+def encode_face(model: SparseAutoencoder, pixels: torch.Tensor) -> EncodedFace:
+    """A (3, S, S) uint8 crop -> the encoded face (one encoder call for the face and its mirror)."""
+    image = pixels[None].float() / 255
+    codes = model.encode(torch.cat([image, image.flip(-1)]))
+    return EncodedFace(image, codes[:1], codes[1:])
 
 
-@torch.inference_mode()
-def decode_many(model: SparseAutoencoder, sparse_codes: torch.Tensor) -> torch.Tensor:
-    """(N, L, m) sparse codes -> (N, 3, H, W) images in one decoder call."""
-    return model.decode(sparse_codes)
-
-
-def sparsify_each(model: SparseAutoencoder, codes: torch.Tensor, ks: list[int]) -> torch.Tensor:
-    """One face's dense codes (1, L, m) -> (len(ks), L, m) sparse codes, row i keeping ks[i] per group.
-
-    One stable sort serves every k: row i keeps the ks[i] first entries of the magnitude order, which is
-    exactly `model.sparsify(codes, ks[i])`.
-    """
-    order = torch.sort(codes.abs(), dim=-1, descending=True, stable=True).indices  # (1, L, m)
-    rank = torch.empty_like(order).scatter_(-1, order, torch.arange(codes.shape[-1]).expand_as(order))
-    keep = rank < torch.tensor(ks).view(-1, 1, 1)  # (N, L, m)
-    return torch.where(keep, codes, torch.zeros(()))
+def curve_ks(k_max: int) -> list[int]:
+    """The k of the quality curve: every k up to 16, then a step that doubles with each doubling of k (about 40 points
+    for k_max 128): a smooth curve at a fraction of the decodes."""
+    ks, k, step = [], 1, 1
+    while k <= k_max:
+        ks.append(k)
+        if k >= 16 * step:
+            step *= 2
+        k += step
+    return ks if ks[-1] == k_max else [*ks, k_max]
 
 
 @dataclass(frozen=True)
@@ -54,147 +58,101 @@ class QualityCurve:
     psnr: np.ndarray
     ssim: np.ndarray
 
+    def at(self, k: int) -> tuple[float, float]:
+        """PSNR and SSIM at the curve's k nearest to `k` (the curve samples high k sparsely)."""
+        index = int(np.abs(self.ks - k).argmin())
+        return float(self.psnr[index]), float(self.ssim[index])
 
+
+def sparsify_each(codes: torch.Tensor, ks: list[int]) -> torch.Tensor:
+    """One face's dense codes (1, L, m) -> (len(ks), L, m) sparse codes, row i keeping ks[i] per group.
+
+    One stable sort serves every k: row i keeps the ks[i] first entries of the magnitude order, which is exactly
+    `model.sparsify(codes, ks[i])`.
+    """
+    order = torch.sort(codes.abs(), dim=-1, descending=True, stable=True).indices
+    rank = torch.empty_like(order).scatter_(-1, order, torch.arange(codes.shape[-1]).expand_as(order))
+    return torch.where(rank < torch.tensor(ks).view(-1, 1, 1), codes, torch.zeros(()))
+
+
+@torch.inference_mode()
 def quality_curve(model: SparseAutoencoder, face: EncodedFace, ks: list[int] | None = None) -> QualityCurve:
-    """PSNR and SSIM of the reconstruction at every k (default 1..k_max), one batched decode."""
-    ks = list(range(1, model.k_max + 1)) if ks is None else ks
-    images = decode_many(model, sparsify_each(model, face.codes, ks))
+    """PSNR and SSIM of the reconstruction at each k (default `curve_ks`), one batched decode."""
+    ks = curve_ks(model.k_max) if ks is None else ks
+    images = model.decode(sparsify_each(face.codes, ks))
     reference = face.image.expand_as(images)
     return QualityCurve(np.array(ks), psnr(reference, images), ssim(reference, images))
 
 
-# ---------------------------------------------------------------------------------------------------
-# Privacy panels: what the key holder, a decoy-only viewer and attackers see, in one batched decode
-# ---------------------------------------------------------------------------------------------------
-
-ATTACKS = ("magnitude", "re-encode", "learned (keep k)", "learned (soft)", "regression", "none")  # the selectable extra attack
-LEARNED = ("learned (keep k)", "learned (soft)")  # need a fitted scorer (`sae.zoo.shipped`); decoy and permutation are always shown
-REGRESSION = "regression"  # needs the bundled regression (`sae.zoo.shipped`); makes an image, not a code
-PANEL_NAMES = ("key holder", "no key (decoys)", "permutation attack")
-
-
-@dataclass(frozen=True)
-class ShareSettings:
-    """Everything the owner and the attackers choose; defaults follow `sae.privacy.scheme`'s defaults."""
-
-    k: int
-    owner_fraction: float = 1.0
-    decoys: bool = True
-    k_prime_ratio: float | None = privacy.DEFAULT_K_PRIME_RATIO  # None: decoys at every position (k' = code_dim)
-    permute: bool = privacy.DEFAULT_PERMUTE
-    signs: str = privacy.DEFAULT_SIGNS
-    known_fraction: float = 0.5
-    extra_attack: str = "magnitude"
-    value_bits: int = privacy.DEFAULT_VALUE_BITS
-    seed: int = 0
-
-    def k_prime(self, code_dim: int) -> int:
-        """k' for this k: k without decoys, code_dim when the ratio is None, else round(ratio * k) within [k, m]."""
-        if not self.decoys:
-            return self.k
-        if self.k_prime_ratio is None:
-            return code_dim
-        return min(code_dim, max(self.k, round(self.k_prime_ratio * self.k)))
-
-
 @dataclass(frozen=True)
 class Panel:
-    name: str
+    name: str  # the catalogue name ("key holder" for the key holder's)
+    title: str
     image: torch.Tensor  # (3, H, W) in [0, 1]
     psnr: float
     ssim: float
 
 
-def share(
-    model: SparseAutoencoder, face: EncodedFace, settings: ShareSettings, generator: torch.Generator, secret: bytes | None = None
-) -> tuple[privacy.PublicCode, privacy.Key]:
-    """Sparsify the cached codes at k and ambiguate them: the public code and the owner's key."""
-    sparse = model.sparsify(face.codes, settings.k)
-    return privacy.ambiguate(
-        sparse,
-        settings.k_prime(model.code_dim),
-        generator,
-        value_bits=settings.value_bits,
-        permute=settings.permute,
-        secret=secret if settings.permute else None,
-        signs=settings.signs,
-        k=settings.k,
-    )
+@dataclass(frozen=True)
+class PrivacyView:
+    """Everything a control change shows: the panels, the share, and the linkage counts."""
+
+    panels: list[Panel]
+    public: PublicCode
+    key: Key
+    granted: int  # true entries the owner's key fraction unlocks
+    found: int  # the face's true values an attacker holding the photo finds in the public code
+    found_elsewhere: int  # the same count in the public code of the mirrored photo (another image)
+    hidden: str  # why the chosen extra attack is not shown, if it is not
 
 
-def attack_codes(
-    model, public, key, settings: ShareSettings, generator: torch.Generator, scorers: LearnedScorers | None = None
-) -> dict[str, torch.Tensor]:
-    """Each attacker's (1, L, m) code, in public coordinates (garbage to the decoder when permuted: the point).
-
-    The learned attacks use `scorers` (fitted on training faces, bundled beside the model), the one for this scheme.
-    """
-    codes = {
-        "no key (decoys)": attacks.decoy_attack(public),
-        "permutation attack": attacks.permutation_attack(public, settings.k, generator, settings.known_fraction, key),
-    }
-    if settings.extra_attack == "magnitude":
-        codes["magnitude attack"] = attacks.magnitude_attack(public, settings.k, "smallest")
-    elif settings.extra_attack == "re-encode":
-        codes["re-encode attack"] = attacks.reencode_attack(public, settings.k, model)
-    elif settings.extra_attack in LEARNED:
-        if scorers is None:
-            raise ValueError(f"the {settings.extra_attack} attack needs fitted scorers (sae.zoo.shipped)")
-        soft = settings.extra_attack == "learned (soft)"
-        name = "learned attack (soft)" if soft else "learned attack (keep k)"
-        codes[name] = attacks.learned_attack(public, settings.k, scorers.for_scheme(settings.permute), soft=soft)
-    elif settings.extra_attack not in (REGRESSION, "none"):  # the regression makes an image: `attack_images`
-        raise ValueError(f"extra_attack must be one of {ATTACKS}, got {settings.extra_attack!r}")
-    return codes
-
-
-def regression_mismatch(model: SparseAutoencoder, settings: ShareSettings, regression: BundledRegression) -> str:
-    """ "" when the bundled regression was fitted for these sharing settings, else why it is not shown."""
-    k_prime = settings.k_prime(model.code_dim)
-    return regression.mismatch(settings.k, k_prime, settings.permute, settings.signs, settings.value_bits)
-
-
-def attack_images(
-    model, public, settings: ShareSettings, regression: BundledRegression | None = None, image_shape: tuple[int, ...] = (3, 64, 64)
-) -> dict[str, torch.Tensor]:
-    """The attacks that make (1, 3, H, W) images themselves (no model decode): the bundled regression, when chosen."""
-    if settings.extra_attack != REGRESSION:
-        return {}
-    if regression is None:
-        raise ValueError("the regression attack needs its fitted form (sae.zoo.shipped)")
-    reason = regression_mismatch(model, settings, regression)
-    if reason:
-        raise ValueError(reason)
-    return {"regression attack": attacks.regression_attack(public, regression.attack, image_shape)}
+def panel_titles(settings: ShareSettings, code_dim: int) -> dict[str, str]:
+    """Each panel's title, from the settings it shows."""
+    k_prime = settings.k_prime(code_dim)
+    grant = "all of the key" if settings.owner_fraction >= 1 else f"{settings.owner_fraction:.0%} of the key"
+    decoys = "no decoys" if k_prime == settings.k else f"k' = {k_prime}"
+    knows = f", knows {settings.known_fraction:.0%}" if settings.known_fraction > 0 else ""
+    return {
+        "key holder": f"Key holder ({grant})",
+        "decode as is": f"No key, decoded as is ({decoys})",
+        "guess": f"Guess {settings.k} of {k_prime}{knows}",
+    } | {name: attack.title for name, attack in catalogue.ATTACKS.items() if name not in ("decode as is", "guess")}
 
 
 @torch.inference_mode()
-def privacy_panels(
-    model: SparseAutoencoder,
-    face: EncodedFace,
-    settings: ShareSettings,
-    scorers: LearnedScorers | None = None,
-    regression: BundledRegression | None = None,
-) -> list[Panel]:
-    """Key holder, decoy-only viewer, permutation attack and the extra attack: one ambiguation, one batched decode
-    (the regression attack's image comes from its own linear map, after the decoded ones)."""
+def privacy_view(served: ServedModel, face: EncodedFace, settings: ShareSettings) -> PrivacyView:
+    """Share the face with the settings, then the key holder's view and every chosen attack: one batched decode."""
+    model = served.model
+    k_prime = settings.k_prime(model.code_dim)
     generator = torch.Generator().manual_seed(settings.seed)
-    public, key = share(model, face, settings, generator)
-    attacked = attack_codes(model, public, key, settings, generator, scorers)
-    codes = {"key holder": privacy.reveal(public, key, settings.owner_fraction)} | attacked
-    made = attack_images(model, public, settings, regression, tuple(face.image.shape[1:]))
-    images = torch.cat([decode_many(model, torch.cat(list(codes.values()))), *made.values()])
-    codes = codes | made  # names, in panel order
-    reference = face.image.expand_as(images)
-    scores = zip(psnr(reference, images), ssim(reference, images), strict=True)
-    return [Panel(name, image, float(p), float(s)) for name, image, (p, s) in zip(codes, images, scores, strict=True)]
-
-
-def decode_shared(model: SparseAutoencoder, public: privacy.PublicCode, key: privacy.Key, fraction: float = 1.0) -> torch.Tensor:
-    """A received public code and key -> the key holder's image (1, 3, H, W); raises the privacy errors as they are."""
-    if (public.num_groups, public.code_dim) != (model.num_groups, model.code_dim):
-        raise privacy.KeyMismatchError(
-            f"this public code has {public.num_groups} groups of {public.code_dim}; the model serving uses "
-            f"{model.num_groups} groups of {model.code_dim}"
-        )
-    return decode_many(model, privacy.reveal(public, key, fraction))
+    public, key = share_codes(model, face.codes, settings.k, k_prime, settings.scheme, generator, **settings.options())
+    other = torch.Generator().manual_seed(settings.seed + 1)
+    mirrored, _ = share_codes(model, face.mirror_codes, settings.k, k_prime, settings.scheme, other, **settings.options())
+    granted = key if settings.owner_fraction >= 1 else restrict(public, key, settings.owner_fraction)
+    fitted, missing = served.fitted(settings)
+    context = catalogue.AttackContext(public, settings.k, model, generator, fitted, key, settings.known_fraction)
+    names = ["decode as is", "guess"]
+    hidden = ""
+    if settings.extra_attack != NO_EXTRA:
+        attack = catalogue.ATTACKS[settings.extra_attack]
+        if attack.available(fitted):
+            names.append(settings.extra_attack)
+        else:
+            hidden = missing.get(attack.needs, "not available")
+    codes = {"key holder": reveal(public, granted)}
+    images = {}
+    for name in names:
+        made = catalogue.ATTACKS[name].run(context)
+        (codes if catalogue.ATTACKS[name].makes == catalogue.CODE else images)[name] = made
+    decoded = model.decode(torch.cat(list(codes.values())))
+    everything = dict(zip(codes, decoded, strict=True)) | {name: image[0] for name, image in images.items()}
+    stack = torch.stack(list(everything.values()))
+    reference = face.image.expand_as(stack)
+    titles = panel_titles(settings, model.code_dim)
+    scores = zip(psnr(reference, stack), ssim(reference, stack), strict=True)
+    panels = [
+        Panel(name, titles[name], image, float(p), float(s)) for (name, image), (p, s) in zip(everything.items(), scores, strict=True)
+    ]
+    values = face.codes.gather(-1, true_support(model.sparsify(face.codes, settings.k), settings.k))
+    found, elsewhere = (int(level_matches(values, code)[0, 0]) for code in (public, mirrored))
+    return PrivacyView(panels, public, key, granted.granted, found, elsewhere, hidden)

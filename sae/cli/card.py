@@ -1,6 +1,10 @@
-"""The model card (assets/model/README.md): what the model is, how it was made, how well it does.
+"""The model card (a model directory's README.md): what the model is, how it was made, how well it does, and what
+each sharing scheme protects.
 
-Every number in it comes from `sae.cli.evaluate` output and the training run's history; nothing is typed by hand.
+    python -m sae.cli.card --model assets/models/utkface128 [--run runs/utk128log]
+
+Every number in it comes from the directory's result files (`sae.cli.evaluate`, `sae.cli.privacy_eval`), its data
+note and the training run's config and history; nothing is typed by hand.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 
 from sae.cli.evaluate import markdown
+from sae.zoo.files import DataNote
 
 LOSS_WORDS = {"mse": "MSE loss", "log": "loss: mean log-MSE per image (mean PSNR)"}
 
@@ -26,7 +31,7 @@ def command(config: dict, out: str) -> str:
         if name in ("out", "preset", "epochs", "cache_dir", "warmup_steps", "min_lr_ratio") or value == default:  # not flags
             continue
         flags.append(f"--{name.replace('_', '-')} {value:g}" if isinstance(value, float) else f"--{name.replace('_', '-')} {value}")
-    return "python -m sae.cli.train --data ../shared/data/celeba10k " + " ".join(flags)
+    return f"python -m sae.cli.train --data {config.get('data', '../shared/data/celeba10k')} " + " ".join(flags)
 
 
 def _recipe(config: dict) -> str:
@@ -52,22 +57,36 @@ def _timing(config: dict, history: list[dict]) -> str:
     )
 
 
+DATASETS = {"celeba": ("CelebA", "celeba-research-only"), "utkface": ("UTKFace", "utkface-non-commercial-research")}
+
+
 def render(
-    evaluation: dict, config: dict, history: list[dict] | None = None, notes: str = "", base: tuple[dict, list[dict]] | None = None
+    evaluation: dict,
+    config: dict,
+    history: list[dict] | None = None,
+    notes: str = "",
+    base: tuple[dict, list[dict]] | None = None,
+    data: DataNote | None = None,
+    privacy: str = "",
+    extra: dict[str, str] | None = None,
 ) -> str:
     """Model card Markdown with Hub front matter. `base` is the config and history of the run a fine-tuning run
-    started from (its `--init` directory), so the card gives both commands."""
+    started from (its `--init` directory), so the card gives both commands; `privacy` is the privacy tables
+    (privacy.md); `extra` maps a heading to a further table (another model's rows on the same faces, say)."""
     model = config.get("model", {})
+    data = data or DataNote()
+    name, licence = DATASETS.get(data.dataset, (data.dataset, "other"))
+    size = evaluation.get("image_size", model.get("image_size", 64))
     lines = [
         "---",
         "library_name: sae",
         "license: other",
-        "license_name: celeba-research-only",
+        f"license_name: {licence}",
         "tags: [sparse-autoencoder, privacy, image-reconstruction, pytorch_model_hub_mixin]",
-        "datasets: [CelebA]",
+        f"datasets: [{name}]",
         "---",
         "",
-        "# Sparse autoencoder on convolutional groups, CelebA 64x64",
+        f"# Sparse autoencoder on convolutional groups, {name} {size}x{size}",
         "",
         f"{evaluation['parameters'] / 1e6:.2f}M parameters. A convolutional encoder (pixel-unshuffle stem, residual blocks) "
         f"produces {evaluation['num_groups']} groups of feature maps; each group has its own linear layer to "
@@ -87,10 +106,8 @@ def render(
         "",
         "## Training",
         "",
-        "Data: CelebA aligned crops 000001-008000 (train) and 008001-009000 (validation, checkpoint choice); "
-        "test ids 009001-010000 never reach training. Square crop (0, 10, 89, 99) of the 89x109 crops, "
-        "bicubic antialiased resize to 64x64. CelebA is licensed for non-commercial research only, and so are "
-        "these weights.",
+        f"Data: {data.description}. The validation split chose the checkpoint; the test split never reached training. "
+        f"Licence: {data.licence}.",
         "",
     ]
     if base is not None:
@@ -108,13 +125,33 @@ def render(
         lines += ["", f"{'Stage 2 trained' if base is not None else 'Trained'} for {_timing(config, history)}"]
     if notes:
         lines += ["", notes]
-    lines += ["", "Reproduce the table: `python -m sae.cli.evaluate --model assets/model --data ../shared/data/celeba10k`."]
+    for heading, table in (extra or {}).items():
+        lines += ["", f"## {heading}", "", table.rstrip()]
+    if privacy:
+        lines += [
+            "",
+            "## Privacy: both sharing schemes",
+            "",
+            privacy.rstrip(),
+            "",
+            "The keyed scheme's strength is that of "
+            "ChaCha20 and of the key file; the paper's scheme publishes the true values and is obfuscation, with the "
+            "leaks measured above. `sae.cli.privacy_eval` wrote these tables (privacy.json has every figure).",
+        ]
+    data_path = config.get("data", "../shared/data/celeba10k")
+    lines += [
+        "",
+        f"Reproduce the tables: `python -m sae.cli.evaluate --model DIR --data {data_path}` and "
+        f"`python -m sae.cli.privacy_eval --model DIR --data {data_path}`.",
+    ]
     return "\n".join(lines) + "\n"
 
 
-def write(model_dir: str | Path, run_dir: str | Path, notes: str = "") -> Path:
-    """Write README.md into `model_dir` from its evaluation.json and the run's config and history."""
-    model_dir, run_dir = Path(model_dir), Path(run_dir)
+def write(model_dir: str | Path, run_dir: str | Path | None = None, notes: str = "", extra: dict[str, str] | None = None) -> Path:
+    """Write README.md into `model_dir` from its result files, its data note and the run's config and history (the run
+    directory defaults to the model directory, where a bundled model keeps copies of them)."""
+    model_dir = Path(model_dir)
+    run_dir = Path(run_dir) if run_dir is not None else model_dir
     evaluation = json.loads((model_dir / "evaluation.json").read_text())
     config = json.loads((run_dir / "train_config.json").read_text())
     if (model_dir / "config.json").exists():  # describe the model as shipped (its k_max may be capped below the run's)
@@ -123,9 +160,31 @@ def write(model_dir: str | Path, run_dir: str | Path, notes: str = "") -> Path:
     base = None
     if config.get("init", "pca") not in ("pca", "random"):  # a fine-tuning run: describe the run it started from too
         base = _base_run(model_dir, Path(config["init"]).parent)
+    privacy = (model_dir / "privacy.md").read_text() if (model_dir / "privacy.md").is_file() else ""
     path = model_dir / "README.md"
-    path.write_text(render(evaluation, config, history, notes, base))
+    path.write_text(render(evaluation, config, history, notes, base, DataNote.read(model_dir), privacy, extra))
     return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m sae.cli.card", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", required=True, help="model directory holding evaluation.json (and privacy.md, data.json)")
+    parser.add_argument("--run", default=None, help="training run directory (default: the model directory's own copies)")
+    parser.add_argument(
+        "--extra",
+        nargs=2,
+        action="append",
+        metavar=("HEADING", "TABLE_MD"),
+        default=[],
+        help="add a table file under a heading (another model's rows on the same faces, say)",
+    )
+    args = parser.parse_args(argv)
+    extra = {heading: Path(table).read_text() for heading, table in args.extra}
+    print(f"wrote {write(args.model, args.run, extra=extra)}")
 
 
 def _read_history(path: Path) -> list[dict]:
@@ -147,3 +206,7 @@ def _base_run(model_dir: Path, init_parent: Path) -> tuple[dict, list[dict]] | N
         if config_path.is_file():
             return json.loads(config_path.read_text()), _read_history(history_path)
     return None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,6 +1,13 @@
-"""Evaluate a model on the CelebA-64 test split against the baselines, at equal non-zero counts.
+"""Evaluate a model on its dataset's test split against the baselines, at equal non-zero counts.
 
-    python -m sae.cli.evaluate --model assets/model --data ../shared/data/celeba10k [--out DIR]
+    python -m sae.cli.evaluate --model assets/models/celeba64 --data ../shared/data/celeba10k [--out DIR]
+    python -m sae.cli.evaluate --model assets/models/utkface128 --data ../shared/data/utkface200
+    python -m sae.cli.evaluate --model assets/models/celeba64 --data ../shared/data/utkface200 --size 128 --out DIR
+
+Baselines at the model's size on the same faces: PCA of the training split keeping the first n coefficients or
+each face's n largest, JPEG at the code's size, the mean face. `--size` evaluates at another size than the model's:
+faces go in at the model's size and its reconstructions are scaled (bicubic) to `--size`, the way a 64x64 model's
+output is shown larger; the baselines are then fitted at `--size`.
 
 Writes `evaluation.json`, `evaluation.md` (the table the model card carries) and `evaluation.html`
 (plotly: PSNR and SSIM against the number of non-zeros). Budgets are total non-zeros per image;
@@ -12,50 +19,51 @@ but the row shows the fidelity the architecture reaches and compares with the re
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import plotly.graph_objects as go
 import torch
+import torch.nn.functional as F
 from plotly.subplots import make_subplots
 from tqdm import tqdm
 
+from sae.cli.results import cell, write_results
 from sae.core.baselines import PCA, jpeg_at_size, mean_face
-from sae.core.data import load_split, to_float
-from sae.core.metrics import psnr, ssim
+from sae.core.data import dataset_for, load_split, to_float
+from sae.core.inference import decode_batched, encode_batched
+from sae.core.metrics import score
 from sae.core.model import SparseAutoencoder
 from sae.core.rate import code_bytes
+from sae.zoo import files
 
 BUDGETS = (160, 320, 640, 1280, 2560)
-BATCH = 250
 
 
-def score(reference: torch.Tensor, estimate: torch.Tensor) -> dict[str, float]:
-    """Mean PSNR (dB) and SSIM over a batch."""
-    return {"psnr": float(np.mean(psnr(reference, estimate))), "ssim": float(np.mean(ssim(reference, estimate)))}
-
-
-def batched(function: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor) -> torch.Tensor:
-    return torch.cat([function(chunk) for chunk in images.split(BATCH)])
+def resize(images: torch.Tensor, size: int) -> torch.Tensor:
+    """(N, 3, H, W) -> (N, 3, size, size), bicubic with antialiasing, clamped to [0, 1] (identity at the same size)."""
+    if images.shape[-1] == size:
+        return images
+    return F.interpolate(images, size=(size, size), mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
 
 
 @torch.no_grad()
-def evaluate_model(model: SparseAutoencoder, images: torch.Tensor, ks: list[int]) -> dict[int, dict[str, float]]:
-    """PSNR/SSIM of the model's reconstruction at each k (codes computed once)."""
+def evaluate_model(model: SparseAutoencoder, images: torch.Tensor, ks: list[int], reference: torch.Tensor | None = None) -> dict:
+    """PSNR/SSIM of the model's reconstruction at each k (codes computed once), against `reference` (default: the
+    input itself; another size compares the reconstructions scaled to it)."""
     model.eval()
-    codes = batched(model.encode, images)
-    curve = {}
-    for k in tqdm(ks, desc="model k-curve", leave=False):
-        curve[k] = score(images, torch.cat([model.decode(model.sparsify(c, k)) for c in codes.split(BATCH)]))
-    return curve
+    reference = images if reference is None else reference
+    codes = encode_batched(model, images)
+    return {
+        k: score(reference, resize(decode_batched(model, model.sparsify(codes, k)), reference.shape[-1]))
+        for k in tqdm(ks, desc="model k-curve", leave=False)
+    }
 
 
-def fit_pca_cached(train: torch.Tensor, num_components: int | None, cache_dir: str | None) -> PCA:
+def fit_pca_cached(train: torch.Tensor, num_components: int | None, cache_dir: str | None, name: str = "celeba64") -> PCA:
     """PCA of the training faces; the fit takes minutes on a CPU, so it is cached beside the data cache."""
-    path = Path(cache_dir) / f"pca-{len(train)}-{num_components}.pt" if cache_dir else None
+    stem = f"pca-{len(train)}-{num_components}" if name == "celeba64" else f"pca-{name}-{len(train)}-{num_components}"
+    path = Path(cache_dir) / f"{stem}.pt" if cache_dir else None
     if path is not None and path.exists():
         return PCA(**torch.load(path, weights_only=True))
     pca = PCA.fit(train, num_components=num_components)
@@ -72,29 +80,32 @@ def run(
     cache_dir: str | None = ".cache",
     budgets: tuple[int, ...] = BUDGETS,
     train_limit: int | None = None,
+    size: int | None = None,
 ) -> dict:
     """The whole evaluation as a JSON-ready dict (`train_limit` shrinks the PCA/mean-face fit for quick checks)."""
     start = time.perf_counter()
-    test = to_float(load_split(data, "test", cache_dir, limit))
-    train = to_float(load_split(data, "train", cache_dir, train_limit))
+    size = size or model.image_size
+    test = to_float(load_split(data, "test", cache_dir, limit, size))
+    inputs = test if size == model.image_size else to_float(load_split(data, "test", cache_dir, limit, model.image_size))
+    train = to_float(load_split(data, "train", cache_dir, train_limit, size))
     groups, code_dim = model.num_groups, model.code_dim
     budgets = [b for b in budgets if 1 <= b // groups <= code_dim]
 
     beyond = sorted({b // groups for b in budgets if b // groups > model.k_max})  # rows past what the app offers
-    scores = evaluate_model(model, test, list(range(1, model.k_max + 1)) + beyond)
+    scores = evaluate_model(model, inputs, list(range(1, model.k_max + 1)) + beyond, test)
     curve = {k: v for k, v in scores.items() if k <= model.k_max}
-    pca = fit_pca_cached(train, None, cache_dir)  # all components: "largest n" chooses among every coefficient
+    pca = fit_pca_cached(train, None, cache_dir, f"{dataset_for(data).name}{size}")  # all components: "largest n" chooses among all
     rows = []
     for budget in tqdm(budgets, desc="baselines", leave=False):
         k = budget // groups
-        size = code_bytes(groups, code_dim, k)
-        jpeg, jpeg_sizes = jpeg_at_size(test, size)
+        nbytes = code_bytes(groups, code_dim, k)
+        jpeg, jpeg_sizes = jpeg_at_size(test, nbytes)
         rows.append(
             {
                 "budget": budget,
                 "k": k,
                 "nonzeros": k * groups,
-                "code_bytes": size,
+                "code_bytes": nbytes,
                 "offered": k <= model.k_max,
                 "model": scores[k],
                 "pca_first_n": score(test, pca.first_n(test, budget)),
@@ -103,6 +114,9 @@ def run(
             }
         )
     return {
+        "dataset": dataset_for(data).name,
+        "image_size": size,
+        "model_image_size": model.image_size,
         "test_faces": len(test),
         "num_groups": groups,
         "code_dim": code_dim,
@@ -117,9 +131,9 @@ def run(
 
 def markdown(result: dict) -> str:
     """The results table: PSNR dB / SSIM, at equal non-zero counts (JPEG at equal bytes)."""
-    cell = lambda s: f"{s['psnr']:.2f} / {s['ssim']:.3f}"  # noqa: E731
     lines = [
-        f"Test split: {result['test_faces']} CelebA-64 faces; PSNR dB / SSIM (data_range=1).",
+        f"Test split: {result['test_faces']} {result.get('dataset', 'celeba')} faces at {result.get('image_size', 64)}x"
+        f"{result.get('image_size', 64)}{_scaled(result)}; PSNR dB / SSIM (data_range=1).",
         "",
         "| non-zeros (k per group) | ours | PCA first n | PCA largest n | JPEG at the code's size "
         "| ours - PCA first n | ours - PCA largest n |",
@@ -143,6 +157,11 @@ def markdown(result: dict) -> str:
             "shown for the fidelity the architecture reaches.",
         ]
     return "\n".join(lines) + "\n"
+
+
+def _scaled(result: dict) -> str:
+    size, native = result.get("image_size", 64), result.get("model_image_size", result.get("image_size", 64))
+    return "" if size == native else f" (the model works at {native}x{native}; its reconstructions scaled up, bicubic)"
 
 
 def chart(result: dict) -> go.Figure:
@@ -184,41 +203,28 @@ def chart(result: dict) -> go.Figure:
     return figure
 
 
-def write_results(out: str | Path, stem: str, result: dict, table: str, figure: go.Figure) -> None:
-    """STEM.json (everything), STEM.md (the table) and STEM.html (the chart) in `out`: one layout for every report."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{stem}.json").write_text(json.dumps(result, indent=2))
-    (out / f"{stem}.md").write_text(table)
-    figure.write_html(out / f"{stem}.html", include_plotlyjs="cdn")
-
-
 def write(result: dict, out: str | Path) -> None:
     write_results(out, "evaluation", result, markdown(result), chart(result))
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="assets/model", help="model directory (save_pretrained layout)")
+    parser = argparse.ArgumentParser(
+        prog="python -m sae.cli.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", default=str(files.BUNDLED[files.DEFAULT_BUNDLED]), help="model directory (save_pretrained layout)")
     parser.add_argument("--data", required=True, help="folder of CelebA aligned crops")
     parser.add_argument("--out", default=None, help="where to write the results (default: the model directory)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate on the first N test faces only")
     parser.add_argument("--train-limit", type=int, default=None, help="fit PCA and the mean face on the first N training faces")
     parser.add_argument("--budgets", type=int, nargs="+", default=list(BUDGETS), help="total non-zeros per image")
+    parser.add_argument("--size", type=int, default=None, help="evaluate at this size (default: the model's)")
     parser.add_argument("--cache-dir", default=".cache")
-    parser.add_argument("--privacy", action="store_true", help="also write the privacy table (sae.cli.privacy_eval; ~25 min on one core)")
     args = parser.parse_args(argv)
     model = SparseAutoencoder.from_pretrained(args.model, strict=True)
-    result = run(model, args.data, args.limit, args.cache_dir, tuple(args.budgets), args.train_limit)
+    result = run(model, args.data, args.limit, args.cache_dir, tuple(args.budgets), args.train_limit, args.size)
     write(result, args.out or args.model)
     print(markdown(result))
     print(f"evaluated in {result['seconds']:.0f} s")
-    if args.privacy:
-        from sae.cli import privacy_eval
-
-        privacy = privacy_eval.run(model, args.data, limit=args.limit, cache_dir=args.cache_dir)
-        privacy_eval.write(privacy, args.out or args.model)
-        print(privacy_eval.markdown(privacy))
 
 
 if __name__ == "__main__":

@@ -1,331 +1,678 @@
-"""Measure the privacy scheme on the CelebA-64 test split: what the key holder sees, what each attack gets.
+"""Measure both sharing schemes on a model's test split: what the key holder sees, what each attack rebuilds, and
+whether a public code can be linked to its photo, to another photo of the person, to a second share, or to attributes.
 
-    python -m sae.cli.privacy_eval --model assets/model --data ../shared/data/celeba10k [--limit N] [--out DIR]
+    python -m sae.cli.privacy_eval --model assets/models/celeba64 --data ../shared/data/celeba10k \
+        --identities ../shared/data/celeba10k-identity.txt --labels ../shared/data/utkface200
 
-For every public-code configuration (k'/k in {2, 4, 8, full}; plain, with the secret permutation, and
-permuted with balanced decoy signs) the test faces are ambiguated once and decoded by the key holder and
-by every attack in `sae.privacy.attacks`; the learned and regression attacks are trained on ambiguated codes of
-the TRAINING split only (the attacker's own faces) and applied to the test split. The report's buggy
-decoys broken by `magnitude_attack` are measured for contrast, with the mean face as the floor.
-Writes `privacy.json`, `privacy.md` and `privacy.html`.
-The scheme's strength is the best attack's PSNR, measured, not assumed.
+The attacker knows the model and the scheme and holds faces of their own (the model's training split, never a test
+face); every learned attack is trained on public codes the attacker makes of those faces under fresh keys. For each
+scheme at the shipped setting (k = 32 per group, k' = every position, permuted, 8-bit values):
+- reconstruction: the key holder, every attack of `sae.privacy.catalogue` (the inversion MLP included), the mean face;
+- linkage (a): the attacker holds the photo (or a JPEG q75 copy of it): level matching and nearest-value distance
+  rank the right public code among all test codes;
+- identity (b): a different photo of the person (CelebA identities; probes are training photos of people with a test
+  photo): Fisherfaces on inverted codes, or sorted values of the attacker's own share of the probe, against the
+  ceiling of the true faces and of the key holder's reconstructions under the same method, and chance;
+- two shares (c): a second share of each face under a new key, linked back by sorted values; an inversion trained on
+  pairs (their common values) against the single-share one;
+- attributes (d): coarse image statistics of the inverted faces against the truth (Pearson r), and UTKFace labels
+  read off public codes by a linear probe, against the majority rate (and a probe on the true codes as the ceiling);
+- the owner's fidelity knob: the key holder at half and a quarter of the key, and what the half-key holder rebuilds
+  when it tries to upgrade.
+The paper's scheme is also swept over k'/k and its variants (plain, permuted, balanced signs), with the report's broken
+decoys for contrast. Writes privacy.json, privacy.md and privacy.html beside the model.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
 import torch
-from plotly.subplots import make_subplots
 
-from sae.cli.evaluate import write_results
-from sae.core.baselines import mean_face
-from sae.core.data import load_split, to_float
-from sae.core.metrics import psnr, ssim
+from sae.cli.results import cell, percent, write_results
+from sae.core.baselines import decode_jpeg, jpeg_bytes, mean_face
+from sae.core.data import dataset_for, load_split, split_paths, to_float, utk_labels
+from sae.core.fingerprint import model_id
+from sae.core.inference import decode_batched, sparse_codes
+from sae.core.metrics import score
 from sae.core.model import SparseAutoencoder
-from sae.privacy.attacks import (
-    chance_level,
-    decoy_attack,
-    fit_learned_attack,
-    fit_regression_attack,
-    learned_attack,
-    magnitude_attack,
-    permutation_attack,
-    reencode_attack,
-    regression_attack,
-    support_recovery,
+from sae.privacy import catalogue
+from sae.privacy.attacks import chance_level, decoy_attack, keep_by_score, magnitude_attack, support_recovery
+from sae.privacy.formats import Key, PublicCode, key_nbytes, max_level, public_nbytes
+from sae.privacy.learned import fit_inversion, fit_learned_attack, fit_linear_probe, fit_regression_attack, inversion_features
+from sae.privacy.linkage import (
+    STATISTICS,
+    chance_interval,
+    coarse_statistics,
+    correlations,
+    fit_identity_space,
+    level_matches,
+    majority_rate,
+    nearest_distance,
+    sorted_distance,
+    top_rates,
 )
-from sae.privacy.scheme import Key, PublicCode, ambiguate, key_nbytes, public_nbytes, reveal
+from sae.privacy.scheme import (
+    DEFAULT_K,
+    SCHEMES,
+    Scheme,
+    ambiguate,
+    k_prime_for,
+    model_positions,
+    open_values,
+    restrict,
+    reveal,
+    true_support,
+)
+from sae.zoo import files
 
-RATIOS: tuple[int | str, ...] = (2, 4, 8, "full")
-SCHEMES: tuple[tuple[bool, str], ...] = ((False, "anchor"), (True, "anchor"), (True, "balanced"))  # (permute, signs)
 FRACTIONS = (1.0, 0.5, 0.25)
-BATCH = 250
-MARGIN_DB = 10.0  # the best attack must stay this far below the key holder...
-MEAN_FACE_SLACK_DB = 3.0  # ...and within this of the mean face (issue 3)
+AGE_GROUPS = ((0, 17), (18, 39), (40, 59), (60, 200))
+TARGETS = {  # what the keyed default must reach (the privacy issue's bar)
+    "linkage_top1": 0.005,
+    "attack_over_mean_face_db": 0.5,
+    "attribute_r": 0.1,
+    "label_points": 2.0,
+    "key_holder_db": 0.05,
+    "public_extra_bytes": 32,
+    "key_extra_bytes": 64,
+}
+SWEEP = ((2.0, "plain"), (2.0, "permuted"), (2.0, "balanced"), (None, "plain"), (None, "permuted"), (None, "balanced"))
+VARIANTS = {"plain": dict(permute=False, signs="anchor"), "permuted": dict(permute=True, signs="anchor"), "balanced": {}}
 
 
-def score(reference: torch.Tensor, estimate: torch.Tensor) -> dict[str, float]:
-    """Mean PSNR (dB) and SSIM over a batch."""
-    return {"psnr": float(np.mean(psnr(reference, estimate))), "ssim": float(np.mean(ssim(reference, estimate)))}
+@dataclass
+class Budget:
+    """How hard the attacker trains (the defaults are the published table's; tests shrink them)."""
+
+    scorer_steps: int = 300
+    scorer_batch: int = 64
+    regression_faces: int = 2000  # the ridge regression's dual form is N x N
+    inversion_steps: int = 2000
+    inversion_batch: int = 128
+    inversion_hidden: int = 1024
+    probe_faces: int = 8000  # labelled faces the attribute probes train on
 
 
-@torch.no_grad()
-def decode(model: SparseAutoencoder, codes: torch.Tensor) -> torch.Tensor:
-    """Batched decode, so a thousand faces never sit in one activation tensor."""
-    return torch.cat([model.decode(chunk) for chunk in codes.split(BATCH)])
+@dataclass
+class Faces:
+    """The test faces, the attacker's own faces, and their k-sparse codes."""
+
+    test: torch.Tensor
+    test_sparse: torch.Tensor
+    train: torch.Tensor
+    train_sparse: torch.Tensor
+    mean_face: dict[str, float]
+    test_ids: list[int] = field(default_factory=list)  # CelebA identities, when given
+    train_ids: list[int] = field(default_factory=list)
 
 
-@torch.no_grad()
-def sparse_codes(model: SparseAutoencoder, images: torch.Tensor, k: int) -> torch.Tensor:
-    """Encode once and keep k per group; values rounded to float16 so 16-bit files hold them exactly."""
-    return torch.cat([model.sparsify(model.encode(chunk), k) for chunk in images.split(BATCH)]).half().float()
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
 
 
-def k_prime_for(ratio: int | str, k: int, code_dim: int) -> int:
-    """k' for a ratio k'/k, or every position for "full" (capped at code_dim)."""
-    return code_dim if ratio == "full" else min(int(ratio) * k, code_dim)
+def _true_values(sparse: torch.Tensor, k: int) -> torch.Tensor:
+    return sparse.gather(-1, true_support(sparse, k))
 
 
-def configurations(ratios: Sequence[int | str], k: int, code_dim: int) -> list[tuple[str, int]]:
-    """(label, k') pairs with duplicates merged: at k=32 of 128, k'/k = 4 already fills every position."""
-    merged: dict[int, list[str]] = {}
-    for ratio in ratios:
-        merged.setdefault(k_prime_for(ratio, k, code_dim), []).append(str(ratio))
-    return [(" = ".join(labels), k_prime) for k_prime, labels in merged.items()]
+def jpeg_copies(images: torch.Tensor, quality: int = 75) -> torch.Tensor:
+    """Each image re-saved as a Pillow JPEG at `quality`: the attacker's copy of a photo that travelled."""
+    pixels = (images.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+    decoded = np.stack([decode_jpeg(jpeg_bytes(image, quality)) for image in pixels])
+    return to_float(torch.from_numpy(decoded).permute(0, 3, 1, 2))
 
 
-def evaluate_attack(model, images, code: torch.Tensor, public: PublicCode, key: Key) -> dict[str, float]:
-    """Quality of an attack's decode and the share of its kept entries that are true."""
-    return score(images, decode(model, code)) | {"support_recovery": float(support_recovery(code, public, key).mean())}
+# ---------------------------------------------------------------------------------------------------
+# One scheme at the shipped setting
+# ---------------------------------------------------------------------------------------------------
 
 
-def attack_codes(
-    model: SparseAutoencoder,
-    images: torch.Tensor,
-    public: PublicCode,
-    k: int,
-    generator: torch.Generator,
-    train_attack: Callable[[], object] | None,
-) -> dict[str, torch.Tensor]:
-    """Every attack's code on one public code (in public coordinates, as an attacker decodes them)."""
-    codes = {
-        "decode as is": decoy_attack(public),
-        "random keep-k": permutation_attack(public, k, generator),
-        "magnitude (best side)": magnitude_attack(public, k, "best", model, images),
-        "re-encode": reencode_attack(public, k, model),
+def _attacks(model, faces: Faces, public, key, k: int, fitted: dict, seed: int) -> dict[str, dict]:
+    """Every catalogue attack that has what it needs: PSNR/SSIM and, for codes, the share of kept entries that are true."""
+    results = {}
+    context = catalogue.AttackContext(public, k, model, _generator(seed), fitted, target=faces.test)
+    for name, attack in catalogue.ATTACKS.items():
+        if not attack.available(fitted):
+            continue
+        made = attack.run(context)
+        if attack.makes == catalogue.CODE:
+            results[name] = score(faces.test, decode_batched(model, made)) | {
+                "support_recovery": float(support_recovery(made, public, key).mean())
+            }
+        else:
+            results[name] = score(faces.test, made) | {"support_recovery": None}
+    return results
+
+
+def _linkage(model, faces: Faces, public, k: int) -> dict[str, dict]:
+    """(a): the attacker holds the photo, or a JPEG q75 copy of it, and ranks every test code."""
+    correct = torch.eye(len(faces.test), dtype=torch.bool)
+    copies = {"same photo": faces.test_sparse, "JPEG q75 copy": sparse_codes(model, jpeg_copies(faces.test), k)}
+    rows = {}
+    for copy, sparse in copies.items():
+        values = _true_values(sparse, k)
+        rows[f"{copy}, level matching"] = top_rates(level_matches(values, public).float(), correct)
+        rows[f"{copy}, nearest values"] = top_rates(-nearest_distance(values, public), correct)
+    return rows
+
+
+def _identity(model, faces: Faces, public, scheme_options: dict, k: int, k_prime: int, key_holder: torch.Tensor, inverted, seed: int):
+    """(b): probes are training photos of people who also have a test photo; the gallery is every test face's code."""
+    test_ids, train_ids = torch.tensor(faces.test_ids), torch.tensor(faces.train_ids)
+    wanted = set(faces.test_ids)
+    probe_rows = []
+    seen = set()
+    for row, person in enumerate(faces.train_ids):
+        if person in wanted and person not in seen:
+            seen.add(person)
+            probe_rows.append(row)
+    probes = torch.tensor(probe_rows)
+    correct = train_ids[probes][:, None] == test_ids[None, :]
+    space = fit_identity_space(faces.train, train_ids)
+    probe_embedding = space.embed(faces.train[probes])
+
+    def rates(gallery_images: torch.Tensor) -> dict[str, float]:
+        return top_rates(probe_embedding @ space.embed(gallery_images).T, correct)
+
+    probe_public, _ = ambiguate(faces.train_sparse[probes], k_prime, _generator(seed + 40), **scheme_options)
+    attacks = {
+        "inverted code vs probe photo (Fisherfaces)": rates(inverted),
+        "own share of the probe (sorted values)": top_rates(-sorted_distance(probe_public, public), correct),
     }
-    if train_attack is not None:
-        attacker = train_attack()
-        codes["learned (keep k)"] = learned_attack(public, k, attacker)
-        codes["learned (soft)"] = learned_attack(public, k, attacker, soft=True)
-    return codes
-
-
-def evaluate_configuration(
-    model: SparseAutoencoder,
-    images: torch.Tensor,
-    sparse: torch.Tensor,
-    train: tuple[torch.Tensor, torch.Tensor] | None,
-    label: str,
-    k_prime: int,
-    permute: bool,
-    signs: str,
-    *,
-    value_bits: int,
-    learned_steps: int,
-    learned_batch: int,
-    regression: bool,
-    seed: int,
-) -> dict:
-    """One row of the table: key holder, every attack, the best attack and whether it meets the target."""
-    k = int((sparse[0, 0] != 0).sum())
-    generator = torch.Generator().manual_seed(seed)
-    options = dict(permute=permute, value_bits=value_bits, signs=signs)
-    public, key = ambiguate(sparse, k_prime, generator, **options)
-    train_attack = None
-    train_sparse, train_images = train if train is not None else (None, None)
-    if train_sparse is not None and learned_steps > 0:
-        attack_generator = torch.Generator().manual_seed(seed + 1)
-        train_attack = lambda: fit_learned_attack(  # noqa: E731
-            train_sparse, k_prime, learned_steps, attack_generator, batch_size=learned_batch, **options
-        )
-    codes = attack_codes(model, images, public, k, generator, train_attack)
-    attacks = {name: evaluate_attack(model, images, code, public, key) for name, code in codes.items()}
-    if train_images is not None and regression:
-        regressor = fit_regression_attack(train_sparse, train_images, k_prime, torch.Generator().manual_seed(seed + 2), **options)
-        decoded = regression_attack(public, regressor, tuple(images.shape[1:]))
-        attacks["regression"] = score(images, decoded) | {"support_recovery": None}  # it chooses no entries
-    best = max(attacks, key=lambda name: attacks[name]["psnr"])
+    chance = float(correct.float().mean(1).mean())
+    best = max(attacks, key=lambda name: attacks[name]["top1"])
     return {
-        "ratio": label,
-        "k": k,
-        "k_prime": k_prime,
-        "permute": permute,
-        "signs": signs,
-        "value_bits": value_bits,
-        "chance": chance_level(k, k_prime),
-        "public_bytes_per_face": _per_face_bytes(public),
-        "key_bytes_per_face": key_nbytes(1, public.num_groups, k, k_prime, permute),
-        "key_holder": score(images, decode(model, reveal(public, key))),
+        "probes": len(probes),
+        "chance_top1": chance,
+        "chance_interval": chance_interval(chance, len(probes)),
+        "ceiling_true_faces": rates(faces.test),
+        "ceiling_key_holder": rates(key_holder),
         "attacks": attacks,
         "best_attack": best,
     }
 
 
-def _per_face_bytes(public: PublicCode) -> int:
-    """One face's public file size (the files the share CLI writes hold one face)."""
-    return public_nbytes(1, public.num_groups, public.code_dim, public.k_prime, public.value_bits)
+def _attributes(model, inverted: torch.Tensor, faces: Faces, labels: dict | None, scheme_options: dict, k: int, k_prime: int, seed: int):
+    """(d): coarse statistics of the inverted faces, and labels read off public codes by a linear probe."""
+    result = {"statistics": dict(zip(STATISTICS, correlations(coarse_statistics(inverted), coarse_statistics(faces.test)), strict=True))}
+    if labels is None:
+        return result
+    train_sparse, test_sparse = labels["train_sparse"], labels["test_sparse"]
+    train_public, _ = ambiguate(train_sparse, k_prime, _generator(seed + 50), **scheme_options)
+    test_public, _ = ambiguate(test_sparse, k_prime, _generator(seed + 51), **scheme_options)
+    scale = float(train_public.values.abs().median().clamp_min(1e-6))
+    tasks = {}
+    for task, (train_labels, test_labels) in labels["tasks"].items():
+        probe = fit_linear_probe(inversion_features(train_public, scale), train_labels, _generator(seed + 52))
+        ceiling = fit_linear_probe(train_sparse.flatten(1), train_labels, _generator(seed + 53))
+        tasks[task] = {
+            "accuracy": float((probe.predict(inversion_features(test_public, scale)) == test_labels).float().mean()),
+            "ceiling_true_codes": float((ceiling.predict(test_sparse.flatten(1)) == test_labels).float().mean()),
+            "majority": majority_rate(train_labels, test_labels),
+            "classes": int(max(int(train_labels.max()), int(test_labels.max())) + 1),
+        }
+    result["labels"] = tasks
+    result["label_faces"] = {"train": len(train_sparse), "test": len(test_sparse)}
+    return result
 
 
-def key_holder_fractions(model, images, sparse: torch.Tensor, k_prime: int, seed: int) -> dict[str, dict[str, float]]:
-    """The owner's fidelity knob: the key holder at fraction 1, 1/2, 1/4 of the true entries."""
-    public, key = ambiguate(sparse, k_prime, torch.Generator().manual_seed(seed))
-    return {f"{fraction:g}": score(images, decode(model, reveal(public, key, fraction))) for fraction in FRACTIONS}
+def _seen_by(public: PublicCode, key: Key) -> tuple[PublicCode, torch.Tensor]:
+    """The public code as a holder of `key` sees it: in model coordinates (it holds the permutation secret), with the
+    values it can read (a keyed code's other entries stay ciphertext: their levels at the scale it can read), as a
+    plain code; and its granted entries in that order."""
+    values = public.values
+    if public.keyed:
+        opened, readable = open_values(public, key)
+        values = torch.where(readable, opened, public.values * opened.abs().amax(-1, keepdim=True) / max_level(public.value_bits))
+    positions, order = torch.sort(model_positions(public, key), dim=-1)
+    seen = PublicCode(positions, values.gather(-1, order), public.code_dim, 32, None, False)
+    return seen, key.true_mask.gather(-1, order)
 
 
-def value_bits_cost(model, images, sparse: torch.Tensor, k_prime: int, seed: int) -> dict[str, dict[str, float]]:
-    """Key holder's quality with 16- and 8-bit stored values (8 bits: int8 times a per-group float16 scale)."""
+def _fractions(model, faces: Faces, public, key, k: int, scorer_plain, seed: int) -> dict:
+    """The owner's knob: key holder at each fraction, and a half-key holder's best try at rebuilding more."""
     rows = {}
-    for bits in (16, 8):
-        public, key = ambiguate(sparse, k_prime, torch.Generator().manual_seed(seed), value_bits=bits)
-        rows[str(bits)] = score(images, decode(model, reveal(public, key))) | {"public_bytes_per_face": _per_face_bytes(public)}
-    return rows
+    for fraction in FRACTIONS:
+        granted = key if fraction == 1.0 else restrict(public, key, fraction)
+        rows[f"{fraction:g}"] = score(faces.test, decode_batched(model, reveal(public, granted))) | {
+            "granted_per_face": granted.granted / len(faces.test)
+        }
+    half = restrict(public, key, 0.5)
+    seen, granted = _seen_by(public, half)
+    tries = {"what it grants": score(faces.test, decode_batched(model, reveal(public, half)))}
+    random_scores = torch.rand(seen.positions.shape, generator=_generator(seed)).masked_fill(granted, 2.0)
+    tries["granted + random others"] = score(faces.test, decode_batched(model, keep_by_score(seen, random_scores, k)))
+    if scorer_plain is not None:
+        with torch.no_grad():
+            logits = scorer_plain(seen).masked_fill(granted, 1e9)
+        tries["granted + learned pick of the others"] = score(faces.test, decode_batched(model, keep_by_score(seen, logits, k)))
+    best = max((name for name in tries if name != "what it grants"), key=lambda name: tries[name]["psnr"])
+    return {"fractions": rows, "half_key_upgrade": tries, "best_upgrade": best}
 
 
-def buggy_decoys(model, images, sparse: torch.Tensor, seed: int) -> dict:
-    """The report's m/k-scaled decoys at k' = 2k: decode as is, and the one-line smallest-magnitude break."""
-    k = int((sparse[0, 0] != 0).sum())
-    k_prime = min(2 * k, sparse.shape[-1])
-    public, key = ambiguate(sparse, k_prime, torch.Generator().manual_seed(seed), decoys="reference")
-    codes = {"decode as is": decoy_attack(public), "magnitude (smallest)": magnitude_attack(public, k, "smallest")}
-    return {"k_prime": k_prime, "chance": chance_level(k, k_prime)} | {
-        name: evaluate_attack(model, images, code, public, key) for name, code in codes.items()
+def evaluate_scheme(model, faces: Faces, scheme: Scheme, k: int, budget: Budget, labels: dict | None, seed: int, log) -> dict:
+    """Everything about one scheme at the shipped setting (k' = every position)."""
+    k_prime = k_prime_for(k, model.code_dim)
+    options = scheme.options() | {"k": k}
+    public, key = ambiguate(faces.test_sparse, k_prime, _generator(seed), model_id=model_id(model), **options)
+    holder_images = decode_batched(model, reveal(public, key))
+    log(f"{scheme.name}: fitting the learned attacks")
+    attacker = faces.train_sparse
+    fitted = {
+        catalogue.SCORER: fit_learned_attack(
+            attacker, k_prime, budget.scorer_steps, _generator(seed + 1), batch_size=budget.scorer_batch, **options
+        ),
+        catalogue.REGRESSION: fit_regression_attack(
+            attacker[: budget.regression_faces], faces.train[: budget.regression_faces], k_prime, _generator(seed + 2), **options
+        ),
+    }
+    inversion_log = []
+    fitted[catalogue.INVERSION] = fit_inversion(
+        attacker,
+        faces.train,
+        k_prime,
+        budget.inversion_steps,
+        _generator(seed + 3),
+        batch_size=budget.inversion_batch,
+        hidden=budget.inversion_hidden,
+        log=lambda step, loss, held: inversion_log.append((step, loss, held)),
+        **options,
+    )
+    log(f"{scheme.name}: attacks")
+    attacks = _attacks(model, faces, public, key, k, fitted, seed + 4)
+    inverted = fitted[catalogue.INVERSION].predict(public)
+    log(f"{scheme.name}: linkage")
+    linkage = _linkage(model, faces, public, k)
+    second, _ = ambiguate(faces.test_sparse, k_prime, _generator(seed + 5), model_id=model_id(model), **options)
+    pair = fit_inversion(
+        attacker,
+        faces.train,
+        k_prime,
+        budget.inversion_steps,
+        _generator(seed + 6),
+        pair=True,
+        batch_size=budget.inversion_batch,
+        hidden=budget.inversion_hidden,
+        **options,
+    )
+    two_shares = {
+        "link": top_rates(-sorted_distance(second, public), torch.eye(len(faces.test), dtype=torch.bool)),
+        "pair inversion": score(faces.test, pair.predict(public, second)),
+        "single inversion": attacks["inversion"],
+    }
+    identity = None
+    if faces.test_ids:
+        log(f"{scheme.name}: identity")
+        identity = _identity(model, faces, public, options, k, k_prime, holder_images, inverted, seed + 7)
+    log(f"{scheme.name}: attributes and the key fractions")
+    attributes = _attributes(model, inverted, faces, labels, options, k, k_prime, seed + 8)
+    scorer_plain = None
+    if not scheme.keyed:
+        plain = options | {"permute": False}
+        scorer_plain = fit_learned_attack(
+            attacker, k_prime, budget.scorer_steps, _generator(seed + 9), batch_size=budget.scorer_batch, **plain
+        )
+    fractions = _fractions(model, faces, public, key, k, scorer_plain, seed + 10)
+    best = max(attacks, key=lambda name: attacks[name]["psnr"])
+    return {
+        "scheme": scheme.name,
+        "title": scheme.title,
+        "k": k,
+        "k_prime": k_prime,
+        "public_bytes_per_face": public_nbytes(1, model.num_groups, model.code_dim, k_prime, scheme.value_bits, scheme.keyed),
+        "key_bytes_per_face": len(_one_face_key(faces, k_prime, options).to_bytes()),
+        "key_holder": score(faces.test, holder_images),
+        "attacks": attacks,
+        "best_attack": best,
+        "inversion_training": inversion_log,
+        "linkage": linkage,
+        "two_shares": two_shares,
+        "identity": identity,
+        "attributes": attributes,
+        **fractions,
     }
 
 
-def meets_target(row: dict, mean_face_psnr: float) -> bool:
-    """Issue 3's bar: best attack >= MARGIN_DB below the key holder and <= mean face + MEAN_FACE_SLACK_DB."""
-    attack = row["attacks"][row["best_attack"]]["psnr"]
-    return attack <= row["key_holder"]["psnr"] - MARGIN_DB and attack <= mean_face_psnr + MEAN_FACE_SLACK_DB
+def _one_face_key(faces: Faces, k_prime: int, options: dict):
+    return ambiguate(faces.test_sparse[:1], k_prime, _generator(0), **options)[1]
+
+
+# ---------------------------------------------------------------------------------------------------
+# The paper's scheme swept over k'/k and its variants, and the report's broken decoys
+# ---------------------------------------------------------------------------------------------------
+
+
+def sweep_row(model, faces: Faces, ratio: float | None, variant: str, k: int, budget: Budget, seed: int) -> dict:
+    k_prime = k_prime_for(k, model.code_dim, ratio)
+    options = SCHEMES["paper"].options() | VARIANTS[variant] | {"k": k}
+    public, key = ambiguate(faces.test_sparse, k_prime, _generator(seed), **options)
+    fitted = {
+        catalogue.SCORER: fit_learned_attack(
+            faces.train_sparse, k_prime, budget.scorer_steps, _generator(seed + 1), batch_size=budget.scorer_batch, **options
+        ),
+        catalogue.REGRESSION: fit_regression_attack(
+            faces.train_sparse[: budget.regression_faces], faces.train[: budget.regression_faces], k_prime, _generator(seed + 2), **options
+        ),
+    }
+    attacks = _attacks(model, faces, public, key, k, fitted, seed + 3)
+    return {
+        "ratio": "full" if ratio is None else f"{ratio:g}",
+        "variant": variant,
+        "k_prime": k_prime,
+        "chance": chance_level(k, k_prime),
+        "key_holder": score(faces.test, decode_batched(model, reveal(public, key))),
+        "attacks": attacks,
+        "best_attack": max(attacks, key=lambda name: attacks[name]["psnr"]),
+    }
+
+
+def buggy_decoys(model, faces: Faces, k: int, seed: int) -> dict:
+    """The report's m/k-scaled decoys at k' = 2k: decode as is, and the one-line smallest-magnitude break."""
+    k_prime = min(2 * k, model.code_dim)
+    public, key = ambiguate(faces.test_sparse, k_prime, _generator(seed), decoys="reference", k=k)
+    codes = {"decode as is": decoy_attack(public), "magnitude (smallest)": magnitude_attack(public, k, "smallest")}
+    return {"k_prime": k_prime, "chance": chance_level(k, k_prime)} | {
+        name: score(faces.test, decode_batched(model, code)) | {"support_recovery": float(support_recovery(code, public, key).mean())}
+        for name, code in codes.items()
+    }
+
+
+# ---------------------------------------------------------------------------------------------------
+# The whole evaluation
+# ---------------------------------------------------------------------------------------------------
+
+
+def read_identities(path: str | Path) -> dict[str, int]:
+    """CelebA identity labels: file name -> person (`000001.jpg 2880` a line)."""
+    table = {}
+    for line in Path(path).read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            table[parts[0]] = int(parts[1])
+    return table
+
+
+def _labelled_faces(model, root: str | Path, k: int, limit: int, cache_dir) -> dict:
+    """UTKFace faces at the model's size, their k-sparse codes, and the gender / race / age-group tasks."""
+
+    def labels_of(split: str, count: int | None):
+        rows = [utk_labels(path) for path in split_paths(root, split)[:count]]
+        age = torch.tensor([next(i for i, (low, high) in enumerate(AGE_GROUPS) if low <= r.age <= high) for r in rows])
+        return {"gender": torch.tensor([r.gender for r in rows]), "race": torch.tensor([r.race for r in rows]), "age group": age}
+
+    size = model.image_size
+    train = to_float(load_split(root, "train", cache_dir, limit, size))
+    test = to_float(load_split(root, "test", cache_dir, None, size))
+    train_labels, test_labels = labels_of("train", limit), labels_of("test", None)
+    return {
+        "train_sparse": sparse_codes(model, train, k),
+        "test_sparse": sparse_codes(model, test, k),
+        "tasks": {task: (train_labels[task], test_labels[task]) for task in train_labels},
+    }
 
 
 def run(
     model: SparseAutoencoder,
     data: str | Path,
     *,
+    identities: str | Path | None = None,
+    labels: str | Path | None = None,
+    schemes: tuple[str, ...] = ("keyed", "paper"),
+    sweep: bool = True,
     limit: int | None = None,
-    train_limit: int | None = 2000,
-    k: int = 32,
-    ratios: Sequence[int | str] = RATIOS,
-    schemes: Sequence[tuple[bool, str]] = SCHEMES,
-    regression: bool = True,
-    value_bits: int = 16,
-    learned_steps: int = 300,
-    learned_batch: int = 64,
+    train_limit: int | None = None,
+    k: int | None = None,
+    budget: Budget | None = None,
     seed: int = 0,
     cache_dir: str | Path | None = ".cache",
     log: Callable[[str], None] | None = None,
 ) -> dict:
-    """The whole privacy evaluation as a JSON-ready dict (train_limit / learned_steps size the learned attack)."""
+    """The whole privacy evaluation as a JSON-ready dict."""
     start = time.perf_counter()
     log = log or (lambda message: None)
+    budget = budget or Budget()
     model.eval()
+    k = min(DEFAULT_K, model.k_max) if k is None else k
     if not 1 <= k <= model.k_max:
         raise ValueError(f"k must be in [1, k_max={model.k_max}], got {k}")
-    test = to_float(load_split(data, "test", cache_dir, limit))
-    train = to_float(load_split(data, "train", cache_dir, train_limit))
-    sparse = sparse_codes(model, test, k)
-    attacker_data = (sparse_codes(model, train, k), train) if learned_steps > 0 or regression else None
-    floor = score(test, mean_face(train, len(test)))
-    rows = []
-    for label, k_prime in configurations(ratios, k, model.code_dim):
-        for permute, signs in schemes:
-            log(f"k'={k_prime} permute={permute} signs={signs}")
-            row = evaluate_configuration(
-                model, test, sparse, attacker_data, label, k_prime, permute, signs,
-                value_bits=value_bits, learned_steps=learned_steps, learned_batch=learned_batch, regression=regression, seed=seed,
-            )  # fmt: skip
-            rows.append(row | {"meets_target": meets_target(row, floor["psnr"])})
-    k_prime_2 = min(2 * k, model.code_dim)
-    return {
+    size = model.image_size
+    test_paths, train_paths = split_paths(data, "test")[:limit], split_paths(data, "train")[:train_limit]
+    test = to_float(load_split(data, "test", cache_dir, limit, size))
+    train = to_float(load_split(data, "train", cache_dir, train_limit, size))
+    faces = Faces(test, sparse_codes(model, test, k), train, sparse_codes(model, train, k), score(test, mean_face(train, len(test))))
+    if identities is not None:
+        table = read_identities(identities)
+        faces.test_ids = [table[path.name] for path in test_paths]
+        faces.train_ids = [table[path.name] for path in train_paths]
+    labelled = _labelled_faces(model, labels, k, budget.probe_faces, cache_dir) if labels is not None else None
+    result = {
+        "dataset": dataset_for(data).name,
         "test_faces": len(test),
-        "train_faces_for_learned_attack": len(train) if attacker_data is not None else 0,
-        "learned_steps": learned_steps,
-        "learned_batch": learned_batch,
+        "attacker_faces": len(train),
         "k": k,
         "num_groups": model.num_groups,
         "code_dim": model.code_dim,
         "seed": seed,
-        "mean_face": floor,
-        "key_holder_fractions": key_holder_fractions(model, test, sparse, k_prime_2, seed),
-        "value_bits_cost": value_bits_cost(model, test, sparse, model.code_dim, seed),
-        "buggy_decoys": buggy_decoys(model, test, sparse, seed),
-        "rows": rows,
-        "seconds": time.perf_counter() - start,
+        "budget": budget.__dict__,
+        "mean_face": faces.mean_face,
+        "schemes": {},
+        "version1_bytes": {
+            "public": public_nbytes(1, model.num_groups, model.code_dim, model.code_dim, 8, version=1),
+            "key": key_nbytes(1, model.num_groups, k, model.code_dim, permuted=True),
+        },
     }
+    for name in schemes:
+        result["schemes"][name] = evaluate_scheme(model, faces, SCHEMES[name], k, budget, labelled, seed, log)
+    if sweep:
+        result["sweep"] = []
+        for ratio, variant in SWEEP:
+            log(f"sweep: k'/k {ratio or 'full'}, {variant}")
+            result["sweep"].append(sweep_row(model, faces, ratio, variant, k, budget, seed + 100))
+        result["buggy_decoys"] = buggy_decoys(model, faces, k, seed)
+    if "keyed" in result["schemes"]:
+        result["targets"] = check_targets(result)
+    result["seconds"] = time.perf_counter() - start
+    return result
 
 
-def scheme_name(row: dict) -> str:
-    """How a row's public code was made, in words."""
-    return ("permuted" if row["permute"] else "plain") + (", balanced signs" if row.get("signs") == "balanced" else "")
+def check_targets(result: dict) -> dict[str, bool]:
+    """Whether the keyed scheme meets each of the privacy issue's targets (against the paper's scheme where relative)."""
+    keyed, floor = result["schemes"]["keyed"], result["mean_face"]["psnr"]
+    paper = result["schemes"].get("paper")
+    checks = {
+        "linkage top-1 <= 0.5% (every method and copy)": all(r["top1"] <= TARGETS["linkage_top1"] for r in keyed["linkage"].values()),
+        "every attack <= mean face + 0.5 dB": all(
+            a["psnr"] <= floor + TARGETS["attack_over_mean_face_db"] for a in keyed["attacks"].values()
+        ),
+        "two shares: link top-1 <= 0.5%": keyed["two_shares"]["link"]["top1"] <= TARGETS["linkage_top1"],
+        "two shares decode no better than one": keyed["two_shares"]["pair inversion"]["psnr"]
+        <= floor + TARGETS["attack_over_mean_face_db"],
+        "attribute |r| <= 0.1": all(abs(r) <= TARGETS["attribute_r"] for r in keyed["attributes"]["statistics"].values()),
+        "public code <= 32 bytes over version 1": keyed["public_bytes_per_face"]
+        <= result["version1_bytes"]["public"] + TARGETS["public_extra_bytes"],
+        "key <= 64 bytes over version 1": keyed["key_bytes_per_face"] <= result["version1_bytes"]["key"] + TARGETS["key_extra_bytes"],
+        "half-key holder cannot upgrade": keyed["half_key_upgrade"][keyed["best_upgrade"]]["psnr"]
+        <= keyed["half_key_upgrade"]["what it grants"]["psnr"],
+    }
+    if keyed["identity"] is not None:
+        low, high = keyed["identity"]["chance_interval"]
+        checks["identity top-1 within chance's 95% interval"] = all(low <= a["top1"] <= high for a in keyed["identity"]["attacks"].values())
+    if "labels" in keyed["attributes"]:
+        checks["labels within 2 points of the majority rate"] = all(
+            abs(t["accuracy"] - t["majority"]) * 100 <= TARGETS["label_points"] for t in keyed["attributes"]["labels"].values()
+        )
+    if paper is not None:
+        checks["key holder within 0.05 dB of the paper's"] = (
+            abs(keyed["key_holder"]["psnr"] - paper["key_holder"]["psnr"]) <= TARGETS["key_holder_db"]
+        )
+    return checks
 
 
-def attack_cell(s: dict | None) -> str:
-    if s is None:
-        return "-"
-    recovery = "" if s["support_recovery"] is None else f" ({100 * s['support_recovery']:.1f}%)"
-    return f"{s['psnr']:.2f} / {s['ssim']:.3f}{recovery}"
+# ---------------------------------------------------------------------------------------------------
+# Tables
+# ---------------------------------------------------------------------------------------------------
+
+
+def _rates(r: dict[str, float]) -> str:
+    return f"{percent(r['top1'])} / {percent(r['top5'])}"
 
 
 def markdown(result: dict) -> str:
-    """The privacy table: PSNR dB / SSIM (support recovery, chance) per attack and configuration."""
-    cell = lambda s: f"{s['psnr']:.2f} / {s['ssim']:.3f}"  # noqa: E731
-    names = list(dict.fromkeys(name for row in result["rows"] for name in row["attacks"]))
-    k, floor = result["k"], result["mean_face"]
+    """The privacy tables: both schemes side by side, then the sweep of the paper's scheme."""
+    schemes = result["schemes"]
+    names = list(schemes)
+    floor = result["mean_face"]
+    header = "| | " + " | ".join(schemes[n]["title"] for n in names) + " |\n|---|" + "---|" * len(names)
     lines = [
-        f"Test split: {result['test_faces']} CelebA-64 faces, k = {k} per group ({k * result['num_groups']} non-zeros); "
-        f"PSNR dB / SSIM, and in brackets the share of the attack's kept entries that are true. "
-        f"Learned and regression attacks trained on {result['train_faces_for_learned_attack']} training faces "
-        f"(learned: {result['learned_steps']} steps of {result['learned_batch']}).",
+        f"Test split: {result['test_faces']} {result['dataset']} faces at k = {result['k']} per group "
+        f"({result['k'] * result['num_groups']} non-zeros), k' = every position ({result['code_dim']}), permuted, 8-bit values. "
+        f"The attacker trains on {result['attacker_faces']} faces of the training split under fresh keys. "
+        f"Mean face: {cell(floor)}.",
         "",
-        "| k'/k (k') | scheme | key holder | " + " | ".join(names) + " | best attack | below key holder | target met |",
-        "|---|---|---|" + "---|" * len(names) + "---|---|---|",
+        "**Reconstruction** (PSNR dB / SSIM; in brackets the share of an attack's kept entries that are true, chance "
+        f"{percent(chance_level(result['k'], result['code_dim']))})",
+        "",
+        header,
+        "| key holder | " + " | ".join(cell(schemes[n]["key_holder"]) for n in names) + " |",
     ]
-    for row in result["rows"]:
-        best = row["attacks"][row["best_attack"]]
-        attacks = [attack_cell(row["attacks"].get(n)) for n in names]
-        lines.append(
-            f"| {row['ratio']} ({row['k_prime']}) | {scheme_name(row)} | {cell(row['key_holder'])} | "
-            + " | ".join(attacks)
-            + f" | {row['best_attack']}: {best['psnr']:.2f} | {row['key_holder']['psnr'] - best['psnr']:.2f} dB | "
-            f"{'yes' if row['meets_target'] else 'no'} |"
+    attack_names = list(dict.fromkeys(a for n in names for a in schemes[n]["attacks"]))
+    for attack in attack_names:
+        row = []
+        for n in names:
+            s = schemes[n]["attacks"].get(attack)
+            recovery = "" if s is None or s["support_recovery"] is None else f" ({percent(s['support_recovery'])})"
+            row.append("-" if s is None else cell(s) + recovery)
+        lines.append(f"| {attack} | " + " | ".join(row) + " |")
+    lines.append(
+        "| best attack - mean face | "
+        + " | ".join(
+            f"{schemes[n]['attacks'][schemes[n]['best_attack']]['psnr'] - floor['psnr']:+.2f} dB ({schemes[n]['best_attack']})"
+            for n in names
         )
-    chances = {r["k_prime"]: r["chance"] for r in result["rows"]}
-    lines += ["", "Chance support recovery is k/k': " + ", ".join(f"k'={kp}: {100 * c:.1f}%" for kp, c in chances.items()) + "."]
-    buggy, costs = result["buggy_decoys"], result["value_bits_cost"]
+        + " |"
+    )
     lines += [
         "",
-        f"Report's buggy decoys (m/k-scaled, k' = {buggy['k_prime']}): decode as is {cell(buggy['decode as is'])}; "
-        f"keep the k smallest magnitudes {cell(buggy['magnitude (smallest)'])}, "
-        f"{100 * buggy['magnitude (smallest)']['support_recovery']:.1f}% of kept entries true (chance {100 * buggy['chance']:.0f}%).",
+        "**Linkage** (top-1 / top-5 among all test codes; chance "
+        f"{percent(1 / result['test_faces'])} / {percent(5 / result['test_faces'])})",
         "",
-        "Key holder by fraction of the key: "
-        + ", ".join(f"{fraction}: {cell(s)}" for fraction, s in result["key_holder_fractions"].items())
-        + ".",
-        "",
-        "Stored value width (key holder, k' = code_dim): "
-        + ", ".join(f"{bits}-bit {cell(s)} ({s['public_bytes_per_face']} B public code per face)" for bits, s in costs.items())
-        + f"; 8-bit costs {costs['16']['psnr'] - costs['8']['psnr']:.3f} dB.",
-        "",
-        f"Mean face: {cell(floor)}. Target: best attack <= key holder - {MARGIN_DB:g} dB and <= mean face + {MEAN_FACE_SLACK_DB:g} dB "
-        f"({floor['psnr'] + MEAN_FACE_SLACK_DB:.2f} dB).",
+        header,
     ]
+    for row in schemes[names[0]]["linkage"]:
+        lines.append(f"| {row} | " + " | ".join(_rates(schemes[n]["linkage"][row]) for n in names) + " |")
+    lines.append(
+        "| second share of the same face, sorted values | " + " | ".join(_rates(schemes[n]["two_shares"]["link"]) for n in names) + " |"
+    )
+    lines += ["", "**Two shares of one face** (PSNR dB / SSIM of the inversion)", "", header]
+    for row in ("single inversion", "pair inversion"):
+        lines.append(f"| {row} | " + " | ".join(cell(schemes[n]["two_shares"][row]) for n in names) + " |")
+    if schemes[names[0]]["identity"] is not None:
+        first = schemes[names[0]]["identity"]
+        low, high = first["chance_interval"]
+        lines += [
+            "",
+            f"**Identity** ({first['probes']} probes: a training photo of a person with a test photo; top-1 / top-5 among the test "
+            f"codes; chance {percent(first['chance_top1'])}, its 95% interval {percent(low)}-{percent(high)})",
+            "",
+            header,
+            "| ceiling: the true faces | " + " | ".join(_rates(schemes[n]["identity"]["ceiling_true_faces"]) for n in names) + " |",
+            "| ceiling: key holder's faces | " + " | ".join(_rates(schemes[n]["identity"]["ceiling_key_holder"]) for n in names) + " |",
+        ]
+        for attack in first["attacks"]:
+            lines.append(f"| {attack} | " + " | ".join(_rates(schemes[n]["identity"]["attacks"][attack]) for n in names) + " |")
+    lines += ["", "**Attributes** (Pearson r of the inverted face's statistic with the truth; label accuracy vs majority rate)", "", header]
+    for stat in STATISTICS:
+        lines.append(f"| {stat} (r) | " + " | ".join(f"{schemes[n]['attributes']['statistics'][stat]:+.3f}" for n in names) + " |")
+    if "labels" in schemes[names[0]]["attributes"]:
+        for task in schemes[names[0]]["attributes"]["labels"]:
+            cells = []
+            for n in names:
+                t = schemes[n]["attributes"]["labels"][task]
+                cells.append(f"{percent(t['accuracy'])} (majority {percent(t['majority'])}; true codes {percent(t['ceiling_true_codes'])})")
+            lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    lines += ["", "**The owner's fidelity knob** (PSNR dB / SSIM; non-zeros granted per face)", "", header]
+    for fraction in schemes[names[0]]["fractions"]:
+        lines.append(
+            f"| key fraction {fraction} | "
+            + " | ".join(
+                f"{cell(schemes[n]['fractions'][fraction])} ({schemes[n]['fractions'][fraction]['granted_per_face']:.0f})" for n in names
+            )
+            + " |"
+        )
+    tries = list(dict.fromkeys(t for n in names for t in schemes[n]["half_key_upgrade"]))
+    for attempt in tries:
+        lines.append(f"| half key: {attempt} | " + " | ".join(cell(schemes[n]["half_key_upgrade"].get(attempt)) for n in names) + " |")
+    lines += [
+        "",
+        f"**Files** (bytes per face; version 1: public {result['version1_bytes']['public']}, key {result['version1_bytes']['key']})",
+        "",
+        header,
+        "| public code | " + " | ".join(str(schemes[n]["public_bytes_per_face"]) for n in names) + " |",
+        "| key | " + " | ".join(str(schemes[n]["key_bytes_per_face"]) for n in names) + " |",
+    ]
+    if "targets" in result:
+        lines += [
+            "",
+            "**Targets for the keyed scheme**: "
+            + "; ".join(f"{name}: {'met' if ok else 'NOT met'}" for name, ok in result["targets"].items())
+            + ".",
+        ]
+    if "sweep" in result:
+        lines += _sweep_markdown(result)
     return "\n".join(lines) + "\n"
 
 
+def _sweep_markdown(result: dict) -> list[str]:
+    names = list(dict.fromkeys(a for row in result["sweep"] for a in row["attacks"]))
+    lines = [
+        "",
+        "**The paper's scheme, swept** (values in the clear; PSNR dB / SSIM, in brackets the share of kept entries that are true)",
+        "",
+        "| k'/k (k') | variant | key holder | " + " | ".join(names) + " | best attack |",
+        "|---|---|---|" + "---|" * len(names) + "---|",
+    ]
+    for row in result["sweep"]:
+        cells = []
+        for name in names:
+            s = row["attacks"].get(name)
+            recovery = "" if s is None or s["support_recovery"] is None else f" ({percent(s['support_recovery'])})"
+            cells.append("-" if s is None else cell(s) + recovery)
+        best = row["attacks"][row["best_attack"]]
+        lines.append(
+            f"| {row['ratio']} ({row['k_prime']}) | {row['variant']} | {cell(row['key_holder'])} | "
+            + " | ".join(cells)
+            + f" | {row['best_attack']}: {best['psnr']:.2f} |"
+        )
+    buggy = result["buggy_decoys"]
+    lines += [
+        "",
+        f"The report's decoys (m/k-scaled, k' = {buggy['k_prime']}): decode as is {cell(buggy['decode as is'])}; keep the k smallest "
+        f"magnitudes {cell(buggy['magnitude (smallest)'])}, {percent(buggy['magnitude (smallest)']['support_recovery'])} of kept entries "
+        f"true (chance {percent(buggy['chance'])}).",
+    ]
+    return lines
+
+
 def chart(result: dict) -> go.Figure:
-    """Attack PSNR against k'/k, one panel without and one with the permutation; key holder and mean face as lines."""
-    schemes = list(dict.fromkeys(scheme_name(row) for row in result["rows"]))
-    figure = make_subplots(rows=1, cols=len(schemes), subplot_titles=schemes, shared_yaxes=True)
-    floor = result["mean_face"]["psnr"]
-    for col, scheme in enumerate(schemes, start=1):
-        rows = [row for row in result["rows"] if scheme_name(row) == scheme]
-        x = [f"{row['ratio']} ({row['k_prime']})" for row in rows]
-        for name in dict.fromkeys(n for row in rows for n in row["attacks"]):
-            y = [row["attacks"][name]["psnr"] if name in row["attacks"] else None for row in rows]
-            figure.add_trace(go.Scatter(x=x, y=y, name=name, legendgroup=name, showlegend=col == 1, mode="lines+markers"), 1, col)
-        holder = float(np.mean([row["key_holder"]["psnr"] for row in rows]))
-        lines = ((holder, "key holder", "solid"), (floor, "mean face", "dot"), (floor + MEAN_FACE_SLACK_DB, "target", "dash"))
-        for value, text, dash in lines:
-            figure.add_hline(y=value, line_dash=dash, annotation_text=text, row=1, col=col)
-        figure.update_xaxes(title_text="k'/k (k')", row=1, col=col)
-    figure.update_yaxes(title_text="PSNR (dB)", row=1, col=1)
+    """Best attack, key holder and mean face per scheme; the inversion's held-out loss during training."""
+    figure = go.Figure()
+    names = list(result["schemes"])
+    for measure in ("key holder", "best attack"):
+        y = [
+            result["schemes"][n]["key_holder"]["psnr"]
+            if measure == "key holder"
+            else result["schemes"][n]["attacks"][result["schemes"][n]["best_attack"]]["psnr"]
+            for n in names
+        ]
+        figure.add_trace(go.Bar(x=[result["schemes"][n]["title"] for n in names], y=y, name=measure))
+    figure.add_hline(y=result["mean_face"]["psnr"], line_dash="dot", annotation_text="mean face")
+    figure.update_layout(yaxis_title="PSNR (dB)", barmode="group")
     return figure
 
 
@@ -333,35 +680,40 @@ def write(result: dict, out: str | Path) -> None:
     write_results(out, "privacy", result, markdown(result), chart(result))
 
 
-def _ratio(text: str) -> int | str:
-    return "full" if text == "full" else int(text)
-
-
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="assets/model", help="model directory (save_pretrained layout)")
-    parser.add_argument("--data", required=True, help="folder of CelebA aligned crops")
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog="python -m sae.cli.privacy_eval", description=__doc__, formatter_class=formatter)
+    parser.add_argument("--model", default=str(files.BUNDLED[files.DEFAULT_BUNDLED]), help="model directory (save_pretrained layout)")
+    parser.add_argument("--data", required=True, help="the model's dataset folder (CelebA or UTKFace)")
+    parser.add_argument("--identities", default=None, help="CelebA identity labels (celeba10k-identity.txt) for the identity rows")
+    parser.add_argument("--labels", default=None, help="UTKFace folder: gender, race and age labels for the attribute probes")
     parser.add_argument("--out", default=None, help="where to write the results (default: the model directory)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate on the first N test faces only")
-    parser.add_argument("--train-limit", type=int, default=2000, help="training faces the learned attack sees")
-    parser.add_argument("--learned-steps", type=int, default=300, help="training steps of the learned attack (0: skip it)")
-    parser.add_argument("--learned-batch", type=int, default=64)
-    parser.add_argument("--k", type=int, default=32, help="true non-zeros per group")
-    parser.add_argument("--ratios", nargs="+", type=_ratio, default=list(RATIOS), help="k'/k values; 'full' fills every position")
-    parser.add_argument("--value-bits", type=int, choices=(8, 16), default=16)
-    parser.add_argument("--no-regression", action="store_true", help="skip the ridge-regression attack")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--train-limit", type=int, default=None, help="attacker's training faces (default: the whole split)")
+    parser.add_argument("--no-sweep", action="store_true", help="skip the sweep of the paper's scheme")
+    parser.add_argument("--scorer-steps", type=int, default=Budget.scorer_steps)
+    parser.add_argument("--inversion-steps", type=int, default=Budget.inversion_steps)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache-dir", default=".cache")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     model = SparseAutoencoder.from_pretrained(args.model, strict=True)
+    budget = Budget(scorer_steps=args.scorer_steps, inversion_steps=args.inversion_steps)
     result = run(
-        model, args.data, limit=args.limit, train_limit=args.train_limit, k=args.k, ratios=args.ratios,
-        value_bits=args.value_bits, regression=not args.no_regression, learned_steps=args.learned_steps,
-        learned_batch=args.learned_batch, seed=args.seed, cache_dir=args.cache_dir, log=lambda message: print(message, flush=True),
-    )  # fmt: skip
+        model,
+        args.data,
+        identities=args.identities,
+        labels=args.labels,
+        sweep=not args.no_sweep,
+        limit=args.limit,
+        train_limit=args.train_limit,
+        budget=budget,
+        seed=args.seed,
+        cache_dir=args.cache_dir,
+        log=lambda message: print(message, flush=True),
+    )
     write(result, args.out or args.model)
     print(markdown(result))
     print(f"evaluated in {result['seconds']:.0f} s")

@@ -1,12 +1,13 @@
 """Share a face as a public code plus a key; decode it back with the key, at the fidelity the key grants.
 
     python -m sae.cli.share encode PHOTO --out DIR [--model DIR] [--k K] [--k-prime K2] [--passphrase P]
-                                     [--no-permute] [--value-bits 8|16]
+                                     [--scheme keyed|paper] [--no-permute] [--value-bits 8|16]
     python -m sae.cli.share decode DIR/public --key DIR/key [--fraction F] [--passphrase P] [--out FILE.png]
                                      [--scale S] [--model DIR]
 
-`encode` writes DIR/public (safe to publish) and DIR/key (give it only to whom may see the face).
-Decoys and the permutation secret come from OS entropy. Every failure a user can cause (wrong key,
+`encode` writes DIR/public (safe to publish) and DIR/key (give it only to whom may see the face), with the keyed
+scheme by default (`--scheme paper` publishes the values in the clear, as the paper did: see `sae.privacy.scheme`).
+Decoys, secrets and the nonce come from OS entropy. Every failure a user can cause (wrong key,
 damaged or truncated files, a file from another format version, a wrong passphrase, a photo that is
 not an image) ends with one `sae: ...` line on stderr and exit status 2. The science lives in
 `sae.privacy.scheme`; this module only reads and writes files.
@@ -15,7 +16,6 @@ not an image) ends with one `sae: ...` line on stderr and exit status 2. The sci
 from __future__ import annotations
 
 import argparse
-import secrets
 import sys
 from pathlib import Path
 
@@ -23,21 +23,11 @@ import torch
 from PIL import Image
 
 from sae.core.faces import PhotoError, face_input, load_photo
+from sae.core.messages import one_line
 from sae.core.model import SparseAutoencoder
-from sae.privacy.scheme import (
-    DEFAULT_K,
-    DEFAULT_PERMUTE,
-    DEFAULT_SIGNS,
-    DEFAULT_VALUE_BITS,
-    CodeFormatError,
-    Key,
-    KeyMismatchError,
-    PassphraseError,
-    PublicCode,
-    ambiguate,
-    default_k_prime,
-    reveal,
-)
+from sae.privacy.formats import CodeFormatError, Key, KeyMismatchError, PassphraseError, PublicCode
+from sae.privacy.scheme import DEFAULT_K, DEFAULT_SCHEME, SCHEMES, k_prime_for
+from sae.privacy.share import decode_share, share_codes
 from sae.zoo.hub import ModelLoadError, load_model
 
 EXIT_USER_ERROR = 2
@@ -49,32 +39,18 @@ class ShareError(ValueError):
     """A request that cannot be served; the message is one line for the user."""
 
 
-def os_generator() -> torch.Generator:
-    """A generator seeded from OS entropy: real shares must not be reproducible by anyone else."""
-    return torch.Generator().manual_seed(secrets.randbits(63))
-
-
-def encode_photo(
-    model: SparseAutoencoder,
-    photo: str | Path,
-    *,
-    k: int | None = None,
-    k_prime: int | None = None,
-    permute: bool = DEFAULT_PERMUTE,
-    value_bits: int = DEFAULT_VALUE_BITS,
-    signs: str = DEFAULT_SIGNS,
-) -> tuple[PublicCode, Key]:
-    """Photo -> (public code, key) with the app's defaults unless told otherwise."""
+def encode_photo(model: SparseAutoencoder, photo: str | Path, *, k: int | None = None, k_prime: int | None = None,
+                 scheme: str = DEFAULT_SCHEME, **overrides) -> tuple[PublicCode, Key]:  # fmt: skip
+    """Photo -> (public code, key): a real share with the scheme's settings (`overrides`: permute, value_bits, signs)."""
     k = min(DEFAULT_K, model.k_max) if k is None else k
     if not 1 <= k <= model.k_max:
         raise ShareError(f"--k must be in [1, {model.k_max}] for this model, got {k}")
-    k_prime = default_k_prime(k, model.code_dim) if k_prime is None else k_prime
+    k_prime = k_prime_for(k, model.code_dim) if k_prime is None else k_prime
     if not k <= k_prime <= model.code_dim:
         raise ShareError(f"--k-prime must be in [k={k}, {model.code_dim}], got {k_prime}")
-    with torch.no_grad():
-        sparse = model.sparsify(model.encode(face_input(load_photo(photo))), k)
-    secret = secrets.token_bytes(32) if permute else None
-    return ambiguate(sparse, k_prime, os_generator(), value_bits=value_bits, permute=permute, secret=secret, signs=signs)
+    with torch.inference_mode():
+        codes = model.encode(face_input(load_photo(photo), size=model.image_size))
+    return share_codes(model, codes, k, k_prime, scheme, **overrides)
 
 
 def read_share(public_path: str | Path, key_path: str | Path, passphrase: str | None) -> tuple[PublicCode, Key]:
@@ -82,17 +58,6 @@ def read_share(public_path: str | Path, key_path: str | Path, passphrase: str | 
     public = PublicCode.from_bytes(Path(public_path).read_bytes())
     key = Key.from_bytes(Path(key_path).read_bytes(), passphrase)
     return public, key
-
-
-def decode_share(model: SparseAutoencoder, public: PublicCode, key: Key, fraction: float = 1.0) -> torch.Tensor:
-    """The key holder's reconstruction (B, 3, H, W), after checking the code fits this model."""
-    if (public.num_groups, public.code_dim) != (model.num_groups, model.code_dim):
-        raise ShareError(
-            f"the public code has {public.num_groups} groups of {public.code_dim}; "
-            f"the model expects {model.num_groups} of {model.code_dim} (another model made it)"
-        )
-    with torch.no_grad():
-        return model.decode(reveal(public, key, fraction))
 
 
 def save_png(image: torch.Tensor, path: str | Path, scale: int = 1) -> None:
@@ -111,15 +76,20 @@ def _model(source: str | None) -> SparseAutoencoder:
 
 def command_encode(args: argparse.Namespace) -> None:
     model = _model(args.model)
-    options = dict(permute=not args.no_permute, value_bits=args.value_bits, signs=args.signs)
-    public, key = encode_photo(model, args.photo, k=args.k, k_prime=args.k_prime, **options)
+    overrides = {
+        name: value
+        for name, value in (("permute", False if args.no_permute else None), ("value_bits", args.value_bits), ("signs", args.signs))
+        if value is not None
+    }
+    public, key = encode_photo(model, args.photo, k=args.k, k_prime=args.k_prime, scheme=args.scheme, **overrides)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     public_bytes, key_bytes = public.to_bytes(), key.to_bytes(args.passphrase)
     (out / PUBLIC_NAME).write_bytes(public_bytes)
     (out / KEY_NAME).write_bytes(key_bytes)
     protected = ", passphrase-protected" if args.passphrase is not None else ""
-    print(f"{out / PUBLIC_NAME}: {len(public_bytes)} bytes (k'={public.k_prime} per group, {public.value_bits}-bit values)")
+    kind = "keyed" if public.keyed else "values in the clear"
+    print(f"{out / PUBLIC_NAME}: {len(public_bytes)} bytes ({kind}, k'={public.k_prime} per group, {public.value_bits}-bit values)")
     print(f"{out / KEY_NAME}: {len(key_bytes)} bytes (k={key.k} per group{', secret permutation' if public.permuted else ''}{protected})")
 
 
@@ -152,10 +122,9 @@ def parser() -> argparse.ArgumentParser:
     encode.add_argument("--k-prime", type=int, default=None, help="public non-zeros per group (default: see sae.privacy.scheme)")
     encode.add_argument("--passphrase", default=None, help="protect the key file (scrypt + AES-GCM)")
     encode.add_argument("--no-permute", action="store_true", help="publish positions in the model's own coordinates (weaker)")
-    encode.add_argument("--value-bits", type=int, choices=(8, 16), default=DEFAULT_VALUE_BITS)
-    encode.add_argument(
-        "--signs", choices=("balanced", "anchor"), default=DEFAULT_SIGNS, help="how decoys get their signs (sae.privacy.scheme)"
-    )
+    encode.add_argument("--scheme", choices=sorted(SCHEMES), default=DEFAULT_SCHEME, help="keyed (default) or paper (values in the clear)")
+    encode.add_argument("--value-bits", type=int, choices=(8, 16), default=None, help="stored value width (default 8)")
+    encode.add_argument("--signs", choices=("balanced", "anchor"), default=None, help="how the paper scheme's decoys get their signs")
     encode.set_defaults(handler=command_encode)
     decode = commands.add_parser("decode", help="public + key -> reconstruction PNG")
     decode.add_argument("public", help="the public code file")
@@ -169,22 +138,13 @@ def parser() -> argparse.ArgumentParser:
     return main_parser
 
 
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    if isinstance(error, FileNotFoundError) and error.filename:
-        return f"no such file: {error.filename}"
-    if isinstance(error, OSError) and error.filename:
-        return f"{error.filename}: {error.strerror or error.__class__.__name__}"
-    return text[0] if text else error.__class__.__name__
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run a command; a user error is one `sae: ...` line on stderr and exit status 2, never a traceback."""
     args = parser().parse_args(argv)
     try:
         args.handler(args)
     except _USER_ERRORS as error:
-        print(f"sae: {_one_line(error)}", file=sys.stderr)
+        print(f"sae: {one_line(error)}", file=sys.stderr)
         return EXIT_USER_ERROR
     return 0
 

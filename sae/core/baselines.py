@@ -21,25 +21,38 @@ class PCA:
     components: torch.Tensor
 
     @classmethod
-    def fit(cls, images: torch.Tensor, num_components: int | None = None) -> PCA:
-        """Fit on (N, 3, H, W) images through the N x N Gram matrix (N < D, so this is the cheap side)."""
-        x = images.flatten(1).double()
-        mean = x.mean(0)
-        centred = x - mean
-        eigenvalues, eigenvectors = torch.linalg.eigh(centred @ centred.T)
+    def fit(cls, images: torch.Tensor, num_components: int | None = None, chunk: int = 4096) -> PCA:
+        """Fit on (N, 3, H, W) images through the N x N Gram matrix (N < D, so this is the cheap side).
+
+        The data stay float32 and the Gram matrix is summed in float64 over chunks of pixels, so 20,946 faces of
+        128x128 fit in memory; the components are built chunk by chunk the same way.
+        """
+        x = images.flatten(1).float()
+        mean = x.double().mean(0)
+        gram = torch.zeros(len(x), len(x), dtype=torch.float64)
+        for start in range(0, x.shape[1], chunk):
+            block = x[:, start : start + chunk].double() - mean[start : start + chunk]
+            gram += block @ block.T
+        eigenvalues, eigenvectors = torch.linalg.eigh(gram)
+        del gram
         order = eigenvalues.flip(0)
         keep = int((order > order[0] * 1e-12).sum()) if num_components is None else num_components
-        values, vectors = order[:keep], eigenvectors.flip(1)[:, :keep]
-        components = (centred.T @ vectors / values.sqrt()).T
-        return cls(mean.float(), components.float().contiguous())
+        values, vectors = order[:keep], eigenvectors.flip(1)[:, :keep].contiguous()
+        del eigenvectors
+        components = torch.empty(keep, x.shape[1])
+        for start in range(0, x.shape[1], chunk):
+            block = x[:, start : start + chunk].double() - mean[start : start + chunk]
+            components[:, start : start + chunk] = (block.T @ vectors / values.sqrt()).T.float()
+        return cls(mean.float(), components)
 
     def transform(self, images: torch.Tensor) -> torch.Tensor:
-        """Images -> coefficients (B, n)."""
-        return (images.flatten(1) - self.mean) @ self.components.T
+        """Images -> coefficients (B, n), a few hundred images at a time."""
+        return torch.cat([(chunk.flatten(1) - self.mean) @ self.components.T for chunk in images.split(256)])
 
     def inverse(self, coefficients: torch.Tensor, shape: torch.Size) -> torch.Tensor:
         n = coefficients.shape[1]
-        return (coefficients @ self.components[:n] + self.mean).reshape(shape).clamp(0, 1)
+        images = torch.cat([chunk @ self.components[:n] + self.mean for chunk in coefficients.split(256)])
+        return images.reshape(shape).clamp(0, 1)
 
     def first_n(self, images: torch.Tensor, n: int) -> torch.Tensor:
         """Reconstruction from the n leading components (a linear code of n numbers)."""

@@ -17,9 +17,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
-from torchvision.transforms import v2
 
 IMAGE_SIZE = 64  # the default model's input side
 CELEBA_CROP_BOX = (0, 10, 89, 99)  # the square around the face in an 89x109 CelebA aligned crop
@@ -40,12 +41,14 @@ UTK_GENDERS = ("male", "female")
 
 
 def preprocess(image: Image.Image, crop_box: tuple[int, int, int, int] | None = None, size: int = IMAGE_SIZE) -> torch.Tensor:
-    """Crop (optional) and resize a PIL image to a (3, size, size) uint8 model input (bicubic, antialiased)."""
+    """Crop (optional) and resize a PIL image to a (3, size, size) uint8 model input (bicubic, antialiased).
+
+    PyTorch resizes uint8 images itself (the same kernel torchvision's resize dispatches to, bit for bit)."""
     image = image.convert("RGB")
     if crop_box is not None:
         image = image.crop(crop_box)
-    resized = v2.functional.resize(v2.functional.pil_to_tensor(image), [size, size], v2.InterpolationMode.BICUBIC, antialias=True)
-    return resized
+    pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1)
+    return F.interpolate(pixels[None], size=(size, size), mode="bicubic", antialias=True, align_corners=False)[0]
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Arbitrary photos -> the model's 64x64 input: orientation, colour mode, size limits, square crop.
+"""Arbitrary photos -> the model's input: orientation, colour mode, size limits, square crop.
 
 Uploads in a classroom are anything: EXIF-rotated phone photos, RGBA, grayscale, CMYK, 16-bit
 PNGs, huge images. Everything funnels through `load_photo` and `face_input` so training,
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from sae.core.data import preprocess, to_float
+from sae.core.data import IMAGE_SIZE, preprocess, to_float
 
 MAX_PIXELS = 40_000_000  # beyond this an upload is refused before decoding (decompression bombs)
 MIN_SIDE = 16
@@ -89,20 +89,27 @@ def centre_square(size: tuple[int, int]) -> tuple[int, int, int, int]:
     return (left, top, left + side, top + side)
 
 
-def face_input(photo: Image.Image, box: tuple[int, int, int, int] | None = None) -> torch.Tensor:
-    """A photo (and the crop box around its face, default centre square) -> (1, 3, 64, 64) floats in [0, 1]."""
-    return to_float(preprocess(photo, box or centre_square(photo.size)))[None]
+def face_input(photo: Image.Image, box: tuple[int, int, int, int] | None = None, size: int = IMAGE_SIZE) -> torch.Tensor:
+    """A photo (and the crop box around its face, default centre square) -> (1, 3, size, size) floats in [0, 1]."""
+    return to_float(preprocess(photo, box or centre_square(photo.size), size))[None]
 
 
 # ---------------------------------------------------------------------------------------------------
 # Face detection and the CelebA-style crop
 # ---------------------------------------------------------------------------------------------------
 
-# Measured, not guessed: OpenCV's frontal-face Haar cascade on CelebA aligned crops 000001-000400 (378 detections,
-# upscaled 2x) finds a box whose side is 1/1.68 of the CelebA square (0, 10, 89, 99) and whose centre lies 0.14
-# box sides below the square's centre (medians). Applying the inverse maps any detection to a CelebA-like crop.
-FACE_SCALE = 1.68
-FACE_SHIFT = -0.14  # crop centre relative to the detection's centre, in detection sides (negative: upwards)
+
+@dataclass(frozen=True)
+class CropStyle:
+    """How a dataset frames a face, relative to OpenCV's Haar detection box: the crop's side in detection sides, and
+    its centre's offset from the detection's centre in detection sides (negative: upwards). Measured as medians of
+    the detector run on the dataset's own training crops (upscaled 2x); docs/faces.md gives the runs."""
+
+    scale: float
+    shift: float
+
+
+CROP_STYLES = {"celeba": CropStyle(1.68, -0.14), "utkface": CropStyle(1.19, 0.06)}
 DETECT_SIDE = 640  # detection runs on a copy scaled to at most this many pixels a side (speed)
 MIN_FACE = 0.08  # smallest face considered, as a fraction of the image's shorter side
 
@@ -159,22 +166,25 @@ def detect_faces(photo: Image.Image) -> list[tuple[int, int, int, int]]:
     return sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)
 
 
-def celeba_box(detection: tuple[int, int, int, int], size: tuple[int, int]) -> tuple[int, int, int, int]:
-    """A detection -> the square that frames the face as CelebA's aligned crops do, moved inside the photo."""
+def face_box(detection: tuple[int, int, int, int], size: tuple[int, int], style: str = "celeba") -> tuple[int, int, int, int]:
+    """A detection -> the square that frames the face as the dataset's crops do (`CROP_STYLES`), moved inside the photo."""
     x, y, w, h = detection
-    side = min(round(FACE_SCALE * max(w, h)), *size)
-    centre_x, centre_y = x + w / 2, y + h / 2 + FACE_SHIFT * max(w, h)
+    crop = CROP_STYLES[style]
+    side = min(round(crop.scale * max(w, h)), *size)
+    centre_x, centre_y = x + w / 2, y + h / 2 + crop.shift * max(w, h)
     left = min(max(0, round(centre_x - side / 2)), size[0] - side)
     top = min(max(0, round(centre_y - side / 2)), size[1] - side)
     return (left, top, left + side, top + side)
 
 
-def locate_face(photo: Image.Image, whole_image: bool = False) -> FaceCrop:
-    """Where to crop: around the largest face, or the centre square (asked for, or when no face is found)."""
+def locate_face(photo: Image.Image, whole_image: bool = False, style: str = "celeba", faces: list | None = None) -> FaceCrop:
+    """Where to crop: around the largest face, framed like `style`'s dataset, or the centre square (asked for, or when no
+    face is found). `faces` passes detections already made, so several styles need one detection."""
     if whole_image:
         return FaceCrop(centre_square(photo.size), False, "Using the whole image (centre square), no face detection.")
-    faces = detect_faces(photo)
+    faces = detect_faces(photo) if faces is None else faces
     if not faces:
         return FaceCrop(centre_square(photo.size), False, "No face found: using the centre of the image instead.")
     others = f" ({len(faces) - 1} other face{'s' if len(faces) > 2 else ''} ignored)" if len(faces) > 1 else ""
-    return FaceCrop(celeba_box(faces[0], photo.size), True, f"Face found: cropped like a CelebA photo{others}.")
+    name = {"celeba": "a CelebA", "utkface": "a UTKFace"}.get(style, f"a {style}")
+    return FaceCrop(face_box(faces[0], photo.size, style), True, f"Face found: cropped like {name} photo{others}.")

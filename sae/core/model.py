@@ -38,17 +38,6 @@ def topk_by_magnitude(codes: torch.Tensor, k: int) -> torch.Tensor:
     return torch.zeros_like(codes).scatter(-1, order, codes.gather(-1, order))
 
 
-class TopK(nn.Module):
-    """Top-k activation by magnitude; the gradient reaches the kept entries only."""
-
-    def __init__(self, k: int):
-        super().__init__()
-        self.k = k
-
-    def forward(self, codes: torch.Tensor) -> torch.Tensor:
-        return topk_by_magnitude(codes, self.k)
-
-
 class ResidualBlock(nn.Module):
     """conv-act-conv with an identity skip; the last conv starts at zero so the block starts as identity."""
 

@@ -18,10 +18,8 @@ never want to unpickle.
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
-import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -34,16 +32,15 @@ from huggingface_hub import HfApi, constants, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
 from safetensors import SafetensorError
 
+from sae.core.messages import one_line
 from sae.core.model import SparseAutoencoder
-from sae.zoo.shipped import FILENAME as LEARNED_ATTACK_FILE
-from sae.zoo.shipped import REGRESSION_FILENAME as REGRESSION_ATTACK_FILE
+from sae.zoo import files
 
-BUNDLED_MODEL = Path(__file__).resolve().parents[2] / "assets" / "model"
+BUNDLED_MODEL = (
+    files.BUNDLED[files.DEFAULT_BUNDLED] if (files.BUNDLED[files.DEFAULT_BUNDLED] / files.WEIGHTS).is_file() else files.BUNDLED["celeba64"]
+)
 HUB_TIMEOUT = 2.5  # seconds before an unreachable Hub gives way to the bundled model (which loads in < 0.5 s)
 HUB_DOWNLOAD_DEADLINE = 30.0  # seconds for the files once the Hub answered: 23 MB (weights + attacks) at 0.8 MB/s, not a stalled transfer
-MODEL_FILES = ("config.json", "model.safetensors")
-OPTIONAL_FILES = ("README.md", LEARNED_ATTACK_FILE, REGRESSION_ATTACK_FILE)  # the model card (About panel) and the bundled attacks
-PUBLISHED_FILES = [*MODEL_FILES, "README.md", "evaluation.json", "evaluation.html", LEARNED_ATTACK_FILE, REGRESSION_ATTACK_FILE]
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _HUB_ERRORS = (HfHubHTTPError, httpx2.HTTPError, OSError, EntryNotFoundError, ValueError, FutureTimeout)
 
@@ -82,20 +79,15 @@ def parse_source(source: str | Path | None) -> Path | HubSource | None:
     return Path(text)
 
 
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else error.__class__.__name__
-
-
 def _from_directory(path: Path) -> SparseAutoencoder:
     if not path.is_dir():
         raise ModelLoadError(f"model source {str(path)!r} is not a directory")
-    if not all((path / name).is_file() for name in MODEL_FILES):
+    if not all((path / name).is_file() for name in files.REQUIRED):
         raise ModelLoadError(f"{path} does not hold config.json and model.safetensors")
     try:
         return SparseAutoencoder.from_pretrained(path, strict=True).eval()
     except (OSError, RuntimeError, ValueError, TypeError, KeyError, SafetensorError) as error:
-        raise ModelLoadError(f"cannot load the model in {path}: {_one_line(error)}") from error
+        raise ModelLoadError(f"cannot load the model in {path}: {one_line(error)}") from error
 
 
 def _offline() -> bool:
@@ -106,7 +98,7 @@ def resolve_commit(source: HubSource, endpoint: str | None = None, timeout: floa
     """The commit a Hub revision points to (one API call, no retries), checking safetensors weights are there."""
     info = HfApi(endpoint=endpoint).model_info(source.repo_id, revision=source.revision, timeout=timeout, files_metadata=False)
     names = {sibling.rfilename for sibling in info.siblings or []}
-    missing = [name for name in MODEL_FILES if name not in names]
+    missing = [name for name in files.REQUIRED if name not in names]
     if missing:
         raise EntryNotFoundError(f"{source} has no {', '.join(missing)} (only safetensors weights are loaded)")
     return info.sha
@@ -141,9 +133,9 @@ def with_deadline(what: str, timeout: float, function: Callable, *args):
 
 def download(source: HubSource, commit: str | None, endpoint: str | None = None, cache_dir: str | Path | None = None) -> Path:
     """Fetch (or find in the cache) config and weights at `commit`; None means offline: cache only."""
-    paths = [_fetch(source, name, commit, endpoint, cache_dir) for name in MODEL_FILES]
+    paths = [_fetch(source, name, commit, endpoint, cache_dir) for name in files.REQUIRED]
     snapshot = Path(paths[0]).parent
-    for name in OPTIONAL_FILES:
+    for name in files.OPTIONAL:
         _fetch_optional(source, name, commit, endpoint, cache_dir)
     return snapshot
 
@@ -189,7 +181,7 @@ def _from_hub(
 def load_model(
     source: str | Path | None = None,
     *,
-    fallback: Path = BUNDLED_MODEL,
+    fallback: Path | None = BUNDLED_MODEL,
     endpoint: str | None = None,
     cache_dir: str | Path | None = None,
     timeout: float = HUB_TIMEOUT,
@@ -198,10 +190,13 @@ def load_model(
     """Load `source` (Hub 'owner/name[@revision]', a save_pretrained directory, or None for the bundled model).
 
     A Hub source that fails for any network or repository reason falls back to `fallback` with a note saying
-    why; a local directory that fails raises ModelLoadError (the person asked for that exact directory).
+    why (fallback None: raises ModelLoadError with the reason); a local directory that fails raises ModelLoadError
+    (the person asked for that exact directory).
     """
     parsed = parse_source(source)
     if parsed is None:
+        if fallback is None:
+            raise ModelLoadError("no model source given and no fallback")
         return LoadedModel(_from_directory(fallback), f"bundled ({fallback.name})", "the model shipped with the app", fallback)
     if isinstance(parsed, Path):
         return LoadedModel(_from_directory(parsed), str(parsed), "a local directory", parsed)
@@ -209,7 +204,9 @@ def load_model(
         model, note, snapshot = _from_hub(parsed, endpoint, cache_dir, timeout, deadline)
         return LoadedModel(model, f"hub:{parsed}", note, snapshot)
     except (*_HUB_ERRORS, ModelLoadError) as error:
-        reason = _one_line(error)
+        reason = one_line(error)
+        if fallback is None:
+            raise ModelLoadError(f"cannot load {parsed} from the Hub ({reason})") from error
         try:
             model = _from_directory(fallback)
         except ModelLoadError as fallback_error:
@@ -227,25 +224,6 @@ def push(repo_id: str, model_dir: Path = BUNDLED_MODEL, private: bool = False, a
     api = api or HfApi()
     api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
     info = api.upload_folder(
-        repo_id=repo_id, folder_path=str(model_dir), allow_patterns=PUBLISHED_FILES, commit_message="Upload sparse autoencoder"
+        repo_id=repo_id, folder_path=str(model_dir), allow_patterns=files.PUBLISHED, commit_message="Upload sparse autoencoder"
     )
     return info.oid
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m sae.zoo.hub", description="Publish the model to the Hugging Face Hub")
-    commands = parser.add_subparsers(dest="command", required=True)
-    push_parser = commands.add_parser("push", help="upload config, weights and model card")
-    push_parser.add_argument("--repo-id", required=True)
-    push_parser.add_argument("--model", type=Path, default=BUNDLED_MODEL)
-    push_parser.add_argument("--private", action="store_true")
-    args = parser.parse_args(argv)
-    try:
-        commit = push(args.repo_id, args.model, args.private)
-    except ModelLoadError as error:
-        sys.exit(f"sae.zoo.hub: {error}")
-    print(f"pushed {args.repo_id} at commit {commit}; pin it with SAE_MODEL={args.repo_id}@{commit}")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,151 @@
+"""What a visitor waits for, in a real browser: slider step to new numbers, upload to first panels; the app against the
+floor app (`benchmarks.floor_app`) in the same run.
+
+    python -m benchmarks.browser [--steps 30] [--uploads 5] [--models assets/models/utkface128 assets/models/celeba64]
+
+Headless Debian Chromium driven by Playwright. A slider step is one ArrowRight/ArrowLeft on the focused k slider,
+timed until the key holder's caption (the floor: its caption) shows a new text; steps are spaced so that none is
+merged into the previous one. An upload is timed from handing the file to the page until the panels show the new
+model input (the floor: its image). Medians and 90th percentiles, and each as a multiple of the floor's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.serving import FLOOR, OURS, AppProcess, chromium_available, launch_chromium, percentile
+from sae.zoo import files
+
+STEP_GAP_S = 0.25
+TIMEOUT_MS = 60_000
+
+
+def _faces(count: int, folder: Path) -> list[Path]:
+    from benchmarks.load import make_faces
+
+    return make_faces(count, folder, seed=11)
+
+
+def _wait_change(page, selector: str, before: str | None, attribute: str | None = None) -> None:
+    """Block until `selector`'s text (or attribute) exists and differs from `before`."""
+    read = f"el.getAttribute('{attribute}')" if attribute else "el.textContent"
+    page.wait_for_function(
+        f"([s, b]) => {{ const el = document.querySelector(s); return el !== null && {read} !== b; }}",
+        arg=[selector, before],
+        timeout=TIMEOUT_MS,
+    )
+
+
+def _read(page, selector: str, attribute: str | None = None) -> str | None:
+    element = page.query_selector(selector)
+    if element is None:
+        return None
+    return element.get_attribute(attribute) if attribute else element.text_content()
+
+
+def measure(url: str, caption: str, image: str, photos: list[Path], steps: int, browser) -> dict[str, list[float]]:
+    """Seconds of each upload (until `image`'s src changes) and each slider step (until `caption`'s text changes)."""
+    page = browser.new_page(viewport={"width": 1366, "height": 768})
+    try:
+        page.goto(url, wait_until="load", timeout=TIMEOUT_MS)
+        page.wait_for_selector("#k-slider input[type=range]", timeout=TIMEOUT_MS)
+        upload = page.locator("#photo input[type=file]")
+        uploads = []
+        for photo in photos:
+            before = _read(page, image, "src")
+            started = time.perf_counter()
+            upload.set_input_files(str(photo))
+            _wait_change(page, image, before, "src")
+            uploads.append(time.perf_counter() - started)
+            page.wait_for_timeout(300)
+        slider = page.locator("#k-slider input[type=range]")
+        slider.focus()
+        moves = []
+        for step in range(steps):
+            before = _read(page, caption)
+            started = time.perf_counter()
+            page.keyboard.press("ArrowRight" if step % 2 == 0 else "ArrowLeft")
+            _wait_change(page, caption, before)
+            moves.append(time.perf_counter() - started)
+            page.wait_for_timeout(int(STEP_GAP_S * 1000))
+        return {"upload": uploads, "step": moves}
+    finally:
+        page.close()
+
+
+def run(models: list[str], steps: int, uploads: int) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="sae-browser-") as scratch, sync_playwright() as playwright:
+        photos = _faces(uploads * (len(models) + 1), Path(scratch))
+        browser = launch_chromium(playwright)
+        try:
+            with AppProcess(FLOOR) as floor:
+                results["floor"] = measure(floor.url, "#floor-caption", "#floor-image img", photos[:uploads], steps, browser)
+            for index, model in enumerate(models, start=1):
+                with AppProcess(OURS, ["--model", model]) as ours:
+                    chosen = photos[index * uploads : (index + 1) * uploads]
+                    results[model] = measure(ours.url, "#caption-1", "#panel-0 img", chosen, steps, browser)
+        finally:
+            browser.close()
+    return results
+
+
+def summary(results: dict) -> dict:
+    floor = results["floor"]
+    rows = {}
+    for name, times in results.items():
+        row = {}
+        for what in ("step", "upload"):
+            values = [1000 * t for t in times[what]]
+            median, p90 = percentile(values, 50), percentile(values, 90)
+            reference = [1000 * t for t in floor[what]]
+            row[what] = {"median_ms": median, "p90_ms": p90, "floor_median_ms": percentile(reference, 50),
+                         "floor_p90_ms": percentile(reference, 90), "n": len(values)}  # fmt: skip
+            row[what]["median_ratio"] = median / row[what]["floor_median_ms"]
+            row[what]["p90_ratio"] = p90 / row[what]["floor_p90_ms"]
+            row[what]["median_excess_ms"] = median - row[what]["floor_median_ms"]
+        rows[name] = row
+    return rows
+
+
+def markdown(rows: dict) -> str:
+    lines = [
+        "| app | slider step median / p90 (ms) | floor's | ratio median / p90 | upload to panels median (ms) | floor's | beyond it |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, row in rows.items():
+        step, upload = row["step"], row["upload"]
+        lines.append(
+            f"| {name} | {step['median_ms']:.0f} / {step['p90_ms']:.0f} | {step['floor_median_ms']:.0f} / {step['floor_p90_ms']:.0f} | "
+            f"{step['median_ratio']:.2f}x / {step['p90_ratio']:.2f}x | {upload['median_ms']:.0f} | {upload['floor_median_ms']:.0f} | "
+            f"{upload['median_excess_ms']:+.0f} ms |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.browser", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--models", nargs="+", default=[str(path) for path in files.bundled_models().values()])
+    parser.add_argument("--steps", type=int, default=30, help="slider steps per app")
+    parser.add_argument("--uploads", type=int, default=5, help="uploads per app")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args(argv)
+    if not chromium_available():
+        raise SystemExit("benchmarks.browser: Chromium not found (apt-get install chromium)")
+    rows = summary(run(args.models, args.steps, args.uploads))
+    print(markdown(rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""The floor every app benchmark is measured against: the least a Gradio app with torch can do per slider move.
+
+    python -m benchmarks.floor_app --port N
+
+It imports torch and gradio like the app, serves one slider, and answers each move with one 256x256 image (a torch
+tensor made into a numpy array) and a one-line caption; an uploaded photo comes back resized to 256x256 with a caption.
+What the app takes beyond this, in the same run on the same machine, is the app's own cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr
+import torch
+
+
+def picture(k: float) -> tuple:
+    generator = torch.Generator().manual_seed(int(k))
+    image = (torch.rand(256, 256, 3, generator=generator) * 255).byte().numpy()
+    return image, f"PSNR {20 + float(k) / 4:.2f} dB"
+
+
+def shown(path: str | None) -> tuple:
+    if path is None:
+        return None, ""
+    from PIL import Image
+
+    with Image.open(path) as photo:
+        return photo.convert("RGB").resize((256, 256)), f"uploaded {photo.width}x{photo.height}"
+
+
+def build() -> gr.Blocks:
+    with gr.Blocks(analytics_enabled=False) as demo:
+        photo = gr.Image(type="filepath", label="Photo", elem_id="photo")
+        k = gr.Slider(1, 64, value=32, step=1, label="k", elem_id="k-slider")
+        image = gr.Image(format="png", interactive=False, elem_id="floor-image")
+        caption = gr.Markdown(elem_id="floor-caption")
+        k.input(picture, k, [image, caption], trigger_mode="always_last", api_name="update")
+        k.release(picture, k, [image, caption], trigger_mode="always_last", api_name="release")
+        photo.change(shown, photo, [image, caption], api_name="upload")
+        demo.load(picture, k, [image, caption])
+    return demo
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=7861)
+    args = parser.parse_args(argv)
+    build().queue().launch(server_name="127.0.0.1", server_port=args.port, quiet=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""Run an app (ours or the floor) in a child process on loopback, the way a visitor's browser meets it, and read the
+child's own CPU time and memory from /proc: what the benchmarks and the browser test share."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PHOTO = REPO / "assets" / "examples" / "astronaut.png"
+OURS = [sys.executable, "app.py"]
+FLOOR = [sys.executable, "-m", "benchmarks.floor_app"]
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class AppProcess:
+    """`command --port N` in a child process (offline, its own Gradio folder), from start until stopped."""
+
+    def __init__(self, command: list[str], extra_args: list[str] | None = None, env: dict | None = None, timeout: float = 180.0):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        environment = os.environ | {"HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"} | (env or {})
+        self.started = time.perf_counter()
+        self.process = subprocess.Popen(
+            [*command, "--port", str(self.port), *(extra_args or [])],
+            cwd=REPO,
+            env=environment,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.start_seconds = self._wait(timeout)
+
+    def _wait(self, timeout: float) -> float:
+        while time.perf_counter() - self.started < timeout:
+            try:
+                with urllib.request.urlopen(self.url, timeout=1) as response:
+                    if response.status == 200:
+                        return time.perf_counter() - self.started
+            except OSError:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"{self.url} exited before serving: {self.process.stderr.read()[-2000:]}") from None
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"{self.url} did not serve within {timeout:g} s")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the child so far (all its threads), from /proc/PID/stat."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def __enter__(self) -> AppProcess:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def chromium_available() -> bool:
+    import shutil
+
+    return Path(CHROMIUM).exists() or shutil.which("chromium") is not None
+
+
+def launch_chromium(playwright):
+    """Debian's Chromium driven by Playwright (`playwright install` cannot download a browser here)."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]

@@ -1,0 +1,312 @@
+"""The app's event handlers over the served models: call the library, render what changed, never leave a stale view.
+
+Each handler takes the session's face reference, the selected model and the controls' values (`CONTROLS` order) and
+returns rendered HTML and text. A failure a visitor can cause (an unreadable upload, an evicted photo, a wrong key) is
+never raised at the page: the view is reset and one plain sentence says what happened.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+
+from sae.app import render
+from sae.app.face_cache import FACE_CACHE_SIZE, GONE, FaceRef, FaceStore, View
+from sae.app.models import ServedModel
+from sae.app.outbox import OUTBOX_MAX_AGE, Outbox
+from sae.app.pipeline import QualityCurve, privacy_view, quality_curve
+from sae.app.settings import CONTROLS, SettingsError, ShareSettings
+from sae.app.uploads import Uploads
+from sae.core.faces import PhotoError
+from sae.core.rate import code_bytes
+from sae.privacy import catalogue
+from sae.privacy.formats import CodeFormatError, Key, KeyMismatchError, PassphraseError, PublicCode, key_nbytes, public_nbytes
+from sae.privacy.keystream import SECRET_BYTES
+from sae.privacy.share import decode_share, share_codes
+from sae.zoo.files import ASSETS
+
+EXAMPLES = ASSETS / "examples"
+MAX_CODE_FILE = 8_000_000  # bytes; public codes and keys of one face are a few kB
+START = "Upload a photo, use the webcam, or pick an example."
+
+
+@dataclass(frozen=True)
+class ExploreView:
+    """What the Explore tab shows: the face note, the panels, the chart, the linkage and budget lines."""
+
+    note: str
+    panels: str
+    chart: str
+    linkage: str
+    budget: str
+
+    def as_tuple(self) -> tuple[str, str, str, str, str]:
+        return (self.note, self.panels, self.chart, self.linkage, self.budget)
+
+
+def failure(message: str) -> str:
+    """A plain message for the face note, marked as a failure."""
+    return f'<span class="failure">{html.escape(message)}</span>'
+
+
+def budget_text(served: ServedModel, settings: ShareSettings) -> str:
+    """k, the non-zeros, the code's size, and the shared files' sizes at these settings."""
+    model = served.model
+    k, k_prime = settings.k, settings.k_prime(model.code_dim)
+    keyed, groups = settings.keyed, model.num_groups
+    public = public_nbytes(1, groups, model.code_dim, k_prime, 8, keyed)
+    key = key_nbytes(1, groups, k, k_prime, settings.permute, keyed=keyed)
+    return (
+        f"k = {k} per group × {groups} groups = **{k * groups} non-zeros** (about {code_bytes(groups, model.code_dim, k, 8)} bytes); "
+        f"shared with k' = {k_prime} per group: public code {public} bytes, key {key} bytes."
+    )
+
+
+def linkage_text(found: int, elsewhere: int, total: int, keyed: bool) -> str:
+    """The line under the panels: what an attacker holding the photo finds in the public code."""
+    if keyed:
+        verdict = "as many as in another image's code: the public code does not point to this photo."
+    else:
+        verdict = "far more than in another image's code: the public code points to this photo."
+    return (
+        f"**Linkage**: an attacker who has this photo finds **{found} of its {total} values** in the public code "
+        f"(in the code of the same photo mirrored, another image: {elsewhere}); {verdict}"
+    )
+
+
+def curve_table(curve: QualityCurve) -> list[list[float]]:
+    return [[int(k), round(float(p), 2), round(float(s), 4)] for k, p, s in zip(curve.ks, curve.psnr, curve.ssim, strict=True)]
+
+
+class Handlers:
+    """The app's event handlers, bound to the served models (testable without a browser)."""
+
+    def __init__(
+        self, models: list[ServedModel], outbox: Path | None = None, *, uploads: Uploads | None = None, cache_size: int = FACE_CACHE_SIZE
+    ):
+        if not models:
+            raise ValueError("the app needs at least one model")
+        self.models = {served.name: served for served in models}
+        self.default = models[0].name
+        self.outbox = Outbox(outbox, OUTBOX_MAX_AGE)
+        self.uploads = uploads or Uploads(keep=sorted(EXAMPLES.glob("*.png")))
+        self.faces = FaceStore(models, self.uploads, cache_size)
+        self._curves: dict[tuple[str, bool, str], QualityCurve] = {}
+
+    # -- helpers -------------------------------------------------------------------------------------------------
+
+    def served(self, name: str | None) -> ServedModel:
+        if name not in self.models:
+            raise SettingsError(f"unknown model {name!r}")
+        return self.models[name]
+
+    def _settings(self, served: ServedModel, values) -> ShareSettings:
+        settings = ShareSettings.from_widgets(*values)
+        if not 1 <= settings.k <= served.model.k_max:
+            return replace(settings, k=min(max(settings.k, 1), served.model.k_max))
+        return settings
+
+    def _curve(self, ref: FaceRef, served: ServedModel, view: View) -> QualityCurve:
+        key = (ref.key, ref.whole, served.name)
+        curve = self._curves.get(key)
+        if curve is None:
+            curve = quality_curve(served.model, view.face)
+            if len(self._curves) >= self.faces.capacity:  # bounded like the face cache
+                self._curves.pop(next(iter(self._curves)))
+            self._curves[key] = curve
+        return curve
+
+    def explore(self, ref: FaceRef | None, served: ServedModel, settings: ShareSettings) -> ExploreView:
+        """The whole Explore view for a face (or the empty view without one)."""
+        budget = budget_text(served, settings)
+        if ref is None:
+            return ExploreView(START, render.empty_panels("The panels appear here once a face is loaded."), "", "", budget)
+        view = self.faces.view(ref, served)
+        shown = privacy_view(served, view.face, settings)
+        hidden = None
+        if shown.hidden:
+            hidden = (catalogue.ATTACKS[settings.extra_attack].title, shown.hidden)
+        panels = render.panels_html(view.face.image, shown.panels, served.model.image_size, hidden)
+        curve = self._curve(ref, served, view)
+        holder = shown.panels[0].psnr
+        levels = {p.title: p.psnr for p in shown.panels[1:]}
+        chart = render.chart_html(curve, settings.k, served.model.k_max, levels, holder)
+        total = settings.k * served.model.num_groups
+        linkage = linkage_text(shown.found, shown.found_elsewhere, total, settings.keyed)
+        return ExploreView(view.message, panels, chart, linkage, budget)
+
+    def _reset(self, served: ServedModel | None, settings: ShareSettings | None, message: str) -> tuple:
+        """The view with no face, and one plain message: what every failed upload or lookup shows."""
+        budget = "" if served is None or settings is None else budget_text(served, settings)
+        return (None, failure(message), render.empty_panels(message), "", "", budget, [])
+
+    # -- events --------------------------------------------------------------------------------------------------
+
+    def prepare(self, photo, whole: bool, model_name: str, *controls) -> tuple:
+        """An upload (or a cleared photo) -> the session's face reference and the whole Explore view."""
+        try:
+            served = self.served(model_name)
+            settings = self._settings(served, controls)
+        except SettingsError as error:
+            return self._reset(None, None, str(error))
+        if photo is None:
+            return (None, *self.explore(None, served, settings).as_tuple(), [])
+        try:
+            ref = FaceRef(self.faces.add(photo), bool(whole))
+            return self._face(ref, served, settings)
+        except PhotoError as error:
+            return self._reset(served, settings, str(error))
+
+    def select(self, ref: FaceRef | None, whole: bool, model_name: str, *controls) -> tuple:
+        """The whole-image toggle: the other cached crop of the same upload (the file itself is gone)."""
+        return (
+            self.prepare(None, whole, model_name, *controls)
+            if ref is None
+            else self._refresh(FaceRef(ref.key, bool(whole)), model_name, controls)
+        )
+
+    def switch(self, ref: FaceRef | None, model_name: str, *controls) -> tuple:
+        """Another model: same photo and settings (k capped at its k_max), encoded once by it."""
+        try:
+            served = self.served(model_name)
+            capped = min(ShareSettings.from_widgets(*controls).k, served.model.k_max)
+        except SettingsError as error:
+            return (gr.update(), *self._reset(None, None, str(error)))
+        k = gr.update(maximum=served.model.k_max, value=capped)
+        return (k, *self._refresh(ref, model_name, (capped, *controls[1:])))
+
+    def _refresh(self, ref: FaceRef | None, model_name: str, controls) -> tuple:
+        served = None
+        try:
+            served = self.served(model_name)
+            settings = self._settings(served, controls)
+            if ref is None:
+                return (None, *self.explore(None, served, settings).as_tuple(), [])
+            return self._face(ref, served, settings)
+        except (PhotoError, SettingsError) as error:
+            return self._reset(served, None, str(error))
+
+    def _face(self, ref: FaceRef, served: ServedModel, settings: ShareSettings) -> tuple:
+        shown = self.explore(ref, served, settings)
+        table = curve_table(self._curve(ref, served, self.faces.view(ref, served)))
+        return (ref, *shown.as_tuple(), table)
+
+    def update(self, ref: FaceRef | None, model_name: str, *controls) -> tuple:
+        """A control change: panels, chart, linkage and budget (the face note and table stay as they are)."""
+        try:
+            served = self.served(model_name)
+            return self.explore(ref, served, self._settings(served, controls)).as_tuple()[1:]
+        except (PhotoError, SettingsError) as error:
+            return (render.empty_panels(str(error)), "", "", "")
+
+    def comparison(self, ref: FaceRef | None, model_name: str, *controls) -> str | None:
+        """The side-by-side panels with their captions and the settings as one PNG (a file for the browser to save)."""
+        if ref is None:
+            raise gr.Error("Load a face first.")
+        try:
+            served = self.served(model_name)
+            settings = self._settings(served, controls)
+            view = self.faces.view(ref, served)
+        except (PhotoError, SettingsError) as error:
+            raise gr.Error(str(error)) from None
+        shown = privacy_view(served, view.face, settings)
+        heading = f"{served.name}: {describe(settings, served)}"
+        data = render.comparison_png(view.face.image, shown.panels, heading)
+        (path,) = self.outbox.write({f"comparison-k{settings.k}-{shown.public.short_id()}.png": data})
+        return str(path)
+
+    def share_preview(self, ref: FaceRef | None, model_name: str, *controls) -> tuple[np.ndarray | None, str]:
+        """The Share tab's view of what it will share: the face and the settings in words."""
+        if ref is None:
+            return None, "Load a face in the Explore tab first: the share uses that face and its settings."
+        try:
+            served = self.served(model_name)
+            settings = self._settings(served, controls)
+            view = self.faces.view(ref, served)
+        except (PhotoError, SettingsError) as error:
+            return None, failure(str(error))
+        return render.pixels(view.face.image), f"Will share this face with **{served.name}**: {describe(settings, served)}."
+
+    def share(self, ref: FaceRef | None, model_name: str, passphrase: str, *controls) -> tuple[str | None, str | None, str]:
+        """A real share (OS entropy, fresh secrets): the public code and the key as files named after the code."""
+        if ref is None:
+            return None, None, failure("Load a face in the Explore tab first.")
+        try:
+            served = self.served(model_name)
+            settings = self._settings(served, controls)
+            face = self.faces.view(ref, served).face
+        except (PhotoError, SettingsError) as error:
+            return None, None, failure(str(error))
+        model = served.model
+        public, key = share_codes(model, face.codes, settings.k, settings.k_prime(model.code_dim), settings.scheme, **settings.options())
+        if settings.owner_fraction < 1.0:
+            from sae.privacy.scheme import restrict
+
+            key = restrict(public, key, settings.owner_fraction)
+        stem = f"face-{public.short_id()}"
+        public_path, key_path = self.outbox.write({f"{stem}.saep": public.to_bytes(), f"{stem}.saek": key.to_bytes(passphrase or None)})
+        note = (
+            f"Public code `{public_path.name}`: {public_path.stat().st_size} bytes ({'keyed' if public.keyed else 'values in the clear'}, "
+            f"k' = {public.k_prime} per group). Key `{key_path.name}`: {key_path.stat().st_size} bytes, unlocks {key.granted} entries"
+            f"{', passphrase-protected' if passphrase else ''}. Keep the key private; the public code can go anywhere."
+        )
+        return str(public_path), str(key_path), note
+
+    def receive(self, path: str | None, what: str) -> tuple[bytes | None, None, str]:
+        """Decode tab: read an uploaded code or key into the session (the file is deleted) and clear the upload box."""
+        if path is None:
+            return None, None, ""
+        data = self.uploads.take(path)
+        if data is None:
+            return None, None, failure(GONE)
+        if len(data) > MAX_CODE_FILE:
+            return None, None, failure(f"the {what} file is too large to be one of ours")
+        return data, None, f"{what.capitalize()} received: {Path(path).name}, {len(data)} bytes (the uploaded file is already deleted)."
+
+    def decode_received(
+        self, public_data: bytes | None, key_data: bytes | None, model_name: str, passphrase: str = "", fraction: float = 1.0
+    ):
+        """A received public code and key -> the key holder's image; any failure clears the image and says why."""
+        if public_data is None or key_data is None:
+            return None, failure(f"Upload the {'public code' if public_data is None else 'key'} file.")
+        try:
+            served = self.served(model_name)
+            public = PublicCode.from_bytes(public_data)
+            key = Key.from_bytes(key_data, passphrase or None)
+            image = decode_share(served.model, public, key, float(fraction))
+        except CodeFormatError as error:
+            return None, failure(f"Damaged or unknown file: {error}")
+        except KeyMismatchError as error:
+            return None, failure(f"Wrong key: {error}")
+        except PassphraseError as error:
+            return None, failure(f"Passphrase: {error}")
+        except ValueError as error:
+            return None, failure(str(error))
+        unlocked = key.granted if float(fraction) >= 1 else None
+        what = f"{unlocked} entries" if unlocked is not None else f"{float(fraction):.0%} of the key's entries"
+        return render.pixels(
+            image[0]
+        ), f"Decoded with {what} ({public.num_groups} groups, {'keyed' if public.keyed else 'values in the clear'})."
+
+    def decode(self, public_file: str | None, key_file: str | None, model_name: str, passphrase: str = "", fraction: float = 1.0):
+        """A public code and key uploaded as files (the API's /decode) -> the key holder's image; the files are deleted."""
+        public = self.receive(public_file, "public code")
+        key = self.receive(key_file, "key")
+        return self.decode_received(public[0], key[0], model_name, passphrase, fraction)
+
+
+def describe(settings: ShareSettings, served: ServedModel) -> str:
+    """The settings in words: k, scheme, k', permutation, key fraction, attacker's knowledge."""
+    code_dim = served.model.code_dim
+    return (
+        f"k = {settings.k}, {settings.scheme} scheme, k' = {settings.k_prime(code_dim)}, "
+        f"{'permuted' if settings.permute else 'not permuted'}, key fraction {settings.owner_fraction:.0%}, "
+        f"attacker knows {settings.known_fraction:.0%} of the key"
+    )
+
+
+__all__ = ["CONTROLS", "Handlers", "SECRET_BYTES", "describe"]

@@ -1,0 +1,174 @@
+"""What the browser is sent: small HTML for the panels (inline 1x PNGs the page scales up crisply), an SVG chart, and
+the comparison image a teacher downloads.
+
+Sending HTML strings keeps a slider move cheap on both ends: no image files written to Gradio's cache and fetched
+back, no plotting library in the browser. Colours come from the page's theme (CSS variables), so light and dark mode
+both read.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from sae.app.pipeline import Panel, QualityCurve
+
+PALETTE = ("#D55E00", "#009E73", "#CC79A7", "#56B4E9", "#F0E442")  # Okabe-Ito: readable for colour-blind viewers
+PSNR_COLOUR, SSIM_COLOUR = "#0072B2", "#E69F00"
+EXPLAIN = "PSNR: how close to the model input in dB (30 hard to tell apart, below 12 noise). SSIM: 1 identical, 0 unrelated."
+
+
+def number(value: float, digits: int) -> str:
+    """A fixed-point number that never prints as -0.000."""
+    text = f"{value:.{digits}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
+
+
+def caption(psnr_db: float, ssim_value: float) -> str:
+    shown = "identical" if math.isinf(psnr_db) else f"{number(psnr_db, 2)} dB"
+    return f"PSNR {shown} · SSIM {number(ssim_value, 3)}"
+
+
+def pixels(image: torch.Tensor) -> np.ndarray:
+    """(3, H, W) or (1, 3, H, W) floats in [0, 1] -> (H, W, 3) uint8 (numpy: cheaper than torch on one small image)."""
+    array = image.detach().reshape(3, *image.shape[-2:]).numpy()
+    return np.ascontiguousarray((np.clip(array, 0, 1) * 255 + 0.5).astype(np.uint8).transpose(1, 2, 0))
+
+
+def png_bytes(image: torch.Tensor) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels(image)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def png_data_url(image: torch.Tensor) -> str:
+    return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode("ascii")
+
+
+def _figure(index: int, title: str, image: torch.Tensor | None, text: str, kind: str = "") -> str:
+    picture = f'<img src="{png_data_url(image)}" alt="{html.escape(title)}">' if image is not None else '<div class="empty"></div>'
+    return (
+        f'<figure class="panel {kind}" id="panel-{index}"><figcaption class="title">{html.escape(title)}</figcaption>'
+        f'{picture}<div class="caption" id="caption-{index}">{html.escape(text)}</div></figure>'
+    )
+
+
+def panels_html(reference: torch.Tensor | None, panels: list[Panel], size: int, hidden: tuple[str, str] | None = None) -> str:
+    """The model input and each panel side by side, titles above and PSNR/SSIM below (a CSS grid of figures).
+
+    `hidden` (title, reason) adds a panel saying why the chosen extra attack is not shown.
+    """
+    figures = [_figure(0, f"Model input ({size}x{size})", reference, "the reference", "reference")]
+    figures += [_figure(i, p.title, p.image, caption(p.psnr, p.ssim)) for i, p in enumerate(panels, start=1)]
+    if hidden is not None:
+        figures.append(_figure(len(figures), hidden[0], None, f"not shown: {hidden[1]}", "hidden"))
+    return f'<div class="panels" id="panels">{"".join(figures)}</div><p class="explain">{html.escape(EXPLAIN)}</p>'
+
+
+def empty_panels(message: str) -> str:
+    """The panels' place when there is no face: one plain message."""
+    return f'<div class="panels-empty" id="panels">{html.escape(message)}</div>'
+
+
+# ---------------------------------------------------------------------------------------------------
+# The quality chart
+# ---------------------------------------------------------------------------------------------------
+
+WIDTH, HEIGHT = 640, 250
+LEFT, RIGHT, TOP, BOTTOM = 44, 44, 10, 34
+
+
+def _polyline(xs, ys, x_of, y_of, colour: str, dash: str = "") -> str:
+    points = " ".join(f"{x_of(x):.1f},{y_of(y):.1f}" for x, y in zip(xs, ys, strict=True) if math.isfinite(y))
+    style = f' stroke-dasharray="{dash}"' if dash else ""
+    return f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"{style}/>'
+
+
+def chart_html(curve: QualityCurve, k: int, k_max: int, levels: dict[str, float], holder: float) -> str:
+    """PSNR (left axis) and SSIM (right axis) against k for this face, the current k marked, the key holder's PSNR at
+    this k as a dot, and each attack's PSNR at this k as a level in its own colour; the legend is HTML below."""
+    finite = [v for v in (*curve.psnr, *levels.values(), holder) if math.isfinite(v)]
+    low = 5 * math.floor(min(finite, default=0) / 5)
+    high = 5 * math.ceil(max(finite, default=40) / 5 + 0.01)
+    x_of = lambda x: LEFT + (WIDTH - LEFT - RIGHT) * (x - 1) / max(1, k_max - 1)  # noqa: E731
+    y_of = lambda y: TOP + (HEIGHT - TOP - BOTTOM) * (high - min(max(y, low), high)) / (high - low)  # noqa: E731
+    s_of = lambda s: TOP + (HEIGHT - TOP - BOTTOM) * (1 - min(max(s, 0), 1))  # noqa: E731
+    parts = [f'<svg viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="PSNR and SSIM against k" class="chart-svg">']
+    for tick in range(low, high + 1, 5):
+        y = y_of(tick)
+        parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
+        parts.append(f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{tick}</text>')
+    for tick in (0, 0.5, 1):
+        parts.append(f'<text x="{WIDTH - RIGHT + 6}" y="{s_of(tick) + 4:.1f}">{tick:g}</text>')
+    step = max(1, k_max // 8)
+    for tick in [1, *range(step, k_max + 1, step)]:
+        parts.append(f'<text x="{x_of(tick):.1f}" y="{HEIGHT - BOTTOM + 16}" text-anchor="middle">{tick}</text>')
+    parts.append(f'<text x="{(LEFT + WIDTH - RIGHT) / 2}" y="{HEIGHT - 4}" text-anchor="middle">k (non-zeros per group)</text>')
+    parts.append(f'<text x="12" y="{TOP + 4}" text-anchor="start" class="axis">dB</text>')
+    parts.append(_polyline(curve.ks, curve.psnr, x_of, y_of, PSNR_COLOUR))
+    parts.append(_polyline(curve.ks, curve.ssim, x_of, s_of, SSIM_COLOUR, "6 4"))
+    for colour, level in zip(PALETTE, levels.values(), strict=False):
+        if math.isfinite(level):
+            parts.append(
+                f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y_of(level):.1f}" y2="{y_of(level):.1f}" stroke="{colour}" '
+                'stroke-width="2" stroke-dasharray="3 3"/>'
+            )
+    parts.append(f'<line x1="{x_of(k):.1f}" x2="{x_of(k):.1f}" y1="{TOP}" y2="{HEIGHT - BOTTOM}" class="marker"/>')
+    if math.isfinite(holder):
+        parts.append(f'<circle cx="{x_of(k):.1f}" cy="{y_of(holder):.1f}" r="5" fill="{PSNR_COLOUR}" class="holder"/>')
+    parts.append("</svg>")
+    legend = [
+        ("PSNR of the model at each k", PSNR_COLOUR, "solid"),
+        ("SSIM (right axis)", SSIM_COLOUR, "dashed"),
+        (f"key holder at k = {k}: {number(holder, 2)} dB", PSNR_COLOUR, "dot"),
+    ]
+    legend += [(f"{name}: {number(level, 2)} dB", colour, "level") for (name, level), colour in zip(levels.items(), PALETTE, strict=False)]
+    items = "".join(
+        f'<span class="item"><span class="swatch {kind}" style="--swatch:{colour}"></span>{html.escape(text)}</span>'
+        for text, colour, kind in legend
+    )
+    return f'<div class="chart" id="chart">{"".join(parts)}<div class="legend">{items}</div></div>'
+
+
+# ---------------------------------------------------------------------------------------------------
+# The comparison image
+# ---------------------------------------------------------------------------------------------------
+
+TILE = 256
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    return ImageFont.load_default(size=size)
+
+
+def comparison_png(reference: torch.Tensor, panels: list[Panel], heading: str) -> bytes:
+    """The model input and every panel side by side, each scaled to TILE pixels (nearest: crisp), with its title above,
+    PSNR/SSIM below and the settings as a heading: one PNG a teacher can drop into slides."""
+    title_font, text_font = _font(17), _font(15)
+    tiles = [("Model input", reference, "the reference"), *((p.title, p.image, caption(p.psnr, p.ssim)) for p in panels)]
+    gap, head, above, below = 12, 34, 28, 26
+    canvas = Image.new("RGB", (gap + len(tiles) * (TILE + gap), head + above + TILE + below + gap), "white")
+    draw = ImageDraw.Draw(canvas)
+    draw.text((gap, 8), heading, fill="black", font=title_font)
+    for index, (title, image, text) in enumerate(tiles):
+        left = gap + index * (TILE + gap)
+        picture = Image.fromarray(pixels(image)).resize((TILE, TILE), Image.Resampling.NEAREST)
+        canvas.paste(picture, (left, head + above))
+        draw.text((left, head + 4), _fit(draw, title, title_font, TILE), fill="black", font=title_font)
+        draw.text((left, head + above + TILE + 5), _fit(draw, text, text_font, TILE), fill="black", font=text_font)
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _fit(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont, width: int) -> str:
+    """`text` shortened with an ellipsis until it fits `width` pixels."""
+    while text and draw.textlength(text, font=font) > width:
+        text = text[:-2] + "…"
+    return text

@@ -1,0 +1,119 @@
+"""A face's share end to end over a model (sae.privacy.share): the model is named, checked, and real shares use OS
+entropy."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sae.core.fingerprint import model_id
+from sae.core.model import SparseAutoencoder
+from sae.privacy.formats import Key, KeyMismatchError, PublicCode
+from sae.privacy.keystream import NONCE_BYTES, SECRET_BYTES
+from sae.privacy.scheme import SCHEMES, UNNAMED_MODEL, ambiguate, reveal
+from sae.privacy.share import check_fits, decode_share, os_generator, os_secrets, share_codes
+from tests.conftest import TINY
+
+K, K_PRIME = 4, 16
+
+
+def gen(seed: int = 1) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture(scope="module")
+def model() -> SparseAutoencoder:
+    torch.manual_seed(0)
+    return SparseAutoencoder(**TINY).eval()
+
+
+@pytest.fixture(scope="module")
+def other_model() -> SparseAutoencoder:
+    torch.manual_seed(1)
+    return SparseAutoencoder(**TINY).eval()  # the same code shape, other weights
+
+
+@pytest.fixture(scope="module")
+def dense(model) -> torch.Tensor:
+    with torch.no_grad():
+        return model.encode(torch.rand(3, 3, 64, 64, generator=gen(0)))
+
+
+def test_os_secrets_follow_the_options():
+    keyed = os_secrets(SCHEMES["keyed"].options())
+    assert set(keyed) == {"root", "nonce"} and len(keyed["root"]) == SECRET_BYTES and len(keyed["nonce"]) == NONCE_BYTES
+    assert os_secrets(SCHEMES["keyed"].options())["root"] != keyed["root"]
+    paper = os_secrets(SCHEMES["paper"].options())
+    assert set(paper) == {"secret"} and len(paper["secret"]) == SECRET_BYTES
+    assert os_secrets(dict(keyed=False, permute=False)) == {}
+    first, second = os_generator(), os_generator()
+    assert not torch.equal(torch.rand(4, generator=first), torch.rand(4, generator=second))
+
+
+@pytest.mark.parametrize("scheme", list(SCHEMES))
+def test_share_codes_names_the_model_and_decodes_for_the_key_holder(model, dense, scheme):
+    public, key = share_codes(model, dense, K, K_PRIME, scheme, gen())
+    assert public.model_id == model_id(model) != UNNAMED_MODEL and public.keyed == SCHEMES[scheme].keyed
+    assert public.k_prime == K_PRIME and key.k == K and public.value_bits == SCHEMES[scheme].value_bits
+    with torch.no_grad():
+        sparse = model.sparsify(dense, K)
+    revealed = reveal(public, key)
+    assert torch.equal(revealed != 0, sparse != 0)
+    assert torch.allclose(revealed, sparse, atol=float(sparse.abs().max()) / 100)  # 8-bit levels
+    with torch.no_grad():
+        assert torch.equal(decode_share(model, public, key), model.decode(revealed))
+        assert torch.equal(decode_share(model, public, key, 0.5), model.decode(reveal(public, key, 0.5)))
+    again = PublicCode.from_bytes(public.to_bytes())
+    assert again.model_id == model_id(model)
+    check_fits(model, again)
+
+
+def test_share_codes_is_reproducible_with_a_generator_and_fresh_without(model, dense):
+    first = share_codes(model, dense, K, K_PRIME, "keyed", gen(3))
+    second = share_codes(model, dense, K, K_PRIME, "keyed", gen(3))
+    assert first[0].to_bytes() == second[0].to_bytes() and first[1].to_bytes() == second[1].to_bytes()
+    real = [share_codes(model, dense, K, K_PRIME, "keyed") for _ in range(2)]
+    assert real[0][1].root != real[1][1].root and real[0][0].nonce != real[1][0].nonce
+    assert real[0][0].to_bytes() != real[1][0].to_bytes()
+    assert torch.equal(reveal(*real[0]), reveal(*real[1]))  # the same face all the same
+    paper = [share_codes(model, dense, K, K_PRIME, "paper") for _ in range(2)]
+    assert paper[0][1].secret != paper[1][1].secret
+
+
+def test_share_codes_takes_overrides_of_the_schemes_options(model, dense):
+    public, key = share_codes(model, dense, K, K_PRIME, "keyed", gen(), value_bits=16, permute=False)
+    assert public.value_bits == 16 and not public.permuted and key.secret is None
+    public, key = share_codes(model, dense, K, K, "paper", gen(), permute=False, value_bits=32)
+    with torch.no_grad():
+        assert torch.equal(reveal(public, key), model.sparsify(dense, K))  # no decoys, 32-bit: the code itself
+
+
+def test_check_fits_rejects_a_code_of_another_model(model, other_model, dense):
+    public, key = share_codes(model, dense, K, K_PRIME, "keyed", gen())
+    check_fits(model, public)
+    assert model_id(other_model) != model_id(model)
+    with pytest.raises(KeyMismatchError, match="another model"):
+        check_fits(other_model, public)
+    with pytest.raises(KeyMismatchError, match="another model"):
+        decode_share(other_model, public, key)
+    wider = SparseAutoencoder(**(TINY | dict(code_dim=48))).eval()
+    with pytest.raises(KeyMismatchError, match="groups of"):
+        check_fits(wider, public)
+    relabelled = PublicCode(**(vars(public) | dict(model_id=model_id(other_model))))
+    check_fits(other_model, relabelled)  # the label fits, but the key no longer opens the edited code
+    with pytest.raises(KeyMismatchError, match="fingerprint"):
+        decode_share(other_model, relabelled, key)
+
+
+def test_unnamed_and_version_1_codes_fit_any_model_of_their_shape(model, other_model, dense):
+    with torch.no_grad():
+        sparse = model.sparsify(dense, K)
+    unnamed, key = ambiguate(sparse, K_PRIME, gen(), value_bits=32)
+    for candidate in (model, other_model):
+        check_fits(candidate, unnamed)
+    v1 = PublicCode.from_bytes(PublicCode(**(vars(unnamed) | dict(model_id=b"", version=1))).to_bytes())
+    assert v1.version == 1 and v1.model_id == b""
+    check_fits(other_model, v1)
+    v1_key = Key(key.true_mask, key.code_dim, v1.fingerprint(), version=1)
+    with torch.no_grad():
+        assert torch.equal(decode_share(other_model, v1, v1_key), other_model.decode(sparse))
