@@ -13,6 +13,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is i
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import gradio as gr
+import torch
 
 from sae.app.face_cache import FACE_CACHE_SIZE
 from sae.app.handlers import Handlers
@@ -26,6 +27,7 @@ MAX_UPLOAD = "20mb"  # Gradio refuses bigger uploads before they reach a handler
 # told "queue full" at once instead of waiting minutes (docs/load.md: a class of 30 at these settings).
 WORKERS = 2
 QUEUE_SIZE = 64
+TORCH_THREADS = 1  # per handler: WORKERS handlers already use the cores, and a second thread on tiny tensors only spins
 
 
 def serve(
@@ -42,6 +44,7 @@ def serve(
 
     While it serves, a `MemoryTrimmer` (sae.app.memory) hands freed heap memory back every `trim_interval_s` seconds
     (None: never), kept as `demo.memory_trimmer` so a caller can stop it."""
+    torch.set_num_threads(TORCH_THREADS)
     demo = build(models, failures, face_cache, handlers)
     demo.queue(default_concurrency_limit=WORKERS, max_size=QUEUE_SIZE)
     trimmer = MemoryTrimmer(trim_interval_s).start() if trim_interval_s else None  # before a launch that blocks

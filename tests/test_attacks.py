@@ -99,7 +99,7 @@ def test_value_attacks_are_near_chance_for_fair_decoys(codes):
 
 
 def test_magnitude_attack_breaks_the_reference_decoys(codes, model):
-    public, key = ambiguate(codes, K_PRIME, gen(), decoys="reference")
+    public, key = ambiguate(codes, K_PRIME, gen(), decoy_values="reference")
     assert recovery(magnitude_attack(public, K, "smallest"), public, key) > 0.95
     with torch.no_grad():
         faces = model.decode(codes)  # what an untrained model makes of the true codes: "best" must pick the variant nearer
@@ -141,7 +141,7 @@ def test_reencode_attack_is_at_chance_under_the_secret_permutation(codes, model)
 @pytest.mark.parametrize("permute", [False, True])
 def test_every_code_attack_is_at_chance_on_a_keyed_code_even_against_the_reference_decoys(codes, model, permute):
     """A keyed code's values are pads: the magnitude attack that breaks the reference decoys in the clear finds nothing."""
-    public, key = ambiguate(codes, K_PRIME, gen(), keyed=True, value_bits=8, decoys="reference", permute=permute)
+    public, key = ambiguate(codes, K_PRIME, gen(), keyed=True, value_bits=8, decoy_values="reference", permute=permute)
     chance = chance_level(K, K_PRIME)
     attacked = [
         permutation_attack(public, K, gen(2)),

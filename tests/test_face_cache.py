@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from sae.app import face_cache
-from sae.app.face_cache import GONE, FaceCache, FaceRef, FaceStore, Upload, UploadGone, entry_bytes
+from sae.app.face_cache import GONE, FaceCache, FaceEntry, FaceRef, FaceStore, UploadGone, entry_bytes
 from sae.app.uploads import Uploads, content_key
 from sae.core.data import preprocess
 from sae.core.faces import PhotoError, centre_square, detect_faces, face_box
@@ -21,8 +21,8 @@ from tests.conftest import REPO
 PHOTO = REPO / "assets" / "examples" / "astronaut.png"
 
 
-def _upload(value: float) -> Upload:
-    return Upload({("celeba", 4, False): (torch.full((3, 4, 4), int(value * 255), dtype=torch.uint8), "face")})
+def _upload(value: float) -> FaceEntry:
+    return FaceEntry({("celeba", 4, False): (torch.full((3, 4, 4), int(value * 255), dtype=torch.uint8), "face")})
 
 
 def test_least_recently_used_is_evicted_first():

@@ -321,7 +321,7 @@ def test_an_evicted_upload_resets_every_view_and_never_shows_another_face(small,
     _assert_reset(handlers.switch(red[0], utkface.name, *controls())[1:], memory, "")
     escaped = html.escape(memory)
     assert handlers.update(red[0], celeba.name, *controls()) == (f'<div class="panels-empty" id="panels">{escaped}</div>', "", "", "")
-    assert handlers.share(red[0], celeba.name, "", *controls()) == (None, None, f'<span class="failure">{escaped}</span>')
+    assert handlers.make_share(red[0], celeba.name, "", *controls()) == (None, None, f'<span class="failure">{escaped}</span>')
     assert handlers.share_preview(red[0], celeba.name, *controls()) == (None, f'<span class="failure">{escaped}</span>')
     with pytest.raises(gr.Error, match="upload it again"):
         handlers.comparison(red[0], celeba.name, *controls())
@@ -341,7 +341,7 @@ def test_an_unknown_model_is_a_message(handlers, celeba, face):
     escaped = html.escape(unknown)
     assert handlers.update(face, "nope", *controls()) == (f'<div class="panels-empty" id="panels">{escaped}</div>', "", "", "")
     assert handlers.share_preview(face, "nope", *controls()) == (None, f'<span class="failure">{escaped}</span>')
-    assert handlers.share(face, "nope", "", *controls()) == (None, None, f'<span class="failure">{escaped}</span>')
+    assert handlers.make_share(face, "nope", "", *controls()) == (None, None, f'<span class="failure">{escaped}</span>')
     with pytest.raises(gr.Error, match="unknown model"):
         handlers.comparison(face, "nope", *controls())
 
@@ -358,7 +358,7 @@ def test_unusable_controls_are_a_message(handlers, celeba, face, changes, words)
     assert words in html.unescape(handlers.update(face, celeba.name, *values.values())[PANELS])
     k, *view = handlers.switch(face, celeba.name, *values.values())
     assert k == gr.update() and _assert_reset(view, words, "") is None
-    assert words in html.unescape(handlers.share(face, celeba.name, "", *values.values())[2])
+    assert words in html.unescape(handlers.make_share(face, celeba.name, "", *values.values())[2])
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -377,7 +377,7 @@ def test_comparison_writes_a_png_named_after_the_public_code(handlers, celeba, f
 
 
 def test_share_writes_the_code_and_key_named_after_the_code(handlers, celeba, face):
-    public_path, key_path, note = handlers.share(face, celeba.name, "", *controls(k=8))
+    public_path, key_path, note = handlers.make_share(face, celeba.name, "", *controls(k=8))
     public_path, key_path = Path(public_path), Path(key_path)
     public, key = PublicCode.from_bytes(public_path.read_bytes()), Key.from_bytes(key_path.read_bytes())
     assert public_path.name == f"face-{public.short_id()}.saep" and key_path.name == f"face-{public.short_id()}.saek"
@@ -391,7 +391,7 @@ def test_share_writes_the_code_and_key_named_after_the_code(handlers, celeba, fa
 
 def test_two_shares_never_collide(handlers, celeba, face):
     other = handlers.prepare(Image.new("RGB", (64, 64), (30, 60, 90)), False, celeba.name, *controls())[0]
-    shares = [handlers.share(ref, celeba.name, "", *controls(k=8))[:2] for ref in (face, other, face)]
+    shares = [handlers.make_share(ref, celeba.name, "", *controls(k=8))[:2] for ref in (face, other, face)]
     names = [Path(path).name for share in shares for path in share]
     assert len(set(names)) == len(names) and all(Path(path).is_file() for share in shares for path in share)
     assert Path(shares[0][0]).read_bytes() != Path(shares[2][0]).read_bytes()  # fresh secrets for every share
@@ -399,7 +399,7 @@ def test_two_shares_never_collide(handlers, celeba, face):
 
 @pytest.mark.parametrize("scheme", ["keyed", "paper"])
 def test_a_share_with_part_of_the_key_gives_a_restricted_key(handlers, celeba, face, scheme):
-    public_path, key_path, note = handlers.share(face, celeba.name, "", *controls(k=8, scheme=scheme, owner_fraction=0.5))
+    public_path, key_path, note = handlers.make_share(face, celeba.name, "", *controls(k=8, scheme=scheme, owner_fraction=0.5))
     key = Key.from_bytes(Path(key_path).read_bytes())
     assert 0 < key.granted < 8 * 4 and f"unlocks {key.granted} entries" in note
     if scheme == "paper":
@@ -417,7 +417,7 @@ def test_share_preview_describes_the_settings(handlers, celeba, utkface, face):
     )
     assert handlers.share_preview(face, utkface.name, *controls())[0].shape == (128, 128, 3)
     assert handlers.share_preview(None, celeba.name, *controls())[0] is None
-    assert handlers.share(None, celeba.name, "", *controls()) == (
+    assert handlers.make_share(None, celeba.name, "", *controls()) == (
         None,
         None,
         '<span class="failure">Load a face in the Explore tab first.</span>',
@@ -432,7 +432,7 @@ def test_describe_the_paper_scheme_without_permutation(celeba):
 @pytest.fixture
 def shared(handlers, celeba, face) -> tuple[bytes, bytes]:
     """A passphrase-protected share of the face: (public code bytes, key bytes)."""
-    public, key, note = handlers.share(face, celeba.name, "open sesame", *controls(k=8))
+    public, key, note = handlers.make_share(face, celeba.name, "open sesame", *controls(k=8))
     assert "passphrase-protected" in note
     return Path(public).read_bytes(), Path(key).read_bytes()
 
@@ -451,7 +451,7 @@ def test_decode_failures_clear_the_image_and_say_why(handlers, celeba, utkface, 
     from tests.conftest import TINY
 
     public, key = shared
-    other_public, other_key, _ = handlers.share(face, celeba.name, "", *controls(k=8))
+    other_public, other_key, _ = handlers.make_share(face, celeba.name, "", *controls(k=8))
     damaged = bytearray(public)
     damaged[30] ^= 0xFF
     narrow = serve(LoadedModel(SparseAutoencoder(**{**TINY, "num_groups": 2}).eval(), "narrow", "a test model"))

@@ -86,9 +86,9 @@ def test_learned_attack_is_at_chance_under_the_secret_permutation(train_codes, c
 
 
 def test_learned_attack_breaks_the_reference_decoys(train_codes, codes):
-    attacker = fit_learned_attack(train_codes, K_PRIME, 60, gen(3), batch_size=32, hidden=32, decoys="reference")
+    attacker = fit_learned_attack(train_codes, K_PRIME, 60, gen(3), batch_size=32, hidden=32, decoy_values="reference")
     assert isinstance(attacker, LearnedAttack) and not attacker.training
-    public, key = ambiguate(codes, K_PRIME, gen(4), decoys="reference")
+    public, key = ambiguate(codes, K_PRIME, gen(4), decoy_values="reference")
     assert recovery(learned_attack(public, K, attacker), public, key) > 0.9
     soft = learned_attack(public, K, attacker, soft=True)
     assert ((soft != 0) <= public.support()).all()
@@ -96,7 +96,7 @@ def test_learned_attack_breaks_the_reference_decoys(train_codes, codes):
 
 
 def test_learned_attack_is_at_chance_on_keyed_codes_even_with_the_reference_decoys(train_codes, codes):
-    options = KEYED | dict(decoys="reference", permute=False)
+    options = KEYED | dict(decoy_values="reference", permute=False)
     attacker = fit_learned_attack(train_codes, K_PRIME, 30, gen(3), batch_size=32, hidden=32, **options)
     public, key = ambiguate(codes, K_PRIME, gen(4), **options)
     assert abs(recovery(learned_attack(public, K, attacker), public, key) - 0.5) < 0.08

@@ -47,11 +47,11 @@ def test_shares_written_by_the_handlers_are_swept(served_models, tmp_path):
     controls = ShareSettings(k=4).widget_values()
     name = served_models[0].name
     ref = handlers.prepare(Image.new("RGB", (64, 64), (90, 60, 30)), False, name, *controls)[0]
-    public, key, _ = handlers.share(ref, name, "", *controls)
+    public, key, _ = handlers.make_share(ref, name, "", *controls)
     assert Path(public).parent.parent == handlers.outbox.folder == (tmp_path / "outbox").resolve()
     for path in (public, key):
         os.utime(path, (0, 0))
-    handlers.share(ref, name, "", *controls)
+    handlers.make_share(ref, name, "", *controls)
     assert not Path(public).exists() and not Path(key).exists()
 
 

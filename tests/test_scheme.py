@@ -88,7 +88,7 @@ def test_fair_decoys_pass_a_two_sample_test_and_reference_decoys_fail():
     codes = sparse_codes(images=64)
     fair_decoys, fair_true = decoy_and_true_magnitudes(*ambiguate(codes, 2 * K, gen()))
     assert ks_2samp(fair_decoys.numpy(), fair_true.numpy()).pvalue > 0.01
-    buggy_decoys, buggy_true = decoy_and_true_magnitudes(*ambiguate(codes, 2 * K, gen(), decoys="reference"))
+    buggy_decoys, buggy_true = decoy_and_true_magnitudes(*ambiguate(codes, 2 * K, gen(), decoy_values="reference"))
     assert ks_2samp(buggy_decoys.numpy(), buggy_true.numpy()).pvalue < 1e-6
     assert buggy_decoys.median() > 2 * buggy_true.median()  # the m/k scaling
 
@@ -165,7 +165,7 @@ def test_invalid_arguments_are_rejected():
     with pytest.raises(ValueError):
         ambiguate(codes, CODE_DIM + 1, gen())
     with pytest.raises(ValueError):
-        ambiguate(codes, 16, gen(), decoys="gaussian")
+        ambiguate(codes, 16, gen(), decoy_values="gaussian")
     with pytest.raises(ValueError):
         ambiguate(codes, 16, gen(), value_bits=12)
     with pytest.raises(ValueError, match="signs"):
@@ -206,7 +206,7 @@ def test_schemes_and_k_prime_for():
     assert DEFAULT_K == 32
     for scheme in SCHEMES.values():
         options = scheme.options()
-        assert options == dict(keyed=scheme.keyed, permute=True, signs="balanced", value_bits=8, decoys="resample")
+        assert options == dict(keyed=scheme.keyed, permute=True, signs="balanced", value_bits=8, decoy_values="resample")
         public, key = ambiguate(sparse_codes(images=2), 16, gen(), **options)
         assert public.keyed == key.keyed == scheme.keyed and public.permuted and public.value_bits == 8
     assert k_prime_for(8, 32) == 32  # None: every position

@@ -133,7 +133,7 @@ def test_decode_uploads_are_read_into_the_session_and_deleted(uploaded, served_m
     handlers, folder = uploaded
     name = served_models[0].name
     ref = handlers.prepare(Image.new("RGB", (64, 64), (90, 60, 30)), False, name, *_controls())[0]
-    public, key, _ = handlers.share(ref, name, "pw", *_controls(8))
+    public, key, _ = handlers.make_share(ref, name, "pw", *_controls(8))
     public_upload = _gradio_upload(folder, Path(public).read_bytes(), "face.saep")
     key_upload = _gradio_upload(folder, Path(key).read_bytes(), "face.saek")
     public_data, cleared, note = handlers.receive(str(public_upload), "public code")
@@ -166,7 +166,7 @@ def test_api_decode_deletes_both_files(uploaded, served_models):
     handlers, folder = uploaded
     name = served_models[0].name
     ref = handlers.prepare(Image.new("RGB", (64, 64), (30, 60, 90)), False, name, *_controls())[0]
-    public, key, _ = handlers.share(ref, name, "", *_controls(8))
+    public, key, _ = handlers.make_share(ref, name, "", *_controls(8))
     files = [_gradio_upload(folder, Path(path).read_bytes(), Path(path).name) for path in (public, key)]
     image, text = handlers.decode(str(files[0]), str(files[1]), name)
     assert image is not None and "Decoded" in text and not any(file.exists() for file in files)

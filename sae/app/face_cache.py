@@ -50,7 +50,7 @@ class View:
 
 
 @dataclass
-class Upload:
+class FaceEntry:
     """An upload's crops, keyed by (framing, size, whole image), what the face finder said of each, and the codes of
     each (model, whole image) made so far."""
 
@@ -74,17 +74,17 @@ class FaceCache:
         if capacity < 1:
             raise ValueError(f"the face cache needs room for at least one upload, got {capacity}")
         self.capacity = capacity
-        self._entries: OrderedDict[str, Upload] = OrderedDict()
+        self._entries: OrderedDict[str, FaceEntry] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: str | None) -> Upload | None:
+    def get(self, key: str | None) -> FaceEntry | None:
         with self._lock:
             entry = self._entries.get(key) if key is not None else None
             if entry is not None:
                 self._entries.move_to_end(key)
             return entry
 
-    def put(self, key: str, entry: Upload) -> Upload:
+    def put(self, key: str, entry: FaceEntry) -> FaceEntry:
         """Store `entry` (or keep the one a racing request stored first) and evict the least recently used beyond capacity."""
         with self._lock:
             entry = self._entries.setdefault(key, entry)
@@ -123,7 +123,7 @@ class FaceStore:
     def __len__(self) -> int:
         return len(self.cache)
 
-    def crops(self, image: Image.Image) -> Upload:
+    def crops(self, image: Image.Image) -> FaceEntry:
         """Every framing's crop of a photo, around the face and as the whole image's centre square (one detection)."""
         faces = detect_faces(image)
         crops = {}
@@ -132,7 +132,7 @@ class FaceStore:
             crops[(style, size, False)] = (preprocess(image, found.box, size), found.message)
             whole = locate_face(image, whole_image=True)
             crops[(style, size, True)] = (preprocess(image, centre_square(image.size), size), whole.message)
-        return Upload(crops)
+        return FaceEntry(crops)
 
     def _store(self, key: str, open_image: Callable[[], Image.Image]) -> str:
         if self.cache.get(key) is None:

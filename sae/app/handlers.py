@@ -24,9 +24,9 @@ from sae.app.uploads import Uploads
 from sae.core.faces import PhotoError
 from sae.core.rate import code_bytes
 from sae.privacy import catalogue
+from sae.privacy.codec import decode_share, share_codes
 from sae.privacy.formats import CodeFormatError, Key, KeyMismatchError, PassphraseError, PublicCode, key_nbytes, public_nbytes
 from sae.privacy.keystream import SECRET_BYTES
-from sae.privacy.share import decode_share, share_codes
 from sae.zoo.files import ASSETS
 
 EXAMPLES = ASSETS / "examples"
@@ -231,7 +231,7 @@ class Handlers:
             return None, failure(str(error))
         return render.pixels(view.face.image), f"Will share this face with **{served.name}**: {describe(settings, served)}."
 
-    def share(self, ref: FaceRef | None, model_name: str, passphrase: str, *controls) -> tuple[str | None, str | None, str]:
+    def make_share(self, ref: FaceRef | None, model_name: str, passphrase: str, *controls) -> tuple[str | None, str | None, str]:
         """A real share (OS entropy, fresh secrets): the public code and the key as files named after the code."""
         if ref is None:
             return None, None, failure("Load a face in the Explore tab first.")

@@ -1,10 +1,8 @@
 """Hand memory the server has freed back to the operating system, so a long class does not look like a leak.
 
 glibc's malloc keeps blocks freed by the server's many threads in per-thread arenas instead of returning them, so
-under load the app's resident memory kept rising with nothing alive holding it: `python -m benchmarks.load
---face-cache 32 --rounds 5 --interactions 10 --trim-interval 0` grew 1331 -> 1516 MB over the four rounds after its
-cache filled; with `malloc_trim(0)` every 10 s (the default) the same run stayed at 1051 -> 1062 MB (README, Load).
-`MemoryTrimmer` makes that call from a daemon thread. Where the C library has no `malloc_trim` (macOS, musl, Windows) it does
+under load the app's resident memory kept rising with nothing alive holding it (docs/load.md has the runs).
+`MemoryTrimmer` calls `malloc_trim(0)` from a daemon thread. Where the C library has no `malloc_trim` (macOS, musl, Windows) it does
 nothing: those allocators return memory their own way.
 """
 
@@ -15,7 +13,7 @@ import ctypes.util
 import threading
 from collections.abc import Callable
 
-TRIM_INTERVAL_S = 10.0  # the interval of the README's Load runs (1051 -> 1062 MB with it, 1331 -> 1516 MB without)
+TRIM_INTERVAL_S = 10.0  # seconds between trims
 
 
 def malloc_trim() -> Callable[[], int] | None:

@@ -17,10 +17,10 @@ from sae.app.settings import NO_EXTRA, ShareSettings
 from sae.core.metrics import psnr, ssim
 from sae.core.model import SparseAutoencoder
 from sae.privacy import catalogue
+from sae.privacy.codec import share_codes
 from sae.privacy.formats import Key, PublicCode
 from sae.privacy.linkage import level_matches
 from sae.privacy.scheme import restrict, reveal, true_support
-from sae.privacy.share import share_codes
 
 
 @dataclass(frozen=True)

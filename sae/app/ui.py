@@ -261,7 +261,11 @@ def build(
         )
         share_tab.select(handlers.share_preview, [face_state, model_choice, *controls], [share_face, share_what], **private)
         share_button.click(
-            handlers.share, [face_state, model_choice, passphrase, *controls], [public_out, key_out, share_note], api_name="share", **queued
+            handlers.make_share,
+            [face_state, model_choice, passphrase, *controls],
+            [public_out, key_out, share_note],
+            api_name="share",
+            **queued,
         )
         public_in.upload(lambda path: handlers.receive(path, "public code"), public_in, [public_data, public_in, public_note], **private)
         key_in.upload(lambda path: handlers.receive(path, "key"), key_in, [key_data, key_in, key_note], **private)

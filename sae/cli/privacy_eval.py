@@ -375,7 +375,7 @@ def sweep_row(model, faces: Faces, ratio: float | None, variant: str, k: int, bu
 def buggy_decoys(model, faces: Faces, k: int, seed: int) -> dict:
     """The report's m/k-scaled decoys at k' = 2k: decode as is, and the one-line smallest-magnitude break."""
     k_prime = min(2 * k, model.code_dim)
-    public, key = ambiguate(faces.test_sparse, k_prime, _generator(seed), decoys="reference", k=k)
+    public, key = ambiguate(faces.test_sparse, k_prime, _generator(seed), decoy_values="reference", k=k)
     codes = {"decode as is": decoy_attack(public), "magnitude (smallest)": magnitude_attack(public, k, "smallest")}
     return {"k_prime": k_prime, "chance": chance_level(k, k_prime)} | {
         name: score(faces.test, decode_batched(model, code)) | {"support_recovery": float(support_recovery(code, public, key).mean())}

@@ -25,9 +25,9 @@ from PIL import Image
 from sae.core.faces import PhotoError, face_input, load_photo
 from sae.core.messages import one_line
 from sae.core.model import SparseAutoencoder
+from sae.privacy.codec import decode_share, share_codes
 from sae.privacy.formats import CodeFormatError, Key, KeyMismatchError, PassphraseError, PublicCode
 from sae.privacy.scheme import DEFAULT_K, DEFAULT_SCHEME, SCHEMES, k_prime_for
-from sae.privacy.share import decode_share, share_codes
 from sae.zoo.hub import ModelLoadError, load_model
 
 EXIT_USER_ERROR = 2

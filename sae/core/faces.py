@@ -102,14 +102,14 @@ def face_input(photo: Image.Image, box: tuple[int, int, int, int] | None = None,
 @dataclass(frozen=True)
 class CropStyle:
     """How a dataset frames a face, relative to OpenCV's Haar detection box: the crop's side in detection sides, and
-    its centre's offset from the detection's centre in detection sides (negative: upwards). Measured as medians of
-    the detector run on the dataset's own training crops (upscaled 2x); docs/faces.md gives the runs."""
+    its centre's offset from the detection's centre in detection sides (negative: upwards). Medians of the detector run
+    on the dataset's own training crops, upscaled 2x: `python -m sae.cli.crop_style` measures them (docs/faces.md)."""
 
     scale: float
     shift: float
 
 
-CROP_STYLES = {"celeba": CropStyle(1.68, -0.14), "utkface": CropStyle(1.19, 0.06)}
+CROP_STYLES = {"celeba": CropStyle(1.70, -0.14), "utkface": CropStyle(1.19, 0.06)}  # python -m sae.cli.crop_style
 DETECT_SIDE = 640  # detection runs on a copy scaled to at most this many pixels a side (speed)
 MIN_FACE = 0.08  # smallest face considered, as a fraction of the image's shorter side
 

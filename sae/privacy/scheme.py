@@ -2,7 +2,7 @@
 
 Ambiguation (Razeghi et al. 2017; Ferdowsi et al. 2020): per group the k true non-zeros are published among
 k' - k decoys at random off-support positions; the key says which k of the k' public entries are true. Two schemes
-(`SCHEMES`, measured side by side in `docs/privacy.md`):
+(`SCHEMES`, explained in docs/privacy.md and measured side by side in each model's privacy table):
 
 - "paper": the values in the clear, as in the paper, with its flaws fixed: decoys resampled from the group's own
   true values (the paper's m/k-scaled decoys gave the support away), every group published through a secret
@@ -59,11 +59,11 @@ class Scheme:
     permute: bool = True
     signs: str = "balanced"
     value_bits: int = 8
-    decoys: str = "resample"
+    decoy_values: str = "resample"
 
     def options(self) -> dict:
         """`ambiguate` keyword arguments for this scheme."""
-        return dict(keyed=self.keyed, permute=self.permute, signs=self.signs, value_bits=self.value_bits, decoys=self.decoys)
+        return dict(keyed=self.keyed, permute=self.permute, signs=self.signs, value_bits=self.value_bits, decoy_values=self.decoy_values)
 
 
 SCHEMES = {
@@ -247,7 +247,7 @@ def ambiguate(
     generator: torch.Generator,
     *,
     keyed: bool = False,
-    decoys: str = "resample",
+    decoy_values: str = "resample",
     value_bits: int = 16,
     permute: bool = False,
     secret: bytes | None = None,
@@ -260,7 +260,7 @@ def ambiguate(
 ) -> tuple[PublicCode, Key]:
     """Publish each group's k true non-zeros among k' - k decoys; return the public code and its key.
 
-    sparse_codes (B, L, m) with k non-zeros per group (k is inferred unless given). `decoys` is "resample" (ours) or
+    sparse_codes (B, L, m) with k non-zeros per group (k is inferred unless given). `decoy_values` is "resample" (ours) or
     "reference" (the paper's broken m/k-scaled decoys, for contrast); `signs` is "anchor" (a decoy keeps the sign of
     the value it was resampled from) or "balanced" (`balance_signs`); `position_weights` (L, m) or (m,) draws decoy
     positions in proportion to it instead of uniformly. With `permute` positions go through a secret permutation
@@ -269,8 +269,8 @@ def ambiguate(
     Secrets not given are drawn from `generator` (reproducible: a real share passes OS entropy). `model_id` names
     the model that made the codes (`sae.core.fingerprint.model_id`).
     """
-    if decoys not in ("resample", "reference"):
-        raise ValueError(f"decoys must be 'resample' or 'reference', got {decoys!r}")
+    if decoy_values not in ("resample", "reference"):
+        raise ValueError(f"decoy_values must be 'resample' or 'reference', got {decoy_values!r}")
     if signs not in ("anchor", "balanced"):
         raise ValueError(f"signs must be 'anchor' or 'balanced', got {signs!r}")
     if keyed and secret is not None:
@@ -301,7 +301,7 @@ def ambiguate(
         levels = torch.cat([true_levels, decoy_levels.float()], -1)
         values, scale_cipher = _seal_levels(levels, scales, links, nonce, positions, code_dim, value_bits)
     else:
-        if decoys == "resample":
+        if decoy_values == "resample":
             decoy_values = resample_decoy_values(true_values, k_prime - k, generator)
         else:
             decoy_values = reference_decoy_values(true_values, code_dim, k_prime - k, generator)

@@ -39,8 +39,8 @@ from sae.zoo import files
 BUNDLED_MODEL = (
     files.BUNDLED[files.DEFAULT_BUNDLED] if (files.BUNDLED[files.DEFAULT_BUNDLED] / files.WEIGHTS).is_file() else files.BUNDLED["celeba64"]
 )
-HUB_TIMEOUT = 2.5  # seconds before an unreachable Hub gives way to the bundled model (which loads in < 0.5 s)
-HUB_DOWNLOAD_DEADLINE = 30.0  # seconds for the files once the Hub answered: 23 MB (weights + attacks) at 0.8 MB/s, not a stalled transfer
+HUB_TIMEOUT = 2.5  # seconds before an unreachable Hub gives way to the bundled model
+HUB_DOWNLOAD_DEADLINE = 30.0  # seconds for the files once the Hub answered: enough for a model directory, not a stalled transfer
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _HUB_ERRORS = (HfHubHTTPError, httpx2.HTTPError, OSError, EntryNotFoundError, ValueError, FutureTimeout)
 

@@ -1,4 +1,4 @@
-"""A face's share end to end over a model (sae.privacy.share): the model is named, checked, and real shares use OS
+"""A face's share end to end over a model (sae.privacy.codec): the model is named, checked, and real shares use OS
 entropy."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ import torch
 
 from sae.core.fingerprint import model_id
 from sae.core.model import SparseAutoencoder
+from sae.privacy.codec import check_fits, decode_share, os_generator, os_secrets, share_codes
 from sae.privacy.formats import Key, KeyMismatchError, PublicCode
 from sae.privacy.keystream import NONCE_BYTES, SECRET_BYTES
 from sae.privacy.scheme import SCHEMES, UNNAMED_MODEL, ambiguate, reveal
-from sae.privacy.share import check_fits, decode_share, os_generator, os_secrets, share_codes
 from tests.conftest import TINY
 
 K, K_PRIME = 4, 16
