@@ -269,20 +269,33 @@ def test_share_decode_and_a_wrong_key(page, tmp_path):
     assert page.locator("#decoded img").count() == 0  # the earlier reconstruction is gone
 
 
-def test_switching_models_keeps_the_photo_and_settings(app, page):
+def test_switching_models_keeps_the_photo_and_settings(app, page, tmp_path):
+    """Switching re-encodes the same photo with the other model at the same settings; with the bundled models and
+    SAE_UPDATE_SCREENSHOT=1 the panels of both, one above the other, become assets/screenshot-models.png."""
     upload(page, PHOTO)
     panels_shown(page)
     first = title(page, 0)
+    page.set_viewport_size({"width": 1366, "height": 900})
+    shots = [tmp_path / "model-0.png"]
+    page.locator("#panels").screenshot(path=str(shots[0]))
     page.locator("#model input").click()
     options = page.get_by_role("option")
     if options.count() < 2:
         pytest.skip("only one model is served")
-    other = next(
-        options.nth(i).inner_text()
-        for i in range(options.count())
-        if options.nth(i).inner_text() not in page.locator("#model input").input_value()
-    )
+    current = page.locator("#model input").input_value()
+    other = next(options.nth(i).inner_text() for i in range(options.count()) if options.nth(i).inner_text() != current)
     page.get_by_role("option", name=other).click()
     page.wait_for_function("(f) => { const t = document.querySelector('#panel-0 .title'); return t && t.innerText !== f; }", arg=first)
     assert title(page, 0) != first and page.locator("#caption-1").count() == 1
     assert "Face found" in page.locator("#face-note").inner_text()
+    page.wait_for_timeout(400)
+    shots.append(tmp_path / "model-1.png")
+    page.locator("#panels").screenshot(path=str(shots[1]))
+    pictures = [Image.open(path).convert("RGB") for path in shots]
+    stacked = Image.new("RGB", (max(p.width for p in pictures), sum(p.height for p in pictures)), "white")
+    top = 0
+    for picture in pictures:
+        stacked.paste(picture, (0, top))
+        top += picture.height
+    update = app[1] and os.environ.get("SAE_UPDATE_SCREENSHOT") == "1"
+    stacked.save(REPO / "assets" / "screenshot-models.png" if update else tmp_path / "models.png")

@@ -80,8 +80,8 @@ def empty_panels(message: str) -> str:
 # The quality chart
 # ---------------------------------------------------------------------------------------------------
 
-WIDTH, HEIGHT = 640, 250
-LEFT, RIGHT, TOP, BOTTOM = 44, 44, 10, 34
+WIDTH, HEIGHT = 640, 262
+LEFT, RIGHT, TOP, BOTTOM = 44, 44, 24, 34
 
 
 def _polyline(xs, ys, x_of, y_of, colour: str, dash: str = "") -> str:
@@ -110,7 +110,8 @@ def chart_html(curve: QualityCurve, k: int, k_max: int, levels: dict[str, float]
     for tick in [1, *range(step, k_max + 1, step)]:
         parts.append(f'<text x="{x_of(tick):.1f}" y="{HEIGHT - BOTTOM + 16}" text-anchor="middle">{tick}</text>')
     parts.append(f'<text x="{(LEFT + WIDTH - RIGHT) / 2}" y="{HEIGHT - 4}" text-anchor="middle">k (non-zeros per group)</text>')
-    parts.append(f'<text x="12" y="{TOP + 4}" text-anchor="start" class="axis">dB</text>')
+    parts.append(f'<text x="{LEFT - 6}" y="12" text-anchor="end" class="axis">PSNR dB</text>')
+    parts.append(f'<text x="{WIDTH - RIGHT + 6}" y="12" class="axis">SSIM</text>')
     parts.append(_polyline(curve.ks, curve.psnr, x_of, y_of, PSNR_COLOUR))
     parts.append(_polyline(curve.ks, curve.ssim, x_of, s_of, SSIM_COLOUR, "6 4"))
     for colour, level in zip(PALETTE, levels.values(), strict=False):

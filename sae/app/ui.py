@@ -19,6 +19,7 @@ from sae.app.settings import NO_EXTRA, ShareSettings
 from sae.privacy.catalogue import ATTACKS, EXTRA_ATTACKS
 from sae.privacy.scheme import SCHEMES
 
+SCHEME_LABELS = {"keyed": "keyed", "paper": "as in the paper"}
 CPU = "model"  # one concurrency group for every event: the queue's limit then bounds all model work together
 
 EXPLANATION = """
@@ -41,7 +42,7 @@ CSS = """
 .panel { margin: 0; min-width: 0; }
 .panel img, .panel .empty { width: 100%; aspect-ratio: 1; display: block; border-radius: 6px; image-rendering: pixelated;
   background: var(--block-background-fill); }
-.panel .title { font-weight: 600; font-size: 0.95rem; line-height: 1.25; margin-bottom: 4px; }
+.panel .title { font-weight: 600; font-size: 0.95rem; line-height: 1.25; margin-bottom: 4px; min-height: 2.5em; }
 .panel .caption { font-size: 0.9rem; margin-top: 4px; font-variant-numeric: tabular-nums; }
 .panel.hidden .empty { border: 1px dashed var(--border-color-primary); }
 .panels-empty { padding: 2rem; text-align: center; border: 1px dashed var(--border-color-primary); border-radius: 8px; }
@@ -176,7 +177,11 @@ def build(
                         )
                     with gr.Row():
                         scheme = gr.Radio(
-                            [(s.title, name) for name, s in SCHEMES.items()], value=defaults.scheme, label="Scheme", elem_id="scheme"
+                            [(SCHEME_LABELS[name], name) for name in SCHEMES],
+                            value=defaults.scheme,
+                            label="Scheme",
+                            info="keyed: values padded with a cipher; paper: in the clear",
+                            elem_id="scheme",
                         )
                         with gr.Column(min_width=200):
                             decoys = gr.Checkbox(defaults.decoys, label="Decoys", elem_id="decoys")
@@ -189,7 +194,7 @@ def build(
                             step=0.5,
                             label="k'/k",
                             elem_id="ratio",
-                            info="public numbers per true one, when not at every position",
+                            info="public numbers per true one",
                         )
                         extra = gr.Dropdown(_extra_choices(), value=defaults.extra_attack, label="Extra attack", elem_id="extra-attack")
             start = handlers.explore(None, first, defaults)
@@ -198,7 +203,7 @@ def build(
             budget = gr.Markdown(start.budget, elem_id="budget")
             chart = gr.HTML(elem_id="chart-block")
             with gr.Row():
-                compare = gr.Button("Download the comparison (PNG)", elem_id="compare-button", scale=0)
+                compare = gr.Button("Download the comparison (PNG)", elem_id="compare-button", scale=0, min_width=320, size="sm")
                 compare_file = gr.File(visible=False, elem_id="compare-file")
             with gr.Accordion("The numbers: PSNR and SSIM at each k", open=False):
                 table = gr.Dataframe(headers=["k", "PSNR (dB)", "SSIM"], interactive=False)
