@@ -171,7 +171,7 @@ def test_api_decode_deletes_both_files(uploaded, served_models):
     image, text = handlers.decode(str(files[0]), str(files[1]), name)
     assert image is not None and "Decoded" in text and not any(file.exists() for file in files)
     image, text = handlers.decode(str(files[0]), str(files[1]), name)  # the same request again: the files are gone
-    assert image is None and "Upload the public code file" in text
+    assert image is None and "upload it again" in text
     lone_key = _gradio_upload(folder, Path(key).read_bytes(), "lone.saek")
     image, text = handlers.decode(None, str(lone_key), name)
     assert image is None and "Upload the public code file" in text

@@ -79,7 +79,9 @@ def linkage_text(found: int, elsewhere: int, total: int, keyed: bool) -> str:
 
 
 def curve_table(curve: QualityCurve) -> list[list[float]]:
-    return [[int(k), round(float(p), 2), round(float(s), 4)] for k, p, s in zip(curve.ks, curve.psnr, curve.ssim, strict=True)]
+    """The curve as rows (k, PSNR, SSIM); adding 0.0 turns a rounded -0.0 into 0.0."""
+    rows = zip(curve.ks, curve.psnr, curve.ssim, strict=True)
+    return [[int(k), round(float(p), 2) + 0.0, round(float(s), 4) + 0.0] for k, p, s in rows]
 
 
 class Handlers:
@@ -152,6 +154,8 @@ class Handlers:
             served = self.served(model_name)
             settings = self._settings(served, controls)
         except SettingsError as error:
+            if isinstance(photo, str | Path):
+                self.uploads.take(photo)  # unused, but nothing uploaded outlives the request
             return self._reset(None, None, str(error))
         if photo is None:
             return (None, *self.explore(None, served, settings).as_tuple(), [])
@@ -296,6 +300,9 @@ class Handlers:
         """A public code and key uploaded as files (the API's /decode) -> the key holder's image; the files are deleted."""
         public = self.receive(public_file, "public code")
         key = self.receive(key_file, "key")
+        for received, path in ((public, public_file), (key, key_file)):
+            if path is not None and received[0] is None:  # gone or too large: that reason, not "upload it"
+                return None, received[2]
         return self.decode_received(public[0], key[0], model_name, passphrase, fraction)
 
 
