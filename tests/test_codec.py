@@ -8,9 +8,8 @@ import torch
 
 from sae.core.fingerprint import model_id
 from sae.core.model import SparseAutoencoder
-from sae.privacy.codec import check_fits, decode_share, os_generator, os_secrets, share_codes
+from sae.privacy.codec import check_fits, decode_share, share_codes
 from sae.privacy.formats import Key, KeyMismatchError, PublicCode
-from sae.privacy.keystream import NONCE_BYTES, SECRET_BYTES
 from sae.privacy.scheme import SCHEMES, UNNAMED_MODEL, ambiguate, reveal
 from tests.conftest import TINY
 
@@ -39,15 +38,30 @@ def dense(model) -> torch.Tensor:
         return model.encode(torch.rand(3, 3, 64, 64, generator=gen(0)))
 
 
-def test_os_secrets_follow_the_options():
-    keyed = os_secrets(SCHEMES["keyed"].options())
-    assert set(keyed) == {"root", "nonce"} and len(keyed["root"]) == SECRET_BYTES and len(keyed["nonce"]) == NONCE_BYTES
-    assert os_secrets(SCHEMES["keyed"].options())["root"] != keyed["root"]
-    paper = os_secrets(SCHEMES["paper"].options())
-    assert set(paper) == {"secret"} and len(paper["secret"]) == SECRET_BYTES
-    assert os_secrets(dict(keyed=False, permute=False)) == {}
-    first, second = os_generator(), os_generator()
-    assert not torch.equal(torch.rand(4, generator=first), torch.rand(4, generator=second))
+@pytest.mark.parametrize("scheme", list(SCHEMES))
+def test_a_real_share_draws_nothing_from_a_seeded_generator(model, dense, scheme, monkeypatch):
+    """Without a generator every draw and secret comes from os.urandom: torch's generators (32-bit seeds) are never used,
+    and two real shares of the same code differ in every secret and every decoy."""
+    import os
+
+    from sae.privacy import randomness
+
+    calls = []
+    real_urandom = os.urandom
+    monkeypatch.setattr(randomness.os, "urandom", lambda n: calls.append(n) or real_urandom(n))
+    for name in ("rand", "randn", "randint", "multinomial"):
+        monkeypatch.setattr(torch, name, lambda *a, _name=name, **k: pytest.fail(f"a real share called torch.{_name}"))
+    first, first_key = share_codes(model, dense, K, K_PRIME, scheme)
+    second, second_key = share_codes(model, dense, K, K_PRIME, scheme)
+    assert calls and sum(calls) >= 32
+    assert first.to_bytes() != second.to_bytes() and first_key.to_bytes() != second_key.to_bytes()
+    if scheme == "keyed":
+        assert first.nonce != second.nonce and first_key.root != second_key.root
+    else:
+        assert first_key.secret != second_key.secret
+    monkeypatch.undo()
+    # the same face behind both (the paper's 8-bit scale spans its decoys too, so its levels may differ by one step)
+    torch.testing.assert_close(reveal(first, first_key), reveal(second, second_key), atol=0.02, rtol=0)
 
 
 @pytest.mark.parametrize("scheme", list(SCHEMES))

@@ -445,3 +445,40 @@ def test_public_code_and_key_constructors_validate_their_fields():
         Key(mask, 8, bytes(16), links=(bytes(32),), cutoffs=(0,))
     ragged = Key(torch.tensor([[[True, False], [True, True]]]), 8, bytes(16), links=(bytes(32),), cutoffs=(8,))
     assert ragged.restricted and ragged.k == 2 and ragged.granted == 3
+
+
+def test_a_crafted_header_is_refused_before_anything_is_decoded():
+    """A few bytes must not buy minutes of CPU or gigabytes: huge shapes, k = 0 keys, costly scrypt, another model."""
+    import struct
+    import time
+
+    from sae.privacy import formats
+
+    started = time.perf_counter()
+    huge = struct.pack("<4sBBBBIHHH", b"SAEP", 2, 0, 8, 0, 100_000, 200, 512, 256) + bytes(8)
+    with pytest.raises(CodeFormatError, match="more than this reader decodes"):
+        PublicCode.from_bytes(formats._with_crc(huge))
+    wide = struct.pack("<4sBBBBIHHH", b"SAEP", 2, 0, 8, 0, 1, 4, 2048, 1024) + bytes(8)
+    with pytest.raises(CodeFormatError, match="more than this reader decodes"):
+        PublicCode.from_bytes(formats._with_crc(wide))
+    empty_key = struct.pack("<4sBBHIHHHH", b"SAEK", 2, 0, 0, 1, 4, 32, 0, 16) + bytes(16)
+    with pytest.raises(CodeFormatError, match="header is invalid"):
+        Key.from_bytes(formats._with_crc(empty_key))
+    costly = struct.pack("<4sBBBBB16s12s", b"SAEK", 2, 2, 22, 32, 16, bytes(16), bytes(12)) + bytes(40)
+    with pytest.raises(CodeFormatError, match="protected key header is invalid"):
+        Key.from_bytes(costly, "any passphrase")
+    assert time.perf_counter() - started < 5  # refused from the header, not after decoding
+
+
+def test_a_code_for_another_shape_or_too_many_faces_is_refused_from_its_header():
+    codes = torch.zeros(3, 4, 32)
+    codes[..., :4] = 1.0
+    public, key = ambiguate(codes, 16, torch.Generator().manual_seed(0), k=4)
+    data, key_data = public.to_bytes(), key.to_bytes()
+    assert PublicCode.from_bytes(data, (4, 32), 3).num_images == 3 and Key.from_bytes(key_data, None, (4, 32), 3).k == 4
+    with pytest.raises(KeyMismatchError, match="4 groups of 32; the model has 2 groups of 32"):
+        PublicCode.from_bytes(data, (2, 32))
+    with pytest.raises(KeyMismatchError):
+        Key.from_bytes(key_data, None, (4, 64))
+    with pytest.raises(CodeFormatError, match="holds 3 faces; at most 2"):
+        PublicCode.from_bytes(data, (4, 32), 2)

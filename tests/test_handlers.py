@@ -17,7 +17,7 @@ from PIL import Image
 
 from sae.app import face_cache
 from sae.app.face_cache import FaceRef
-from sae.app.handlers import START, Handlers, budget_text, curve_table, describe, linkage_text
+from sae.app.handlers import START, Handlers, budget_text, curve_table, describe, linkage_text, preview_seed
 from sae.app.pipeline import QualityCurve, curve_ks, privacy_view
 from sae.app.settings import CONTROLS, NO_EXTRA, ShareSettings
 from sae.app.uploads import Uploads, content_key
@@ -368,7 +368,8 @@ def test_unusable_controls_are_a_message(handlers, celeba, face, changes, words)
 
 def test_comparison_writes_a_png_named_after_the_public_code(handlers, celeba, face):
     path = Path(handlers.comparison(face, celeba.name, *controls(k=8)))
-    public = privacy_view(celeba, handlers.faces.view(face, celeba).face, ShareSettings(k=8)).public
+    shown = ShareSettings(k=8, seed=preview_seed(face))  # the shares shown for a face are seeded by its upload
+    public = privacy_view(celeba, handlers.faces.view(face, celeba).face, shown).public
     assert path.name == f"comparison-k8-{public.short_id()}.png" and path.parent.parent == handlers.outbox.folder
     image = Image.open(path)
     assert image.format == "PNG" and image.mode == "RGB" and image.size == (12 + 5 * (256 + 12), 356)  # input and 4 panels
@@ -474,7 +475,7 @@ def test_decode_failures_clear_the_image_and_say_why(handlers, celeba, utkface, 
         assert image is None and text.startswith('<span class="failure">') and words.strip() in html.unescape(text), (words, text)
         _clean((text,), tmp_path)
     image, text = narrow_handlers.decode_received(Path(other_public).read_bytes(), Path(other_key).read_bytes(), "narrow", "", 1.0)
-    assert image is None and "Wrong key: this public code has 4 groups of 32; the model has 2 groups of 32" in text
+    assert image is None and "Wrong key: this public code is for 4 groups of 32; the model has 2 groups of 32" in text
     image, text = handlers.decode_received(*shared, celeba.name, "open sesame", 0.0)
     assert image is None and "at least one entry" in text
 
@@ -508,3 +509,12 @@ def test_handlers_need_a_model(tmp_path):
 def test_the_first_model_is_the_default(handlers, celeba, utkface):
     assert handlers.default == celeba.name and list(handlers.models) == [celeba.name, utkface.name]
     assert handlers.faces.framings == [("celeba", 64), ("utkface", 128)]
+
+
+def test_previews_of_two_faces_never_share_secrets(handlers, celeba, face):
+    other = handlers.prepare(Image.new("RGB", (64, 64), (200, 40, 40)), False, celeba.name, *controls())[0]
+    assert preview_seed(face) != preview_seed(other) and preview_seed(face) == preview_seed(FaceRef(face.key, True))
+    views = [
+        privacy_view(celeba, handlers.faces.view(ref, celeba).face, ShareSettings(k=8, seed=preview_seed(ref))) for ref in (face, other)
+    ]
+    assert views[0].key.root != views[1].key.root and views[0].public.nonce != views[1].public.nonce

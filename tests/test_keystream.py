@@ -17,7 +17,6 @@ from sae.privacy.keystream import (
     chain_links,
     link_below,
     permutation_secret,
-    random_bytes,
     scale_pads,
     secret_permutation,
     value_pads,
@@ -195,10 +194,3 @@ def test_scale_pads_come_from_a_hash_of_the_first_link():
     first = chain_links(head, CODE_DIM)[0]
     stream = chacha20_stream(hashlib.sha256(b"sae/keyed/scales" + first).digest(), NONCE, 2 * GROUPS)
     assert scale_pads([head], [CODE_DIM], NONCE, GROUPS)[0].tolist() == np.frombuffer(stream, dtype="<u2").tolist()
-
-
-def test_random_bytes_are_reproducible_from_the_generator():
-    first = random_bytes(torch.Generator().manual_seed(0), 32)
-    assert len(first) == 32 and first == random_bytes(torch.Generator().manual_seed(0), 32)
-    assert first != random_bytes(torch.Generator().manual_seed(1), 32)
-    assert random_bytes(torch.Generator().manual_seed(0), 8).hex() == "ac2f75c043fbc367"

@@ -265,3 +265,12 @@ def test_an_unknown_scheme_is_an_argument_error(tmp_path, model_dir, photo, caps
     with pytest.raises(SystemExit) as exit_info:
         main(["encode", str(photo), "--out", str(tmp_path / "s"), "--model", str(model_dir), "--scheme", "rot13"])
     assert exit_info.value.code == 2 and "invalid choice: 'rot13'" in capsys.readouterr().err
+
+
+def test_the_key_file_is_private_and_a_passphrase_can_come_from_a_file(tmp_path, model_dir, photo, capsys):
+    secret = tmp_path / "passphrase.txt"
+    secret.write_text("from a file\nignored second line\n")
+    share = encode(tmp_path, model_dir, photo, "private", "--passphrase-file", str(secret))
+    assert (share / "key").stat().st_mode & 0o777 == 0o600 and "passphrase-protected" in capsys.readouterr().out
+    assert decode(share, model_dir, "--passphrase-file", str(secret), "--out", str(tmp_path / "f.png")) == 0
+    assert decode(share, model_dir, "--passphrase", "from a file", "--out", str(tmp_path / "g.png")) == 0

@@ -31,6 +31,7 @@ from sae.zoo.files import ASSETS
 
 EXAMPLES = ASSETS / "examples"
 MAX_CODE_FILE = 8_000_000  # bytes; public codes and keys of one face are a few kB
+MAX_FACES = 64  # faces a received public code may hold (the Decode tab shows the first)
 START = "Upload a photo, use the webcam, or pick an example."
 
 
@@ -76,6 +77,13 @@ def linkage_text(found: int, elsewhere: int, total: int, keyed: bool) -> str:
         f"**Linkage**: an attacker who has this photo finds **{found} of its {total} values** in the public code "
         f"(in the code of the same photo mirrored, another image: {elsewhere}); {verdict}"
     )
+
+
+def preview_seed(ref: FaceRef) -> int:
+    """The seed of the shares the Explore view shows for a face: fixed per upload (the panels do not flicker as the
+    controls move) and different between uploads, so no two faces' previews share secrets. Real shares (`make_share`)
+    take everything from the OS instead."""
+    return int(ref.key.rsplit("-", 1)[-1][:15], 16)
 
 
 def curve_table(curve: QualityCurve) -> list[list[float]]:
@@ -128,7 +136,7 @@ class Handlers:
         if ref is None:
             return ExploreView(START, render.empty_panels("The panels appear here once a face is loaded."), "", "", budget)
         view = self.faces.view(ref, served)
-        shown = privacy_view(served, view.face, settings)
+        shown = privacy_view(served, view.face, replace(settings, seed=preview_seed(ref)))
         hidden = None
         if shown.hidden:
             hidden = (catalogue.ATTACKS[settings.extra_attack].title, shown.hidden)
@@ -217,7 +225,7 @@ class Handlers:
             view = self.faces.view(ref, served)
         except (PhotoError, SettingsError) as error:
             raise gr.Error(str(error)) from None
-        shown = privacy_view(served, view.face, settings)
+        shown = privacy_view(served, view.face, replace(settings, seed=preview_seed(ref)))
         heading = f"{served.name}: {describe(settings, served)}"
         data = render.comparison_png(view.face.image, shown.panels, heading)
         (path,) = self.outbox.write({f"comparison-k{settings.k}-{shown.public.short_id()}.png": data})
@@ -279,8 +287,9 @@ class Handlers:
             return None, failure(f"Upload the {'public code' if public_data is None else 'key'} file.")
         try:
             served = self.served(model_name)
-            public = PublicCode.from_bytes(public_data)
-            key = Key.from_bytes(key_data, passphrase or None)
+            shape = (served.model.num_groups, served.model.code_dim)
+            public = PublicCode.from_bytes(public_data, shape, MAX_FACES)
+            key = Key.from_bytes(key_data, passphrase or None, shape, MAX_FACES)
             image = decode_share(served.model, public, key, float(fraction))
         except CodeFormatError as error:
             return None, failure(f"Damaged or unknown file: {error}")
@@ -290,6 +299,8 @@ class Handlers:
             return None, failure(f"Passphrase: {error}")
         except ValueError as error:
             return None, failure(str(error))
+        except MemoryError:
+            return None, failure("this file asks for more memory than the server has")
         unlocked = key.granted if float(fraction) >= 1 else None
         what = f"{unlocked} entries" if unlocked is not None else f"{float(fraction):.0%} of the key's entries"
         return render.pixels(

@@ -16,6 +16,7 @@ not an image) ends with one `sae: ...` line on stderr and exit status 2. The sci
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -53,11 +54,29 @@ def encode_photo(model: SparseAutoencoder, photo: str | Path, *, k: int | None =
     return share_codes(model, codes, k, k_prime, scheme, **overrides)
 
 
-def read_share(public_path: str | Path, key_path: str | Path, passphrase: str | None) -> tuple[PublicCode, Key]:
-    """Read and validate both files; the format checks and the fingerprint reject any mix-up or damage."""
-    public = PublicCode.from_bytes(Path(public_path).read_bytes())
-    key = Key.from_bytes(Path(key_path).read_bytes(), passphrase)
+def read_share(
+    public_path: str | Path, key_path: str | Path, passphrase: str | None, shape: tuple[int, int] | None = None
+) -> tuple[PublicCode, Key]:
+    """Read and validate both files (for a model of `shape` (groups, code_dim), when given); the format checks and the
+    fingerprint reject any mix-up or damage."""
+    public = PublicCode.from_bytes(Path(public_path).read_bytes(), shape)
+    key = Key.from_bytes(Path(key_path).read_bytes(), passphrase, shape)
     return public, key
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a key file readable by its owner only (mode 0600), whatever the umask."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(data)
+    os.chmod(path, 0o600)
+
+
+def passphrase_of(args: argparse.Namespace) -> str | None:
+    """--passphrase-file's first line, else --passphrase (which other users can see in a process list)."""
+    if getattr(args, "passphrase_file", None):
+        return Path(args.passphrase_file).read_text(encoding="utf-8").splitlines()[0]
+    return args.passphrase
 
 
 def save_png(image: torch.Tensor, path: str | Path, scale: int = 1) -> None:
@@ -84,10 +103,11 @@ def command_encode(args: argparse.Namespace) -> None:
     public, key = encode_photo(model, args.photo, k=args.k, k_prime=args.k_prime, scheme=args.scheme, **overrides)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    public_bytes, key_bytes = public.to_bytes(), key.to_bytes(args.passphrase)
+    passphrase = passphrase_of(args)
+    public_bytes, key_bytes = public.to_bytes(), key.to_bytes(passphrase)
     (out / PUBLIC_NAME).write_bytes(public_bytes)
-    (out / KEY_NAME).write_bytes(key_bytes)
-    protected = ", passphrase-protected" if args.passphrase is not None else ""
+    write_private(out / KEY_NAME, key_bytes)
+    protected = ", passphrase-protected" if passphrase is not None else ""
     kind = "keyed" if public.keyed else "values in the clear"
     print(f"{out / PUBLIC_NAME}: {len(public_bytes)} bytes ({kind}, k'={public.k_prime} per group, {public.value_bits}-bit values)")
     print(f"{out / KEY_NAME}: {len(key_bytes)} bytes (k={key.k} per group{', secret permutation' if public.permuted else ''}{protected})")
@@ -98,8 +118,9 @@ def command_decode(args: argparse.Namespace) -> None:
         raise ShareError(f"--fraction must be in (0, 1], got {args.fraction}")
     if args.scale < 1:
         raise ShareError(f"--scale must be at least 1, got {args.scale}")
-    public, key = read_share(args.public, args.key, args.passphrase)
-    images = decode_share(_model(args.model), public, key, args.fraction)
+    model = _model(args.model)
+    public, key = read_share(args.public, args.key, passphrase_of(args), (model.num_groups, model.code_dim))
+    images = decode_share(model, public, key, args.fraction)
     out = Path(args.out) if args.out else Path(args.public).with_name("reconstruction.png")
     if len(images) == 1:
         save_png(images[0], out, args.scale)
@@ -120,7 +141,8 @@ def parser() -> argparse.ArgumentParser:
     encode.add_argument("--model", default=None, help="model directory (default: the bundled model)")
     encode.add_argument("--k", type=int, default=None, help=f"true non-zeros per group (default {DEFAULT_K}, capped at the model's k_max)")
     encode.add_argument("--k-prime", type=int, default=None, help="public non-zeros per group (default: see sae.privacy.scheme)")
-    encode.add_argument("--passphrase", default=None, help="protect the key file (scrypt + AES-GCM)")
+    encode.add_argument("--passphrase", default=None, help="protect the key file (scrypt + AES-GCM); visible in process lists")
+    encode.add_argument("--passphrase-file", default=None, help="read the passphrase from this file's first line instead")
     encode.add_argument("--no-permute", action="store_true", help="publish positions in the model's own coordinates (weaker)")
     encode.add_argument("--scheme", choices=sorted(SCHEMES), default=DEFAULT_SCHEME, help="keyed (default) or paper (values in the clear)")
     encode.add_argument("--value-bits", type=int, choices=(8, 16), default=None, help="stored value width (default 8)")
@@ -131,6 +153,7 @@ def parser() -> argparse.ArgumentParser:
     decode.add_argument("--key", required=True, help="the key file")
     decode.add_argument("--fraction", type=float, default=1.0, help="use only this share of the true entries (the largest)")
     decode.add_argument("--passphrase", default=None, help="the key's passphrase, if it has one")
+    decode.add_argument("--passphrase-file", default=None, help="read the passphrase from this file's first line instead")
     decode.add_argument("--out", default=None, help="PNG to write (default: reconstruction.png beside the public file)")
     decode.add_argument("--scale", type=int, default=1, help="upscale the 64x64 result by this factor")
     decode.add_argument("--model", default=None, help="model directory (default: the bundled model)")

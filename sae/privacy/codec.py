@@ -6,37 +6,20 @@ a received code was made by the model decoding it, and take secrets from OS entr
 
 from __future__ import annotations
 
-import secrets
-
 import torch
 
 from sae.core.fingerprint import model_id
 from sae.core.model import SparseAutoencoder
 from sae.privacy.formats import Key, KeyMismatchError, PublicCode
-from sae.privacy.keystream import NONCE_BYTES, SECRET_BYTES
 from sae.privacy.scheme import SCHEMES, ambiguate, check_model, reveal
-
-
-def os_secrets(options: dict) -> dict:
-    """The secrets a real share of these `ambiguate` options needs, from OS entropy (never from a seeded generator)."""
-    if options.get("keyed"):
-        return dict(root=secrets.token_bytes(SECRET_BYTES), nonce=secrets.token_bytes(NONCE_BYTES))
-    return dict(secret=secrets.token_bytes(SECRET_BYTES)) if options.get("permute") else {}
-
-
-def os_generator() -> torch.Generator:
-    """A generator seeded from OS entropy, for a real share's decoys."""
-    return torch.Generator().manual_seed(secrets.randbits(63))
 
 
 def share_codes(
     model: SparseAutoencoder, codes: torch.Tensor, k: int, k_prime: int, scheme: str, generator: torch.Generator | None = None, **overrides
 ) -> tuple[PublicCode, Key]:
     """Dense codes (B, L, m) -> the public code and key of their k-sparse codes, under `scheme` (with `overrides` of its
-    options). Without a generator it is a real share: decoys and secrets from OS entropy."""
+    options). Without a generator it is a real share: every draw and every secret from the OS's cryptographic source."""
     options = SCHEMES[scheme].options() | overrides
-    if generator is None:
-        generator, options = os_generator(), options | os_secrets(options)
     with torch.inference_mode():
         sparse = model.sparsify(codes, k)
     return ambiguate(sparse, k_prime, generator, k=k, model_id=model_id(model), **options)

@@ -23,7 +23,7 @@ def subset_bits(n: int, r: int) -> int:
     return (math.comb(n, r) - 1).bit_length()
 
 
-@functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=8)
 def _binomials(n: int, r: int) -> np.ndarray:
     """table[c, i] = C(c, i) for c <= n, i <= r, as an object array of Python ints."""
     table = np.empty((n + 1, r + 1), dtype=object)

@@ -1,7 +1,7 @@
 """Public codes and keys in memory and as files: version 2 written, versions 1 and 2 read, damage rejected.
 
 Byte formats (little-endian; sizes in bytes; "ranks" are `sae.privacy.combinadic` subset ranks, bit-packed):
-- public code: magic b"SAEP" | version u8 | flags u8 (1: permuted, 2: keyed) | value_bits u8 | 0 u8 | images u32
+- public code: magic b"SAEP" | version u8 | flags u8 (1: permuted, 4: keyed) | value_bits u8 | 0 u8 | images u32
   | groups u16 | code_dim u16 | k' u16 | [v2: model id 8 | keyed: nonce 12] | positions: each group's k'-subset
   of code_dim | values | scales | CRC-32 u32.
   values, in ascending position order: plain codes store float32 (32), float16 (16) or int8 levels (8); keyed codes
@@ -60,7 +60,11 @@ _SEALED_HEADER = struct.Struct("<4sBBBBB16s12s")
 _CUTOFF = struct.Struct("<H")
 _CRC = struct.Struct("<I")
 _FLOAT16_MAX = 65504.0
-_MAX_SCRYPT_LOG2_N = 22
+_MAX_SCRYPT_LOG2_N = 17  # 128 MiB of scrypt memory at r = 8: the most a file may make the reader spend
+SCRYPT_LOG2_N = 16  # what a sealed key is written with
+# Bounds on what a header may ask the reader to decode, so a crafted file of a few bytes cannot take minutes of CPU or
+# gigabytes of memory: far above any model here (at most 20 groups of 256) and any batch the tools write.
+MAX_GROUPS, MAX_CODE_DIM, MAX_ENTRIES = 256, 512, 1 << 22  # entries: images x groups x k'
 
 
 class CodeFormatError(ValueError):
@@ -231,6 +235,16 @@ def _check_magic(data: bytes, magic: bytes, what: str) -> int:
     return version
 
 
+def _check_extent(images: int, groups: int, code_dim: int, k_prime: int, shape, max_images: int | None, what: str) -> None:
+    """Refuse, before decoding anything, a header for another model's shape or beyond what any reader should decode."""
+    if shape is not None and (groups, code_dim) != tuple(shape):
+        raise KeyMismatchError(f"this {what} is for {groups} groups of {code_dim}; the model has {shape[0]} groups of {shape[1]}")
+    if max_images is not None and images > max_images:
+        raise CodeFormatError(f"this {what} holds {images} faces; at most {max_images} are read here")
+    if not (0 < groups <= MAX_GROUPS and 0 < code_dim <= MAX_CODE_DIM and 0 < images and images * groups * k_prime <= MAX_ENTRIES):
+        raise CodeFormatError(f"{what} header asks for more than this reader decodes ({images} x {groups} x {k_prime} entries)")
+
+
 def _subsets(data: bytes, count: int, n: int, r: int, what: str) -> np.ndarray:
     try:
         return decode_subsets(data, count, n, r)
@@ -335,8 +349,11 @@ class PublicCode:
         return _with_crc(self._header() + encode_subsets(self.support()) + self._value_bytes())
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> PublicCode:
-        """Parse and validate a public code file (version 1 or 2); raises CodeFormatError on anything wrong."""
+    def from_bytes(cls, data: bytes, shape: tuple[int, int] | None = None, max_images: int | None = None) -> PublicCode:
+        """Parse and validate a public code file (version 1 or 2); raises CodeFormatError on anything wrong.
+
+        `shape` (groups, code_dim) and `max_images` refuse a file made for another model, or holding more faces than
+        the caller serves, before any of it is decoded."""
         data = bytes(data)
         version = _check_magic(data, PUBLIC_MAGIC, "public code")
         body = _check_crc(data, "public code")
@@ -347,6 +364,7 @@ class PublicCode:
         allowed = _PERMUTED | (_KEYED if version >= 2 else 0)
         if value_bits not in (KEYED_VALUE_BITS if keyed else VALUE_BITS) or not 0 < k_prime <= code_dim or flags & ~allowed:
             raise CodeFormatError("public code header is invalid")
+        _check_extent(images, groups, code_dim, k_prime, shape, max_images, "public code")
         expected = public_nbytes(images, groups, code_dim, k_prime, value_bits, keyed, version)
         if len(data) != expected:
             raise CodeFormatError(f"public code has {len(data)} bytes, its header says {expected}")
@@ -475,14 +493,17 @@ class Key:
             parts.append(encode_subsets(self.true_mask))
         return _with_crc(b"".join(parts))
 
-    def to_bytes(self, passphrase: str | bytes | None = None, *, scrypt_log2_n: int = 15) -> bytes:
+    def to_bytes(self, passphrase: str | bytes | None = None, *, scrypt_log2_n: int = SCRYPT_LOG2_N) -> bytes:
         """Serialise; with a passphrase, seal the bytes with scrypt + AES-256-GCM."""
         plain = self._plain_bytes()
         return plain if passphrase is None else _seal(plain, passphrase, scrypt_log2_n, self.version)
 
     @classmethod
-    def from_bytes(cls, data: bytes, passphrase: str | bytes | None = None) -> Key:
-        """Parse and validate a key file (version 1 or 2, sealed or not); CodeFormatError or PassphraseError on failure."""
+    def from_bytes(
+        cls, data: bytes, passphrase: str | bytes | None = None, shape: tuple[int, int] | None = None, max_images: int | None = None
+    ) -> Key:
+        """Parse and validate a key file (version 1 or 2, sealed or not); CodeFormatError or PassphraseError on failure.
+        `shape` and `max_images` as for `PublicCode.from_bytes`."""
         data = bytes(data)
         _check_magic(data, KEY_MAGIC, "key")
         if len(data) < 6:
@@ -496,6 +517,7 @@ class Key:
         if len(body) < _KEY_HEADER.size + FINGERPRINT_BYTES:
             raise CodeFormatError("key is truncated")
         _, version, flags, _, images, groups, code_dim, k, k_prime = _KEY_HEADER.unpack_from(body)
+        _check_extent(images, groups, code_dim, k_prime, shape, max_images, "key")
         return _parse_key(body, version, flags, images, groups, code_dim, k, k_prime)
 
 
@@ -503,7 +525,7 @@ def _parse_key(body: bytes, version: int, flags: int, images: int, groups: int, 
     permuted, keyed, restricted = bool(flags & _PERMUTED), bool(flags & _KEYED), bool(flags & _RESTRICTED)
     allowed = _PERMUTED | ((_KEYED | _RESTRICTED) if version >= 2 else 0)
     varying = k == VARYING and version >= 2
-    if flags & ~allowed or (restricted and not keyed) or not 0 < k_prime <= code_dim or not (varying or k <= k_prime):
+    if flags & ~allowed or (restricted and not keyed) or not 0 < k_prime <= code_dim or not (varying or 0 < k <= k_prime):
         raise CodeFormatError("key header is invalid")
 
     def take(size: int) -> bytes:
@@ -579,7 +601,7 @@ def _open(sealed: bytes, passphrase: str | bytes) -> bytes:
     if len(sealed) < _SEALED_HEADER.size + 16:
         raise CodeFormatError("protected key is truncated")
     _, _, flags, log2_n, r, p, salt, nonce = _SEALED_HEADER.unpack_from(sealed)
-    if flags != _SEALED or not 10 <= log2_n <= _MAX_SCRYPT_LOG2_N or not 1 <= r <= 32 or not 1 <= p <= 16:
+    if flags != _SEALED or not 10 <= log2_n <= _MAX_SCRYPT_LOG2_N or (r, p) != (8, 1):  # what `_seal` writes, no more
         raise CodeFormatError("protected key header is invalid")
     header = sealed[: _SEALED_HEADER.size]
     try:

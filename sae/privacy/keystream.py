@@ -29,11 +29,6 @@ SECRET_BYTES = 32
 NONCE_BYTES = 12
 
 
-def random_bytes(generator: torch.Generator, count: int) -> bytes:
-    """`count` bytes from a torch generator: reproducible evaluations; real shares pass OS entropy instead."""
-    return bytes(torch.randint(0, 256, (count,), generator=generator, dtype=torch.uint8).tolist())
-
-
 def secret_permutation(secret: bytes, num_images: int, num_groups: int, code_dim: int) -> torch.Tensor:
     """(B, L, m) long: public coordinate of each model coordinate, a uniform permutation per image and group.
 

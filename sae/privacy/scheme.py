@@ -43,6 +43,7 @@ from sae.privacy.formats import (
     max_level,
     quantize_values,
 )
+from sae.privacy.randomness import Draws
 
 BANDWIDTH = 0.5  # resampled decoys' jitter, in units of Silverman's rule of thumb (docs/privacy.md: why this value)
 DEFAULT_K = 32  # true non-zeros per group the app and the share command start from
@@ -116,7 +117,11 @@ def true_support(sparse_codes: torch.Tensor, k: int | None = None) -> torch.Tens
 # ---------------------------------------------------------------------------------------------------
 
 
-def resample_decoy_values(true_values: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
+def _draws(source: torch.Generator | Draws | None) -> Draws:
+    return source if isinstance(source, Draws) else Draws(source)
+
+
+def resample_decoy_values(true_values: torch.Tensor, count: int, generator: torch.Generator | Draws | None) -> torch.Tensor:
     """Decoys for values in the clear: a shrunk smoothed bootstrap (Silverman 1986, 6.4.1) of each group's true values.
 
     Pick a true value of the group at random, keep its sign, jitter its log-magnitude by a Gaussian of BANDWIDTH times
@@ -137,13 +142,14 @@ def resample_decoy_values(true_values: torch.Tensor, count: int, generator: torc
     shape = (*true_values.shape[:-1], count)
     if count == 0:
         return true_values.new_zeros(shape)
-    anchors = torch.multinomial(weights, count, replacement=True, generator=generator).reshape(shape)
-    noise = torch.randn(shape, generator=generator)
+    draws = _draws(generator)
+    anchors = draws.multinomial(weights, count).reshape(shape)
+    noise = draws.randn(shape)
     log_decoy = mean + (logs.gather(-1, anchors) - mean + bandwidth * noise) * shrink
     return true_values.sign().gather(-1, anchors) * log_decoy.exp()
 
 
-def reference_decoy_values(true_values: torch.Tensor, code_dim: int, count: int, generator: torch.Generator) -> torch.Tensor:
+def reference_decoy_values(true_values: torch.Tensor, code_dim: int, count: int, generator: torch.Generator | Draws | None) -> torch.Tensor:
     """The paper's and the report's decoys, for contrast only: Gaussian-tail draws times m/k. Broken by design.
 
     Per group: |decoy| ~ N(0, sigma) conditioned on exceeding the smallest true magnitude (sigma: the RMS of the true
@@ -153,13 +159,14 @@ def reference_decoy_values(true_values: torch.Tensor, code_dim: int, count: int,
     shape = (*true_values.shape[:-1], count)
     sigma = true_values.float().pow(2).mean(-1, keepdim=True).sqrt().clamp_min(1e-12)
     low = torch.special.ndtr(true_values.abs().amin(-1, keepdim=True) / sigma)
-    uniform = low + (1 - low) * torch.rand(shape, generator=generator)
+    draws = _draws(generator)
+    uniform = low + (1 - low) * draws.rand(shape)
     tail = sigma * torch.special.ndtri(uniform.clamp(max=1 - 1e-7))
-    sign = torch.randint(0, 2, shape, generator=generator).float() * 2 - 1
+    sign = draws.randint(0, 2, shape).float() * 2 - 1
     return sign * tail * (code_dim / k)
 
 
-def balance_signs(true_values: torch.Tensor, decoy_values: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def balance_signs(true_values: torch.Tensor, decoy_values: torch.Tensor, generator: torch.Generator | Draws | None) -> torch.Tensor:
     """Re-sign the decoys so that every group publishes floor(k'/2) positive values whenever it can.
 
     With decoys that copy their anchors' signs, each group's share of positive public values tracks the true code's,
@@ -171,13 +178,13 @@ def balance_signs(true_values: torch.Tensor, decoy_values: torch.Tensor, generat
         return decoy_values
     positives = (true_values > 0).sum(-1, keepdim=True)
     needed = ((true_values.shape[-1] + count) // 2 - positives).clamp(0, count)
-    rank = torch.rand(decoy_values.shape, generator=generator).argsort(-1).argsort(-1)
+    rank = _draws(generator).rand(decoy_values.shape).argsort(-1).argsort(-1)
     return torch.where(rank < needed, decoy_values.abs(), -decoy_values.abs())
 
 
-def _decoy_positions(support: torch.Tensor, count: int, generator: torch.Generator, weights: torch.Tensor | None) -> torch.Tensor:
+def _decoy_positions(support: torch.Tensor, count: int, draws: Draws, weights: torch.Tensor | None) -> torch.Tensor:
     """(B, L, count) distinct off-support positions, uniform or proportional to `weights` (Gumbel top-k)."""
-    noise = torch.rand(support.shape, generator=generator)
+    noise = draws.rand(support.shape)
     if weights is None:
         scores = noise
     else:
@@ -244,7 +251,7 @@ def open_values(public: PublicCode, key: Key) -> tuple[torch.Tensor, torch.Tenso
 def ambiguate(
     sparse_codes: torch.Tensor,
     k_prime: int,
-    generator: torch.Generator,
+    generator: torch.Generator | None,
     *,
     keyed: bool = False,
     decoy_values: str = "resample",
@@ -266,8 +273,9 @@ def ambiguate(
     positions in proportion to it instead of uniformly. With `permute` positions go through a secret permutation
     (`secret`, 32 bytes). `keyed` pads every stored level (8 or 16 bits) with the keystream of a 32-byte `root` and a
     12-byte `nonce`; a keyed code's decoys are uniformly random levels (nobody but a key holder ever sees them).
-    Secrets not given are drawn from `generator` (reproducible: a real share passes OS entropy). `model_id` names
-    the model that made the codes (`sae.core.fingerprint.model_id`).
+    Every random draw, and every secret not given, comes from `generator` (reproducible figures) or, with generator
+    None, from the OS's cryptographic source: what a real share must use (`sae.privacy.randomness`). `model_id`
+    names the model that made the codes (`sae.core.fingerprint.model_id`).
     """
     if decoy_values not in ("resample", "reference"):
         raise ValueError(f"decoy_values must be 'resample' or 'reference', got {decoy_values!r}")
@@ -279,6 +287,7 @@ def ambiguate(
         raise ValueError("a secret only makes sense with permute=True")
     if keyed and value_bits not in KEYED_VALUE_BITS:
         raise ValueError(f"a keyed code stores value_bits {KEYED_VALUE_BITS}, got {value_bits}")
+    draws = Draws(generator)
     num_images, num_groups, code_dim = sparse_codes.shape
     true_positions = true_support(sparse_codes, k)
     k = true_positions.shape[-1]
@@ -286,30 +295,30 @@ def ambiguate(
         raise ValueError(f"need k <= k' <= code_dim, got k={k}, k'={k_prime}, code_dim={code_dim}")
     true_values = sparse_codes.float().gather(-1, true_positions)
     support = torch.zeros(sparse_codes.shape, dtype=torch.bool).scatter(-1, true_positions, True)
-    positions = torch.cat([true_positions, _decoy_positions(support, k_prime - k, generator, position_weights)], -1)
+    positions = torch.cat([true_positions, _decoy_positions(support, k_prime - k, draws, position_weights)], -1)
     is_true = torch.arange(k_prime).expand_as(positions) < k
 
     if keyed:
-        root = root if root is not None else keystream.random_bytes(generator, keystream.SECRET_BYTES)
-        nonce = nonce if nonce is not None else keystream.random_bytes(generator, keystream.NONCE_BYTES)
+        root = root if root is not None else draws.bytes(keystream.SECRET_BYTES)
+        nonce = nonce if nonce is not None else draws.bytes(keystream.NONCE_BYTES)
         secret = keystream.permutation_secret(root) if permute else None
         scales = level_scales(true_values, value_bits)
         true_levels = (true_values / scales[..., None]).round().clamp(-max_level(value_bits), max_level(value_bits))
         decoy_shape = (num_images, num_groups, k_prime - k)
-        decoy_levels = torch.randint(-max_level(value_bits), max_level(value_bits) + 1, decoy_shape, generator=generator)
+        decoy_levels = draws.randint(-max_level(value_bits), max_level(value_bits) + 1, decoy_shape)
         links = [keystream.chain_head(root, image) for image in range(num_images)]
         levels = torch.cat([true_levels, decoy_levels.float()], -1)
         values, scale_cipher = _seal_levels(levels, scales, links, nonce, positions, code_dim, value_bits)
     else:
         if decoy_values == "resample":
-            decoy_values = resample_decoy_values(true_values, k_prime - k, generator)
+            decoy_values = resample_decoy_values(true_values, k_prime - k, draws)
         else:
-            decoy_values = reference_decoy_values(true_values, code_dim, k_prime - k, generator)
+            decoy_values = reference_decoy_values(true_values, code_dim, k_prime - k, draws)
         if signs == "balanced":
-            decoy_values = balance_signs(true_values, decoy_values, generator)
+            decoy_values = balance_signs(true_values, decoy_values, draws)
         values = torch.cat([true_values, decoy_values], -1)
         if permute:
-            secret = secret if secret is not None else keystream.random_bytes(generator, keystream.SECRET_BYTES)
+            secret = secret if secret is not None else draws.bytes(keystream.SECRET_BYTES)
     if permute:
         positions = keystream.secret_permutation(secret, num_images, num_groups, code_dim).gather(-1, positions)
     positions, order = torch.sort(positions, dim=-1)  # ascending: the order must not betray the true entries
