@@ -140,3 +140,16 @@ def test_python_dash_m_runs_the_card(utk_model_dir, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     text = (utk_model_dir / "README.md").read_text()
     assert "--data UTK --out runs/default --preset default128 --epochs 9" in text and "Best validation epoch: 3" in text
+
+
+def test_the_results_page_gathers_each_models_tables_and_privacy_verdicts(tmp_path):
+    one, scaled = tmp_path / "one", tmp_path / "scaled"
+    one.mkdir()
+    scaled.mkdir()
+    (one / "evaluation.md").write_text("| budget | ours |\n|---|---|\n| 320 | 29.00 / 0.900 |\n")
+    (one / "privacy.json").write_text(json.dumps({"targets": {"linkage": True, "attributes": False}}))
+    (scaled / "evaluation.md").write_text("| budget | scaled |\n")
+    page = card.results_page({"Model one": one, "Model two": tmp_path / "missing"}, scaled)
+    assert page.startswith("# Results") and "## Model one" in page and "| 320 | 29.00 / 0.900 |" in page
+    assert "meets 1 of 2 targets; not met: attributes." in page and "Model two" not in page
+    assert "scaled up to 128x128" in page and "| budget | scaled |" in page

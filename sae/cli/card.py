@@ -166,13 +166,55 @@ def write(model_dir: str | Path, run_dir: str | Path | None = None, notes: str =
     return path
 
 
+SCALED = Path("docs") / "celeba64-on-utkface128"  # `sae.cli.evaluate --size 128` of the CelebA-64 model on UTKFace
+
+
+def results_page(models: dict[str, Path], scaled: Path | None = SCALED) -> str:
+    """docs/results.md: every bundled model's evaluation table and privacy verdicts, and the CelebA-64 model scaled up
+    on the UTKFace-128 model's faces, each table read from the file its command wrote."""
+    lines = [
+        "# Results",
+        "",
+        "Written by `python -m sae.cli.card --results docs/results.md` from the result files below; each model card has the",
+        "full tables and how the model was trained.",
+    ]
+    for name, directory in models.items():
+        evaluation = directory / "evaluation.md"
+        if not evaluation.is_file():
+            continue
+        lines += ["", f"## {name}: [card]({Path('..') / directory / 'README.md'})", "", evaluation.read_text().rstrip()]
+        privacy = directory / "privacy.json"
+        if privacy.is_file():
+            targets = json.loads(privacy.read_text()).get("targets", {})
+            met = [goal for goal, ok in targets.items() if ok]
+            missed = [goal for goal, ok in targets.items() if not ok]
+            lines += [
+                "",
+                f"Privacy ([table]({Path('..') / directory / 'privacy.md'})): the keyed scheme meets "
+                f"{len(met)} of {len(targets)} targets" + (f"; not met: {'; '.join(missed)}." if missed else "."),
+            ]
+    if scaled is not None and (scaled / "evaluation.md").is_file():
+        lines += [
+            "",
+            "## The CelebA-64 model on the same UTKFace faces, scaled up to 128x128",
+            "",
+            f"`python -m sae.cli.evaluate --model assets/models/celeba64 --data ../shared/data/utkface200 --size 128 --out {scaled}`:",
+            "its input is each face at 64x64 and its reconstruction is scaled up (bicubic) to be scored at 128x128, as a projector "
+            "shows it; the baselines are fitted at 128x128.",
+            "",
+            (scaled / "evaluation.md").read_text().rstrip(),
+        ]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
     parser = argparse.ArgumentParser(
         prog="python -m sae.cli.card", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", required=True, help="model directory holding evaluation.json (and privacy.md, data.json)")
+    parser.add_argument("--model", default=None, help="model directory holding evaluation.json (and privacy.md, data.json)")
+    parser.add_argument("--results", default=None, help="instead, write the page of every bundled model's results here")
     parser.add_argument("--run", default=None, help="training run directory (default: the model directory's own copies)")
     parser.add_argument(
         "--extra",
@@ -183,6 +225,16 @@ def main(argv: list[str] | None = None) -> None:
         help="add a table file under a heading (another model's rows on the same faces, say)",
     )
     args = parser.parse_args(argv)
+    if args.results:
+        from sae.zoo import files
+
+        titles = {"utkface128": "UTKFace 128x128", "celeba64": "CelebA 64x64"}
+        models = {titles.get(name, name): path.relative_to(files.ASSETS.parent) for name, path in files.bundled_models().items()}
+        Path(args.results).write_text(results_page(models))
+        print(f"wrote {args.results}")
+        return
+    if args.model is None:
+        parser.error("--model or --results is required")
     extra = {heading: Path(table).read_text() for heading, table in args.extra}
     print(f"wrote {write(args.model, args.run, extra=extra)}")
 
