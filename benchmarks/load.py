@@ -30,6 +30,8 @@ import numpy as np
 from PIL import Image
 
 from benchmarks.serving import OURS, PHOTO, AppProcess
+from sae.app.memory import TRIM_INTERVAL_S
+from sae.app.outbox import OUTBOX_MAX_AGE
 from sae.app.settings import ShareSettings
 from sae.zoo import files
 
@@ -225,7 +227,8 @@ def page(result: LoadResult, argv: list[str] | None) -> str:
         + table(result)
         + "\nWhat keeps a long class's memory flat: every upload is read once and deleted; crops and codes live in one "
         "bounded cache shared by all sessions (`sae/app/face_cache.py`); a session holds only a reference; glibc's arenas "
-        "are trimmed every 10 s (`sae/app/memory.py`); share downloads are swept after 10 minutes (`sae/app/outbox.py`).\n"
+        f"are trimmed every {TRIM_INTERVAL_S:g} s (`sae/app/memory.py`); share downloads are swept after "
+        f"{OUTBOX_MAX_AGE / 60:g} minutes (`sae/app/outbox.py`).\n"
     )
 
 
@@ -233,10 +236,7 @@ def main(argv: list[str] | None = None) -> LoadResult:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.load", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    bundled = files.bundled_models()
-    parser.add_argument(
-        "--model", default=str(bundled.get(files.DEFAULT_BUNDLED, next(iter(bundled.values()), ""))), help="model directory"
-    )
+    parser.add_argument("--model", default=str(files.default_model()), help="model directory")
     parser.add_argument("--students", type=int, default=30)
     parser.add_argument("--duration", type=float, default=120.0, help="seconds the class works")
     parser.add_argument("--short", action="store_true", help="4 students for 15 seconds")

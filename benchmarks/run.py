@@ -39,6 +39,7 @@ from sae.core.faces import load_photo, locate_face
 from sae.core.metrics import score
 from sae.core.presets import PRESETS, create_model
 from sae.core.rate import code_bytes
+from sae.privacy.scheme import default_k
 from sae.zoo import files
 from sae.zoo.files import DataNote
 from sae.zoo.hub import load_model
@@ -120,10 +121,10 @@ def throughput_rows(model_dir: str, repeats: int) -> tuple[list[Row], dict]:
     """Encode to a k-sparse code and decode, one face and 64 at once, against Pillow encoding and decoding a JPEG of the
     code's size of the same face; and the two speed targets of the 128x128 model."""
     model = load_model(model_dir, fallback=None).model
-    name, k = _name(model_dir), min(32, model.k_max)
+    name, k = _name(model_dir), default_k(model.k_max)
     photo = load_photo(PHOTO)
-    face = to_float(preprocess(photo, locate_face(photo).box, model.image_size))[None]
-    pixels = (face[0] * 255).round().byte().permute(1, 2, 0).numpy()
+    crop = preprocess(photo, locate_face(photo).box, model.image_size)
+    face, pixels = to_float(crop)[None], crop.permute(1, 2, 0).numpy()
     data, quality = jpeg_fitting(pixels, code_bytes(model.num_groups, model.code_dim, k))
     jpeg_encode = statistics.median(timings_ms(lambda: jpeg_bytes(pixels, quality), repeats))
     jpeg_decode = statistics.median(timings_ms(lambda: decode_jpeg(data), repeats))
@@ -148,7 +149,7 @@ def throughput_rows(model_dir: str, repeats: int) -> tuple[list[Row], dict]:
                 )
             )
     round_trip = timings_ms(lambda: model.decode(model.sparsify(model.encode(face), k)), repeats)
-    encoded = encode_face(model, (face[0] * 255).round().byte())
+    encoded = encode_face(model, crop)
     curve = timings_ms(lambda: quality_curve(model, encoded), max(5, repeats // 3))
     for measure, times in (("encode + decode one face", round_trip), ("the whole quality curve", curve)):
         median = statistics.median(times)

@@ -18,10 +18,11 @@ from tests.conftest import REPO, TINY
 
 
 def _history(path, rows) -> None:
+    """A run's history.csv; each epoch takes 60 s of steps unless a row says otherwise."""
     with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["epoch", "images_per_s", "val_psnr_160"])
+        writer = csv.DictWriter(handle, fieldnames=["epoch", "images_per_s", "seconds", "val_psnr_160"])
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({"seconds": 60} | row for row in rows)
 
 
 def test_card_carries_the_evaluation_table(tiny_model, fake_celeba, tmp_path):
@@ -38,6 +39,7 @@ def test_card_carries_the_evaluation_table(tiny_model, fake_celeba, tmp_path):
     assert text.startswith("---\n") and "research" in text
     assert evaluate.markdown(result) in text
     assert "Best validation epoch: 2" in text and "--epochs 3" in text and "1..k_max per batch" in text
+    assert "about 2 minutes of training steps" in text
     assert "moving average" not in text and "MSE loss" in text and "--loss" not in text
     config = {"preset": "tiny", "epochs": 3, "train_k_max": 64, "ema_decay": 0.998, "model": {}}
     (run_dir / "train_config.json").write_text(json.dumps(config))
@@ -94,7 +96,7 @@ def test_a_utkface_card_says_so_in_its_front_matter_title_and_data(utk_model_dir
     assert "Licence: UTKFace: non-commercial research only." in body
     assert "python -m sae.cli.train --data ../shared/data/utkface200 --out runs/default --preset default128" in body
     assert "`python -m sae.cli.evaluate --model DIR --data ../shared/data/utkface200`" in body
-    assert "2 utkface faces at 128x128" in body
+    assert "2 UTKFace faces at 128x128" in body
     assert json.loads((utk_model_dir / "config.json").read_text())["image_size"] == 128
     assert '"image_size": 128' in body  # the config as shipped
 

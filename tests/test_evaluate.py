@@ -33,7 +33,7 @@ def test_evaluation_writes_tables(tiny_model, fake_celeba, tmp_path):
     evaluate.write(result, tmp_path / "out")
     table = (tmp_path / "out" / "evaluation.md").read_text()
     assert "| 8 (2) |" in table and "Mean face" in table
-    assert table.startswith("Test split: 4 celeba faces at 64x64; PSNR dB / SSIM") and "scaled" not in table
+    assert table.startswith("Test split: 4 CelebA faces at 64x64; PSNR dB / SSIM") and "scaled" not in table
     assert json.loads((tmp_path / "out" / "evaluation.json").read_text())["test_faces"] == 4
     assert (tmp_path / "out" / "evaluation.html").stat().st_size > 1000
 
@@ -68,7 +68,7 @@ def test_budgets_past_k_max_are_marked_and_past_code_dim_dropped(tiny_model, fak
 def test_utkface_is_evaluated_from_its_test_list(tiny_model, fake_utkface, tmp_path):
     result = evaluate.run(tiny_model, fake_utkface, cache_dir=str(tmp_path / "cache"), budgets=(8,))
     assert (result["dataset"], result["test_faces"], result["image_size"]) == ("utkface", 2, 64)  # test.txt lists 2
-    assert evaluate.markdown(result).startswith("Test split: 2 utkface faces at 64x64;")
+    assert evaluate.markdown(result).startswith("Test split: 2 UTKFace faces at 64x64;")
     names = {path.name for path in (tmp_path / "cache").iterdir()}
     assert "pca-utkface64-6-None.pt" in names  # its own PCA cache: never CelebA's pca-N-None.pt
     assert all(name.startswith(("utkface64-", "pca-utkface64-")) for name in names)
@@ -110,7 +110,7 @@ def test_another_size_scales_the_reconstructions_and_fits_the_baselines_there(ti
     pca = PCA(**torch.load(tmp_path / "cache" / "pca-celeba128-24-None.pt", weights_only=True))
     assert result["rows"][0]["pca_first_n"] == pytest.approx(score(test128, pca.first_n(test128, 8)))
     table = evaluate.markdown(result)
-    assert "4 celeba faces at 128x128 (the model works at 64x64; its reconstructions scaled up, bicubic)" in table
+    assert "4 CelebA faces at 128x128 (the model works at 64x64; its reconstructions scaled up, bicubic)" in table
 
 
 def test_a_128_model_on_utkface(fake_utkface):

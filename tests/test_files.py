@@ -70,6 +70,18 @@ def test_bundled_models_lists_only_directories_with_weights(tmp_path, monkeypatc
     assert bundled_models() == {"celeba64": present}
 
 
+def test_default_model_falls_back_to_a_present_one(tmp_path, monkeypatch):
+    present, absent = tmp_path / "present", tmp_path / "absent"
+    present.mkdir()
+    (present / files.WEIGHTS).write_bytes(b"weights")
+    monkeypatch.setattr(files, "BUNDLED", {"celeba64": present, "utkface128": absent})
+    assert files.default_model() == present
+    monkeypatch.setattr(files, "BUNDLED", {"celeba64": absent, "utkface128": present})
+    assert files.default_model() == present
+    monkeypatch.setattr(files, "BUNDLED", {"celeba64": absent, "utkface128": tmp_path / "gone"})
+    assert files.default_model() == files.BUNDLED[files.DEFAULT_BUNDLED]  # none present: the default's path, named in the error
+
+
 def test_the_bundled_models_of_this_checkout():
     assert files.DEFAULT_BUNDLED in files.BUNDLED and set(files.BUNDLED) == {"celeba64", "utkface128"}
     found = bundled_models()

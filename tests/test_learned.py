@@ -140,7 +140,7 @@ def test_compact_regression_predicts_the_same_at_full_rank_and_is_smaller_below(
     full = regression_attack(public, attacker)
     compact = attacker.compact(rank=64)
     assert isinstance(compact, CompactRegression) and compact.rank == 64
-    assert compact.num_features == public_features(public, 1.0).shape[1]
+    assert compact.weights.shape[0] == public_features(public, 1.0).shape[1]
     assert torch.allclose(regression_attack(public, compact), full, atol=1e-4)
     small = attacker.compact(rank=4)
     assert small.rank == 4 and small.weights.numel() < attacker.train_features.numel()

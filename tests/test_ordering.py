@@ -30,7 +30,7 @@ def model(request) -> SparseAutoencoder:
 
 def test_importance_is_the_mean_magnitude_in_k_sparse_codes(model):
     images = _images(10, 0)
-    importance = coordinate_importance(model, images, K, batch=3)  # chunks of 3 sum to the same totals
+    importance = coordinate_importance(model, images, K)
     with torch.no_grad():
         expected = model.sparsify(model.encode(images), K).abs().mean(0)
     assert importance.shape == (model.num_groups, model.code_dim)

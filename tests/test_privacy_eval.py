@@ -185,7 +185,7 @@ def test_targets_markdown_and_files(result, tmp_path):
     table = privacy_eval.markdown(result)
     positions = [table.index(heading) for heading in HEADINGS]
     assert positions == sorted(positions)  # every section, in order
-    assert table.startswith("Test split: 4 celeba faces at k = 4 per group (16 non-zeros), k' = every position (32)")
+    assert table.startswith("Test split: 4 CelebA faces at k = 4 per group (16 non-zeros), k' = every position (32)")
     assert "Mean face" in table and "| key holder |" in table and "| inversion |" in table and "| gender |" in table
     assert SCHEMES["keyed"].title in table and SCHEMES["paper"].title in table
     privacy_eval.write(result, tmp_path / "out")

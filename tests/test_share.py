@@ -14,12 +14,13 @@ import torch
 from PIL import Image
 
 from sae.cli.share import main
-from sae.core.faces import face_input, load_photo
+from sae.core.faces import face_input, load_photo, locate_face
 from sae.core.fingerprint import model_id
 from sae.core.metrics import psnr
 from sae.core.model import SparseAutoencoder
 from sae.privacy.formats import Key, PublicCode
-from sae.privacy.scheme import UNNAMED_MODEL
+from sae.privacy.scheme import UNNAMED_MODEL, reveal
+from sae.zoo.files import DataNote
 from tests.conftest import TINY
 
 K = 4
@@ -89,9 +90,25 @@ def exact_reconstruction(model: SparseAutoencoder, photo: Path) -> torch.Tensor:
         return model.decode(model.sparsify(model.encode(face_input(load_photo(photo))), K).half().float())[0]
 
 
+def test_the_face_is_framed_like_the_models_training_faces(tmp_path, model_dir, model, capsys):
+    """The CLI crops a photo as the app does: the largest face, framed in the style of the model's data note."""
+    photo = Path(__file__).resolve().parents[1] / "assets" / "examples" / "astronaut.png"
+    DataNote("utkface", "test", "test").write(model_dir)
+    try:
+        public, key = read(encode(tmp_path, model_dir, photo, "utk"))
+    finally:
+        (model_dir / "data.json").unlink()
+    assert "Face found: cropped like a UTKFace photo" in capsys.readouterr().out
+    image = load_photo(photo)
+    with torch.no_grad():
+        expected = model.sparsify(model.encode(face_input(image, locate_face(image, style="utkface").box)), K)
+    assert torch.equal(reveal(public, key) != 0, expected != 0)  # the code of that crop, not of the centre square
+
+
 def test_keyed_by_default_and_the_round_trip_shows_the_face(tmp_path, model_dir, model, photo, capsys):
     share = encode(tmp_path, model_dir, photo)
     printed = capsys.readouterr().out
+    assert "No face found" in printed  # noise: the centre square, said so
     assert "public" in printed and "key" in printed and "bytes" in printed and "keyed" in printed
     public, key = read(share)
     assert public.keyed and key.keyed and public.version == key.version == 2

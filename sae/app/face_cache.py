@@ -34,13 +34,6 @@ FAILURES_REMEMBERED = 64  # failed uploads whose reason is kept, for a repeated 
 GONE = "This upload is no longer on the server (uploads are deleted as soon as they are read): upload it again."
 
 
-def entry_bytes(crops: Iterable[tuple[int, int, int]]) -> int:
-    """Bytes of tensor data in one cache entry, from the shapes (not measured): per (size, groups, code_dim) of a
-    served model, both crops as uint8 (3, S, S), and once encoded, each crop's float32 input and its dense codes and
-    those of its mirror image. Python objects add a few hundred bytes."""
-    return sum(2 * (3 * size * size + 4 * (3 * size * size + 2 * groups * code_dim)) for size, groups, code_dim in crops)
-
-
 @dataclass
 class View:
     """One crop of an upload as one model sees it, and what the face finder said."""
@@ -139,7 +132,7 @@ class FaceStore:
             self.cache.put(key, self.crops(open_image()))
         return key
 
-    def add(self, photo) -> str:
+    def add(self, photo: str | Path | Image.Image) -> str:
         """The cache key of a photo path (Gradio's upload, deleted once read) or an image object (scripts and tests)."""
         if not isinstance(photo, str | Path):
             image = load_photo(photo)

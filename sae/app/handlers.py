@@ -13,6 +13,7 @@ from pathlib import Path
 
 import gradio as gr
 import numpy as np
+from PIL import Image
 
 from sae.app import render
 from sae.app.face_cache import FACE_CACHE_SIZE, GONE, FaceRef, FaceStore, View
@@ -156,7 +157,7 @@ class Handlers:
 
     # -- events --------------------------------------------------------------------------------------------------
 
-    def prepare(self, photo, whole: bool, model_name: str, *controls) -> tuple:
+    def prepare(self, photo: str | Image.Image | None, whole: bool, model_name: str, *controls: object) -> tuple:
         """An upload (or a cleared photo) -> the session's face reference and the whole Explore view."""
         try:
             served = self.served(model_name)
@@ -281,7 +282,7 @@ class Handlers:
 
     def decode_received(
         self, public_data: bytes | None, key_data: bytes | None, model_name: str, passphrase: str = "", fraction: float = 1.0
-    ):
+    ) -> tuple[np.ndarray | None, str]:
         """A received public code and key -> the key holder's image; any failure clears the image and says why."""
         if public_data is None or key_data is None:
             return None, failure(f"Upload the {'public code' if public_data is None else 'key'} file.")
@@ -307,7 +308,9 @@ class Handlers:
             image[0]
         ), f"Decoded with {what} ({public.num_groups} groups, {'keyed' if public.keyed else 'values in the clear'})."
 
-    def decode(self, public_file: str | None, key_file: str | None, model_name: str, passphrase: str = "", fraction: float = 1.0):
+    def decode(
+        self, public_file: str | None, key_file: str | None, model_name: str, passphrase: str = "", fraction: float = 1.0
+    ) -> tuple[np.ndarray | None, str]:
         """A public code and key uploaded as files (the API's /decode) -> the key holder's image; the files are deleted."""
         public = self.receive(public_file, "public code")
         key = self.receive(key_file, "key")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sae.app.settings import ShareSettings
-from sae.core.faces import CROP_STYLES
+from sae.core.faces import crop_style_for
 from sae.core.model import SparseAutoencoder
 from sae.privacy import catalogue
 from sae.privacy.scheme import SCHEMES
@@ -20,7 +20,7 @@ from sae.zoo.files import DataNote
 from sae.zoo.hub import LoadedModel, ModelLoadError, load_model
 from sae.zoo.shipped import ShippedAttacks, load_shipped
 
-TITLES = {"celeba64": "CelebA 64x64 (bundled)", "utkface128": "UTKFace 128x128 (bundled)"}
+TITLES = {name: f"{title} (bundled)" for name, title in files.TITLES.items()}
 
 
 @dataclass
@@ -39,7 +39,7 @@ class ServedModel:
     @property
     def crop_style(self) -> str:
         """How a photo is framed for this model: like the faces it was trained on."""
-        return self.data.dataset if self.data.dataset in CROP_STYLES else "celeba"
+        return crop_style_for(self.data.dataset)
 
     def fitted(self, settings: ShareSettings) -> tuple[dict[str, object], dict[str, str]]:
         """The catalogue's fitted parts usable at these settings, and why each missing one is missing."""

@@ -14,6 +14,8 @@ from PIL import Image
 
 
 class PhotoInput(gr.Image):
+    """`gr.Image` whose `preprocess` hands an unreadable upload on as its path (the handler explains and resets)."""
+
     def get_block_name(self) -> str:
         return "image"  # the browser draws it with Gradio's own image component
 

@@ -54,6 +54,8 @@ def curve_ks(k_max: int) -> list[int]:
 
 @dataclass(frozen=True)
 class QualityCurve:
+    """PSNR and SSIM of one face's reconstruction at each k of `curve_ks` (what the chart draws)."""
+
     ks: np.ndarray
     psnr: np.ndarray
     ssim: np.ndarray
@@ -86,6 +88,8 @@ def quality_curve(model: SparseAutoencoder, face: EncodedFace, ks: list[int] | N
 
 @dataclass(frozen=True)
 class Panel:
+    """One picture of the result row: what it shows, its title, the image and its scores against the input."""
+
     name: str  # the catalogue name ("key holder" for the key holder's)
     title: str
     image: torch.Tensor  # (3, H, W) in [0, 1]

@@ -31,6 +31,7 @@ def number(value: float, digits: int) -> str:
 
 
 def caption(psnr_db: float, ssim_value: float) -> str:
+    """A panel's caption: PSNR ("identical" when infinite) and SSIM, never a negative zero."""
     shown = "identical" if math.isinf(psnr_db) else f"{number(psnr_db, 2)} dB"
     return f"PSNR {shown} · SSIM {number(ssim_value, 3)}"
 
@@ -42,12 +43,14 @@ def pixels(image: torch.Tensor) -> np.ndarray:
 
 
 def png_bytes(image: torch.Tensor) -> bytes:
+    """(3, H, W) floats in [0, 1] -> PNG file bytes, compressed for speed (panels are small)."""
     buffer = io.BytesIO()
     Image.fromarray(pixels(image)).save(buffer, format="PNG", compress_level=1)  # tiny images: speed over bytes
     return buffer.getvalue()
 
 
 def png_data_url(image: torch.Tensor) -> str:
+    """(3, H, W) floats in [0, 1] -> a data: URL the panel HTML embeds."""
     return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode("ascii")
 
 

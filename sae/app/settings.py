@@ -61,7 +61,18 @@ class ShareSettings:
         ]
 
     @classmethod
-    def from_widgets(cls, k, owner_fraction, scheme, decoys, fill_all, ratio, permute, known_fraction, extra_attack) -> ShareSettings:
+    def from_widgets(
+        cls,
+        k: float,
+        owner_fraction: float,
+        scheme: str,
+        decoys: bool,
+        fill_all: bool,
+        ratio: float,
+        permute: bool,
+        known_fraction: float,
+        extra_attack: str,
+    ) -> ShareSettings:
         """The controls' raw values (in `CONTROLS` order) -> settings, refusing what no widget can produce."""
         if scheme not in SCHEMES:
             raise SettingsError(f"unknown scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")

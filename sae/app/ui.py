@@ -17,7 +17,8 @@ from sae.app.outbox import OUTBOX_MAX_AGE
 from sae.app.photo_input import PhotoInput
 from sae.app.settings import NO_EXTRA, ShareSettings
 from sae.privacy.catalogue import ATTACKS, EXTRA_ATTACKS
-from sae.privacy.scheme import SCHEMES
+from sae.privacy.scheme import SCHEMES, default_k
+from sae.zoo import files
 
 SCHEME_LABELS = {"keyed": "keyed", "paper": "as in the paper"}
 CPU = "model"  # one concurrency group for every event: the queue's limit then bounds all model work together
@@ -94,7 +95,7 @@ def about_text(models: list[ServedModel], failures: list[str]) -> str:
 
 
 def _card(directory: Path | None) -> str:
-    path = None if directory is None else Path(directory) / "README.md"
+    path = None if directory is None else Path(directory) / files.CARD
     if path is None or not path.is_file():
         return ""
     text = path.read_text(encoding="utf-8")
@@ -112,7 +113,7 @@ def build(
     failures = failures or []
     handlers = handlers or Handlers(models, cache_size=face_cache)
     first = models[0]
-    defaults = ShareSettings(k=min(ShareSettings.k, first.model.k_max))
+    defaults = ShareSettings(k=default_k(first.model.k_max))
     queued, private = dict(concurrency_id=CPU), dict(concurrency_id=CPU, api_visibility="private")
     with gr.Blocks(title="Sparse codes for faces", analytics_enabled=False, delete_cache=(60, int(OUTBOX_MAX_AGE))) as demo:
         with gr.Row(equal_height=True):

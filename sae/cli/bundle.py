@@ -1,4 +1,4 @@
-"""Turn a training run's best checkpoint into a bundled model directory.
+r"""Turn a training run's best checkpoint into a bundled model directory.
 
     python -m sae.cli.bundle --run runs/utk128log --stage1 runs/utk128 --data ../shared/data/utkface200 \
         --out assets/models/utkface128 --description "..." --licence "..." [--half]
@@ -21,7 +21,7 @@ import torch
 from sae.core.data import dataset_for, load_split, to_float
 from sae.core.model import SparseAutoencoder
 from sae.core.ordering import order_codes_by_importance
-from sae.privacy.scheme import DEFAULT_K
+from sae.privacy.scheme import default_k
 from sae.zoo import files
 from sae.zoo.files import DataNote
 
@@ -32,18 +32,19 @@ def bundle(
     """Write the bundled directory `out` from `run`/best; returns `out`."""
     model = SparseAutoencoder.from_pretrained(run / "best", strict=True).eval()
     faces = to_float(load_split(data, "train", ".cache", limit, model.image_size))
-    order_codes_by_importance(model, faces, min(DEFAULT_K, model.k_max))
+    order_codes_by_importance(model, faces, default_k(model.k_max))
     out.mkdir(parents=True, exist_ok=True)
     (model.half() if half else model).save_pretrained(out)
-    for name in ("train_config.json", "history.csv"):
+    for name in (files.TRAIN_CONFIG, files.HISTORY):
         shutil.copy(run / name, out / name)
         if stage1 is not None:
-            shutil.copy(stage1 / name, out / f"stage1_{name}")
+            shutil.copy(stage1 / name, out / f"{files.STAGE1}{name}")
     note.write(out)
     return out
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Command line: bundle a run's best checkpoint."""
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(prog="python -m sae.cli.bundle", description=__doc__, formatter_class=formatter)
     parser.add_argument("--run", type=Path, required=True, help="the training run whose best/ checkpoint is bundled")

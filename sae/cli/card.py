@@ -14,6 +14,7 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 
 from sae.cli.evaluate import markdown
+from sae.zoo import files
 from sae.zoo.files import DataNote
 
 LOSS_WORDS = {"mse": "MSE loss", "log": "loss: mean log-MSE per image (mean PSNR)"}
@@ -48,7 +49,7 @@ def _recipe(config: dict) -> str:
 
 def _timing(config: dict, history: list[dict]) -> str:
     """Epochs, minutes of steps and speed from the run's history (not wall time, which loading and validation add to)."""
-    seconds = sum(row["seconds"] if "seconds" in row else 8000 / row["images_per_s"] for row in history)  # older runs: 8000 faces
+    seconds = sum(row["seconds"] for row in history)
     best = max(history, key=lambda r: sum(v for key, v in r.items() if key.startswith("val_psnr")))
     return (
         f"{len(history)} epochs on {config.get('device', 'cpu')}: about {seconds / 60:.0f} minutes of training steps "
@@ -153,15 +154,15 @@ def write(model_dir: str | Path, run_dir: str | Path | None = None, notes: str =
     model_dir = Path(model_dir)
     run_dir = Path(run_dir) if run_dir is not None else model_dir
     evaluation = json.loads((model_dir / "evaluation.json").read_text())
-    config = json.loads((run_dir / "train_config.json").read_text())
-    if (model_dir / "config.json").exists():  # describe the model as shipped (its k_max may be capped below the run's)
-        config["model"] = json.loads((model_dir / "config.json").read_text())
-    history = _read_history(run_dir / "history.csv")
+    config = json.loads((run_dir / files.TRAIN_CONFIG).read_text())
+    if (model_dir / files.CONFIG).exists():  # describe the model as shipped (its k_max may be capped below the run's)
+        config["model"] = json.loads((model_dir / files.CONFIG).read_text())
+    history = _read_history(run_dir / files.HISTORY)
     base = None
     if config.get("init", "pca") not in ("pca", "random"):  # a fine-tuning run: describe the run it started from too
         base = _base_run(model_dir, Path(config["init"]).parent)
     privacy = (model_dir / "privacy.md").read_text() if (model_dir / "privacy.md").is_file() else ""
-    path = model_dir / "README.md"
+    path = model_dir / files.CARD
     path.write_text(render(evaluation, config, history, notes, base, DataNote.read(model_dir), privacy, extra))
     return path
 
@@ -208,6 +209,7 @@ def results_page(models: dict[str, Path], scaled: Path | None = SCALED) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Command line: write a model card, or the results page with --results."""
     import argparse
 
     parser = argparse.ArgumentParser(
@@ -216,6 +218,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default=None, help="model directory holding evaluation.json (and privacy.md, data.json)")
     parser.add_argument("--results", default=None, help="instead, write the page of every bundled model's results here")
     parser.add_argument("--run", default=None, help="training run directory (default: the model directory's own copies)")
+    parser.add_argument("--notes", default="", help="a paragraph on how the run went (placed under the training section)")
     parser.add_argument(
         "--extra",
         nargs=2,
@@ -226,17 +229,14 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     if args.results:
-        from sae.zoo import files
-
-        titles = {"utkface128": "UTKFace 128x128", "celeba64": "CelebA 64x64"}
-        models = {titles.get(name, name): path.relative_to(files.ASSETS.parent) for name, path in files.bundled_models().items()}
+        models = {files.TITLES.get(name, name): path.relative_to(files.ASSETS.parent) for name, path in files.bundled_models().items()}
         Path(args.results).write_text(results_page(models))
         print(f"wrote {args.results}")
         return
     if args.model is None:
         parser.error("--model or --results is required")
     extra = {heading: Path(table).read_text() for heading, table in args.extra}
-    print(f"wrote {write(args.model, args.run, extra=extra)}")
+    print(f"wrote {write(args.model, args.run, notes=args.notes, extra=extra)}")
 
 
 def _read_history(path: Path) -> list[dict]:
@@ -252,8 +252,8 @@ def _base_run(model_dir: Path, init_parent: Path) -> tuple[dict, list[dict]] | N
     """The config and history of the run a fine-tune started from: the copies shipped beside the weights
     (stage1_*), else that run's own directory; None when neither is there (the card then gives stage 2 alone)."""
     for config_path, history_path in (
-        (model_dir / "stage1_train_config.json", model_dir / "stage1_history.csv"),
-        (init_parent / "train_config.json", init_parent / "history.csv"),
+        (model_dir / f"{files.STAGE1}{files.TRAIN_CONFIG}", model_dir / f"{files.STAGE1}{files.HISTORY}"),
+        (init_parent / files.TRAIN_CONFIG, init_parent / files.HISTORY),
     ):
         if config_path.is_file():
             return json.loads(config_path.read_text()), _read_history(history_path)

@@ -43,6 +43,7 @@ def measure(data: str, limit: int) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Command line: measure a dataset's crop style and print it."""
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(prog="python -m sae.cli.crop_style", description=__doc__, formatter_class=formatter)
     parser.add_argument("--data", required=True, help="a CelebA or UTKFace folder")

@@ -51,6 +51,7 @@ class Context:
 
 
 def launched_by_torchrun() -> bool:
+    """Whether torchrun started this process (it sets the rendezvous variables)."""
     return all(name in os.environ for name in _TORCHRUN_VARIABLES)
 
 

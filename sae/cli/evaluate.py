@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from sae.cli.results import cell, write_results
 from sae.core.baselines import PCA, jpeg_at_size, mean_face
-from sae.core.data import dataset_for, load_split, to_float
+from sae.core.data import dataset_for, dataset_title, load_split, to_float
 from sae.core.inference import decode_batched, encode_batched
 from sae.core.metrics import score
 from sae.core.model import SparseAutoencoder
@@ -132,7 +132,7 @@ def run(
 def markdown(result: dict) -> str:
     """The results table: PSNR dB / SSIM, at equal non-zero counts (JPEG at equal bytes)."""
     lines = [
-        f"Test split: {result['test_faces']} {result.get('dataset', 'celeba')} faces at {result.get('image_size', 64)}x"
+        f"Test split: {result['test_faces']} {dataset_title(result.get('dataset', 'celeba'))} faces at {result.get('image_size', 64)}x"
         f"{result.get('image_size', 64)}{_scaled(result)}; PSNR dB / SSIM (data_range=1).",
         "",
         "| non-zeros (k per group) | ours | PCA first n | PCA largest n | JPEG at the code's size "
@@ -204,15 +204,17 @@ def chart(result: dict) -> go.Figure:
 
 
 def write(result: dict, out: str | Path) -> None:
+    """Write evaluation.json, .md and .html into `out`."""
     write_results(out, "evaluation", result, markdown(result), chart(result))
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Command line: evaluate a model and write its result files."""
     parser = argparse.ArgumentParser(
         prog="python -m sae.cli.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", default=str(files.BUNDLED[files.DEFAULT_BUNDLED]), help="model directory (save_pretrained layout)")
-    parser.add_argument("--data", required=True, help="folder of CelebA aligned crops")
+    parser.add_argument("--model", default=str(files.default_model()), help="model directory (save_pretrained layout)")
+    parser.add_argument("--data", required=True, help="a CelebA or UTKFace folder (its test split is evaluated)")
     parser.add_argument("--out", default=None, help="where to write the results (default: the model directory)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate on the first N test faces only")
     parser.add_argument("--train-limit", type=int, default=None, help="fit PCA and the mean face on the first N training faces")

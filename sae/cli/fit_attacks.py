@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from sae.core.data import load_split, to_float
 from sae.core.fingerprint import weights_digest
@@ -25,12 +24,12 @@ from sae.core.inference import encode_batched
 from sae.core.metrics import psnr
 from sae.core.model import topk_by_magnitude
 from sae.privacy.attacks import keep_by_score, regression_attack, support_recovery
-from sae.privacy.learned import LearnedAttack, RegressionAttack, fit_regression_attack
-from sae.privacy.scheme import DEFAULT_K, SCHEMES, ambiguate, k_prime_for
+from sae.privacy.learned import LearnedAttack, RegressionAttack, fit_learned_attack, fit_regression_attack, value_scale
+from sae.privacy.scheme import SCHEMES, ambiguate, default_k, k_prime_for
 from sae.zoo import files, shipped
 from sae.zoo.hub import ModelLoadError, load_model
 
-HIDDEN = 16  # context width: two scorers of about 250k weights each, near 1 MB in float16
+HIDDEN = 16  # the scorers' context width: it sets the shipped file's size (stored in float16)
 RANK = 128  # principal pixel axes the compact regression keeps
 PAPER = SCHEMES["paper"]
 
@@ -47,23 +46,22 @@ def fit_scorer(codes: torch.Tensor, k_max: int, permute: bool, steps: int, gener
                hidden: int = HIDDEN, lr: float = 2e-3) -> tuple[LearnedAttack, list[float]]:  # fmt: skip
     """One scorer fitted on dense training codes (N, L, m): each step sparsifies a batch at a drawn k and shares it at
     a drawn k' with the paper's scheme (permuted or not). Returns the scorer and its losses."""
-    count, groups, code_dim = codes.shape
-    typical = topk_by_magnitude(codes[: min(count, 512)], min(DEFAULT_K, k_max))
-    attacker = LearnedAttack(groups, code_dim, hidden, float(typical.abs()[typical != 0].median()), generator)
-    optimizer = torch.optim.Adam(attacker.parameters(), lr=lr)
-    options = PAPER.options() | {"permute": permute}
-    losses = []
-    attacker.train()
-    for _ in range(steps):
-        k, k_prime = _draw_setting(k_max, code_dim, generator)
-        batch = topk_by_magnitude(codes[torch.randint(count, (batch_size,), generator=generator)], k)
-        public, key = ambiguate(batch, k_prime, generator, k=k, **options)
-        loss = F.binary_cross_entropy_with_logits(attacker(public), key.true_mask.float())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    return attacker.eval(), losses
+    code_dim = codes.shape[-1]
+    losses: list[float] = []
+    attacker = fit_learned_attack(
+        codes,
+        code_dim,
+        steps,
+        generator,
+        batch_size=batch_size,
+        lr=lr,
+        hidden=hidden,
+        log=lambda _, loss: losses.append(loss),
+        settings=lambda: _draw_setting(k_max, code_dim, generator),
+        scale=value_scale(topk_by_magnitude(codes[:512], default_k(k_max))),
+        **(PAPER.options() | {"permute": permute}),
+    )
+    return attacker, losses
 
 
 def fit_regression(sparse: torch.Tensor, images: torch.Tensor, k: int, code_dim: int, generator) -> tuple[RegressionAttack, dict[str, str]]:
@@ -92,7 +90,7 @@ def _recovery(scorer: LearnedAttack, codes: torch.Tensor, k: int, k_prime: int, 
 def _ship_regression(model, train, train_images, check, check_images, args, digest: str) -> None:
     """Fit the regression at the app's default setting, compact it, report held-out PSNR (dual vs compact), write it."""
     started = time.perf_counter()
-    k = min(DEFAULT_K, model.k_max)
+    k = default_k(model.k_max)
     dual, settings = fit_regression(
         topk_by_magnitude(train, k), train_images, k, model.code_dim, torch.Generator().manual_seed(args.seed + 2)
     )
@@ -109,10 +107,11 @@ def _ship_regression(model, train, train_images, check, check_images, args, dige
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Command line: fit and write the shipped attacks."""
     parser = argparse.ArgumentParser(
         prog="python -m sae.cli.fit_attacks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", type=Path, default=files.BUNDLED[files.DEFAULT_BUNDLED], help="model directory")
+    parser.add_argument("--model", type=Path, default=files.default_model(), help="model directory")
     parser.add_argument("--data", type=Path, required=True, help="the model's dataset (train faces are used; a few validation faces check)")
     parser.add_argument("--train-limit", type=int, default=2000, help="training faces the attacker holds")
     parser.add_argument("--steps", type=int, default=600, help="scorer training steps")
@@ -134,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     check_images = to_float(load_split(args.data, "val", args.cache_dir, 256, size))
     train, check = encode_batched(model, train_images), encode_batched(model, check_images)
     digest = weights_digest(model)
-    k = min(DEFAULT_K, model.k_max)
+    k = default_k(model.k_max)
     if args.only != "learned":
         _ship_regression(model, train, train_images, check, check_images, args, digest)
     if args.only == "regression":

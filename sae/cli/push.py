@@ -14,11 +14,12 @@ from sae.zoo.hub import ModelLoadError, push
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Command line: upload a model directory to the Hub."""
     parser = argparse.ArgumentParser(
         prog="python -m sae.cli.push", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--repo-id", required=True, help="OWNER/NAME on the Hub")
-    parser.add_argument("--model", type=Path, default=files.BUNDLED[files.DEFAULT_BUNDLED], help="model directory")
+    parser.add_argument("--model", type=Path, default=files.default_model(), help="model directory")
     parser.add_argument("--private", action="store_true", help="create the repository private")
     args = parser.parse_args(argv)
     try:

@@ -18,6 +18,7 @@ def cell(scores: dict[str, float] | None) -> str:
 
 
 def percent(rate: float) -> str:
+    """A rate in [0, 1] as a percentage with one decimal."""
     return f"{100 * rate:.1f}%"
 
 

@@ -23,12 +23,14 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from sae.core.faces import PhotoError, face_input, load_photo
+from sae.core.data import to_uint8
+from sae.core.faces import PhotoError, crop_style_for, face_input, load_photo, locate_face
 from sae.core.messages import one_line
 from sae.core.model import SparseAutoencoder
 from sae.privacy.codec import decode_share, share_codes
 from sae.privacy.formats import CodeFormatError, Key, KeyMismatchError, PassphraseError, PublicCode
-from sae.privacy.scheme import DEFAULT_K, DEFAULT_SCHEME, SCHEMES, k_prime_for
+from sae.privacy.scheme import DEFAULT_K, DEFAULT_SCHEME, SCHEMES, default_k, k_prime_for
+from sae.zoo.files import DataNote
 from sae.zoo.hub import ModelLoadError, load_model
 
 EXIT_USER_ERROR = 2
@@ -41,17 +43,20 @@ class ShareError(ValueError):
 
 
 def encode_photo(model: SparseAutoencoder, photo: str | Path, *, k: int | None = None, k_prime: int | None = None,
-                 scheme: str = DEFAULT_SCHEME, **overrides) -> tuple[PublicCode, Key]:  # fmt: skip
-    """Photo -> (public code, key): a real share with the scheme's settings (`overrides`: permute, value_bits, signs)."""
-    k = min(DEFAULT_K, model.k_max) if k is None else k
+                 scheme: str = DEFAULT_SCHEME, style: str = "celeba", **overrides) -> tuple[PublicCode, Key, str]:  # fmt: skip
+    """Photo -> (public code, key, what was cropped): a real share with the scheme's settings (`overrides`: permute,
+    value_bits, signs); the face is found and framed like `style`'s dataset, as the app does."""
+    k = default_k(model.k_max) if k is None else k
     if not 1 <= k <= model.k_max:
         raise ShareError(f"--k must be in [1, {model.k_max}] for this model, got {k}")
     k_prime = k_prime_for(k, model.code_dim) if k_prime is None else k_prime
     if not k <= k_prime <= model.code_dim:
         raise ShareError(f"--k-prime must be in [k={k}, {model.code_dim}], got {k_prime}")
+    image = load_photo(photo)
+    found = locate_face(image, style=style)
     with torch.inference_mode():
-        codes = model.encode(face_input(load_photo(photo), size=model.image_size))
-    return share_codes(model, codes, k, k_prime, scheme, **overrides)
+        codes = model.encode(face_input(image, found.box, size=model.image_size))
+    return *share_codes(model, codes, k, k_prime, scheme, **overrides), found.message
 
 
 def read_share(
@@ -81,7 +86,7 @@ def passphrase_of(args: argparse.Namespace) -> str | None:
 
 def save_png(image: torch.Tensor, path: str | Path, scale: int = 1) -> None:
     """(3, H, W) floats in [0, 1] -> PNG, optionally upscaled (bicubic) for viewing."""
-    pixels = (image.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+    pixels = to_uint8(image).permute(1, 2, 0).numpy()
     picture = Image.fromarray(pixels)
     if scale > 1:
         picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.BICUBIC)
@@ -89,18 +94,21 @@ def save_png(image: torch.Tensor, path: str | Path, scale: int = 1) -> None:
     picture.save(path, format="PNG")
 
 
-def _model(source: str | None) -> SparseAutoencoder:
-    return load_model(source).model.eval()
+def _model(source: str | None) -> tuple[SparseAutoencoder, str]:
+    """The model given on the command line (the bundled default when None) and how it frames a face (its data note)."""
+    loaded = load_model(source)
+    return loaded.model.eval(), crop_style_for(DataNote.read(loaded.directory).dataset)
 
 
 def command_encode(args: argparse.Namespace) -> None:
-    model = _model(args.model)
+    """`encode`: photo -> DIR/public and DIR/key (0600), and one line on each."""
+    model, style = _model(args.model)
     overrides = {
         name: value
         for name, value in (("permute", False if args.no_permute else None), ("value_bits", args.value_bits), ("signs", args.signs))
         if value is not None
     }
-    public, key = encode_photo(model, args.photo, k=args.k, k_prime=args.k_prime, scheme=args.scheme, **overrides)
+    public, key, cropped = encode_photo(model, args.photo, k=args.k, k_prime=args.k_prime, scheme=args.scheme, style=style, **overrides)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     passphrase = passphrase_of(args)
@@ -109,16 +117,18 @@ def command_encode(args: argparse.Namespace) -> None:
     write_private(out / KEY_NAME, key_bytes)
     protected = ", passphrase-protected" if passphrase is not None else ""
     kind = "keyed" if public.keyed else "values in the clear"
+    print(cropped)
     print(f"{out / PUBLIC_NAME}: {len(public_bytes)} bytes ({kind}, k'={public.k_prime} per group, {public.value_bits}-bit values)")
     print(f"{out / KEY_NAME}: {len(key_bytes)} bytes (k={key.k} per group{', secret permutation' if public.permuted else ''}{protected})")
 
 
 def command_decode(args: argparse.Namespace) -> None:
+    """`decode`: public + key -> the key holder's reconstruction as PNG(s)."""
     if not 0.0 < args.fraction <= 1.0:
         raise ShareError(f"--fraction must be in (0, 1], got {args.fraction}")
     if args.scale < 1:
         raise ShareError(f"--scale must be at least 1, got {args.scale}")
-    model = _model(args.model)
+    model, _ = _model(args.model)
     public, key = read_share(args.public, args.key, passphrase_of(args), (model.num_groups, model.code_dim))
     images = decode_share(model, public, key, args.fraction)
     out = Path(args.out) if args.out else Path(args.public).with_name("reconstruction.png")
@@ -132,11 +142,12 @@ def command_decode(args: argparse.Namespace) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
+    """The command line: `encode` and `decode`."""
     formatter = argparse.RawDescriptionHelpFormatter
     main_parser = argparse.ArgumentParser(prog="python -m sae.cli.share", description=__doc__, formatter_class=formatter)
     commands = main_parser.add_subparsers(dest="command", required=True)
     encode = commands.add_parser("encode", help="photo -> DIR/public and DIR/key")
-    encode.add_argument("photo", help="a face photo (centre square is used)")
+    encode.add_argument("photo", help="a face photo (the largest face is cropped the way the model's training faces are)")
     encode.add_argument("--out", required=True, help="folder for the public and key files")
     encode.add_argument("--model", default=None, help="model directory (default: the bundled model)")
     encode.add_argument("--k", type=int, default=None, help=f"true non-zeros per group (default {DEFAULT_K}, capped at the model's k_max)")
@@ -155,7 +166,7 @@ def parser() -> argparse.ArgumentParser:
     decode.add_argument("--passphrase", default=None, help="the key's passphrase, if it has one")
     decode.add_argument("--passphrase-file", default=None, help="read the passphrase from this file's first line instead")
     decode.add_argument("--out", default=None, help="PNG to write (default: reconstruction.png beside the public file)")
-    decode.add_argument("--scale", type=int, default=1, help="upscale the 64x64 result by this factor")
+    decode.add_argument("--scale", type=int, default=1, help="upscale the result by this factor")
     decode.add_argument("--model", default=None, help="model directory (default: the bundled model)")
     decode.set_defaults(handler=command_decode)
     return main_parser

@@ -1,9 +1,9 @@
 """Train a sparse autoencoder on CelebA-64 or UTKFace-128 (the preset sets the size).
 
-    python -m sae.cli.train --data ../shared/data/celeba10k --out runs/NAME [--preset tiny|default]
+    python -m sae.cli.train --data ../shared/data/celeba10k --out runs/NAME [--preset tiny|default|default128]
     torchrun --standalone --nproc_per_node N -m sae.cli.train ...   # data-parallel, see sae.cli.distributed
 
-The whole split lives on the device as uint8 (8,000 faces are 98 MB), so a batch is an index,
+The whole split lives on the device as uint8, so a batch is an index,
 not a file read. Each batch draws its own k (log-uniform between 1 and k_max, so small k gets
 as much training as large k): one model then serves every fidelity. `--train-k-max` draws past
 the shipped k_max, up to code_dim, so every entry of a group's code is trained, not only those the
@@ -35,10 +35,12 @@ from tqdm import tqdm
 
 from sae.cli import distributed
 from sae.core.data import EXTRA_SPLITS, load_split, to_float
+from sae.core.inference import decode_batched, encode_batched
 from sae.core.init import pca_init
 from sae.core.metrics import psnr
 from sae.core.model import SparseAutoencoder
 from sae.core.presets import PRESETS, create_model, preset
+from sae.zoo import files
 
 VAL_BUDGETS = (160, 320, 640, 1280, 2560)  # each model validates the budgets its k_max reaches
 INIT_FACES = 10_000  # faces the closed-form PCA start is fitted on (more changes it little and costs memory)
@@ -46,13 +48,15 @@ INIT_FACES = 10_000  # faces the closed-form PCA start is fitted on (more change
 
 @dataclass
 class TrainConfig:
+    """Every option of a training run; saved as train_config.json so a model card can print the command back."""
+
     data: str
     out: str
     preset: str = "default"
     epochs: int = 100
     batch_size: int = 64
     lr: float = 1e-3
-    grouped_lr_scale: float = 0.1  # the PCA-started grouped layers move 10x slower than the convolutions
+    grouped_lr_scale: float = 0.1  # the PCA-started grouped layers' learning rate, relative to the convolutions'
     init: str = "pca"  # "pca", "random", or a save_pretrained directory to fine-tune (see start_weights)
     ema_decay: float = 0.998  # validate and save an exponential moving average of the weights (0: the weights themselves)
     train_k_max: int | None = None  # k is drawn in 1..train_k_max (default: the model's k_max); see sample_k
@@ -108,7 +112,7 @@ def start_weights(model: SparseAutoencoder, init: str, train_images: torch.Tenso
     if init == "pca":
         pca_init(model, to_float(train_images[:INIT_FACES]))
     elif init != "random":
-        if not Path(init, "model.safetensors").is_file():
+        if not Path(init, files.WEIGHTS).is_file():
             raise ValueError(f"--init {init}: expected 'pca', 'random' or a directory holding model.safetensors")
         source = SparseAutoencoder.from_pretrained(init, strict=True).state_dict()
         target = model.state_dict()
@@ -140,12 +144,13 @@ def validate(model: SparseAutoencoder, images: torch.Tensor, batch_size: int = 2
     """Mean PSNR on `images` (uint8) at each validation budget of non-zeros."""
     model.eval()
     results = {}
-    codes = torch.cat([model.encode(to_float(chunk)) for chunk in images.split(batch_size)])
+    faces = to_float(images)
+    codes = encode_batched(model, faces, batch_size)
     for budget in VAL_BUDGETS:
         k = budget // model.num_groups
         if 1 <= k <= model.k_max:
-            recon = torch.cat([model.decode(model.sparsify(c, k)) for c in codes.split(batch_size)])
-            results[budget] = float(psnr(to_float(images).cpu(), recon.float().cpu()).mean())
+            recon = decode_batched(model, model.sparsify(codes, k), batch_size)
+            results[budget] = float(psnr(faces.cpu(), recon.float().cpu()).mean())
     model.train()
     return results
 
@@ -214,7 +219,7 @@ def train(config: TrainConfig) -> Path:
             print(f"resuming {last} at epoch {state['epoch']}")
     net = distributed.wrap(model, current, device)
     if current.is_main:
-        (out / "train_config.json").write_text(json.dumps(asdict(config) | {"model": preset(config.preset)}, indent=2))
+        (out / files.TRAIN_CONFIG).write_text(json.dumps(asdict(config) | {"model": preset(config.preset)}, indent=2))
         params = sum(p.numel() for p in model.parameters())
         print(
             f"{params / 1e6:.2f}M parameters, {len(train_images)} train / {len(val_images)} val faces on {device}"
@@ -275,7 +280,7 @@ def train(config: TrainConfig) -> Path:
             samples = [evaluated(preview, k=b // model.num_groups) for b in VAL_BUDGETS if b // model.num_groups <= model.k_max]
             evaluated.train()
         save_image(torch.cat([preview, *samples]).float(), out / f"samples_epoch{epoch + 1:03d}.png", nrow=len(preview))
-        with open(out / "history.csv", "w", newline="") as handle:
+        with open(out / files.HISTORY, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(state["history"][-1]))
             writer.writeheader()
             writer.writerows(state["history"])
@@ -289,7 +294,9 @@ def train(config: TrainConfig) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    """Command line: parse the options into a TrainConfig and train."""
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog="python -m sae.cli.train", description=__doc__, formatter_class=formatter)
     parser.add_argument(
         "--data", required=True, help="CelebA aligned crops (000001.jpg ...) or UTKFace (with train.txt, val.txt, test.txt)"
     )

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from sae.core.data import to_uint8
+
 
 @dataclass
 class PCA:
@@ -24,8 +26,8 @@ class PCA:
     def fit(cls, images: torch.Tensor, num_components: int | None = None, chunk: int = 4096) -> PCA:
         """Fit on (N, 3, H, W) images through the N x N Gram matrix (N < D, so this is the cheap side).
 
-        The data stay float32 and the Gram matrix is summed in float64 over chunks of pixels, so 20,946 faces of
-        128x128 fit in memory; the components are built chunk by chunk the same way.
+        The data stay float32 and the Gram matrix is summed in float64 over chunks of pixels, so a whole UTKFace
+        train split at 128x128 fits in memory; the components are built chunk by chunk the same way.
         """
         x = images.flatten(1).float()
         mean = x.double().mean(0)
@@ -79,6 +81,7 @@ def jpeg_bytes(image: np.ndarray, quality: int) -> bytes:
 
 
 def decode_jpeg(data: bytes) -> np.ndarray:
+    """JPEG file bytes -> (H, W, 3) uint8."""
     with Image.open(io.BytesIO(data)) as image:
         return np.asarray(image.convert("RGB"))
 
@@ -101,7 +104,7 @@ def jpeg_at_size(images: torch.Tensor, max_bytes: int) -> tuple[torch.Tensor, np
 
     Returns the decoded images and each file's size in bytes.
     """
-    uint8 = (images.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+    uint8 = to_uint8(images).permute(0, 2, 3, 1).numpy()
     files = [jpeg_fitting(image, max_bytes)[0] for image in uint8]
     decoded = np.stack([decode_jpeg(data) for data in files])
     return torch.from_numpy(decoded).permute(0, 3, 1, 2).float() / 255, np.array([len(data) for data in files])

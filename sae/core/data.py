@@ -37,7 +37,6 @@ _ID_PATTERN = re.compile(r"^(\d{6})\.(jpg|jpeg|png)$", re.IGNORECASE)
 _UTK_PATTERN = re.compile(r"^(\d+)_(\d)_(\d)_\d+\.jpg\.chip\.jpg$")
 UTK_SPLITS = ("train", "val", "test")
 UTK_RACES = ("White", "Black", "Asian", "Indian", "Others")
-UTK_GENDERS = ("male", "female")
 
 
 def preprocess(image: Image.Image, crop_box: tuple[int, int, int, int] | None = None, size: int = IMAGE_SIZE) -> torch.Tensor:
@@ -54,6 +53,11 @@ def preprocess(image: Image.Image, crop_box: tuple[int, int, int, int] | None = 
 def to_float(images: torch.Tensor) -> torch.Tensor:
     """uint8 images -> float in [0, 1], the model's input convention."""
     return images.float().div_(255.0)
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Float images in [0, 1] -> uint8 of the same shape (clamped, rounded): what a saved picture holds."""
+    return (images.clamp(0, 1) * 255).round().byte()
 
 
 def celeba_crop_box(size: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -91,6 +95,7 @@ class Dataset:
     """A face dataset on disk: which files form a split, and which box of each image is the face."""
 
     name: str
+    title: str  # how pages write it
     split_paths: Callable[[Path, str], list[Path]]
     crop_box: Callable[[tuple[int, int]], tuple[int, int, int, int] | None]
     splits: tuple[str, ...]
@@ -119,9 +124,14 @@ def _utk_paths(root: Path, split: str) -> list[Path]:
     return paths
 
 
-CELEBA = Dataset("celeba", _celeba_paths, celeba_crop_box, (*SPLITS, *EXTRA_SPLITS))
-UTKFACE = Dataset("utkface", _utk_paths, lambda size: None, UTK_SPLITS)
+CELEBA = Dataset("celeba", "CelebA", _celeba_paths, celeba_crop_box, (*SPLITS, *EXTRA_SPLITS))
+UTKFACE = Dataset("utkface", "UTKFace", _utk_paths, lambda size: None, UTK_SPLITS)
 DATASETS = {dataset.name: dataset for dataset in (CELEBA, UTKFACE)}
+
+
+def dataset_title(name: str) -> str:
+    """A dataset's name as pages write it ("utkface" -> "UTKFace"); an unknown name as given."""
+    return DATASETS[name].title if name in DATASETS else name
 
 
 def dataset_for(root: str | Path) -> Dataset:

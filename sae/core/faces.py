@@ -114,6 +114,11 @@ DETECT_SIDE = 640  # detection runs on a copy scaled to at most this many pixels
 MIN_FACE = 0.08  # smallest face considered, as a fraction of the image's shorter side
 
 
+def crop_style_for(dataset: str) -> str:
+    """How to frame a face for a model trained on `dataset`: that dataset's style, CelebA's for an unknown one."""
+    return dataset if dataset in CROP_STYLES else "celeba"
+
+
 @dataclass(frozen=True)
 class FaceCrop:
     """The square box cut from the photo, whether a face was found, and a sentence for the user."""

@@ -1,7 +1,7 @@
 """The model over many faces at once, in chunks, so a thousand faces never sit in one activation tensor.
 
-Every tool that encodes or decodes a split goes through these (training's validation, evaluation, the privacy
-evaluation, fitting the shipped attacks, the benchmarks).
+Every tool that encodes or decodes a whole split goes through these (training's validation, the coordinate
+ordering, evaluation, the privacy evaluation, fitting the shipped attacks).
 """
 
 from __future__ import annotations

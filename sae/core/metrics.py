@@ -2,9 +2,8 @@
 
 Convention: images are float arrays in [0, 1], shape (B, 3, H, W) or (3, H, W), compared with
 `data_range=1`. The range must be explicit: for float input, old scikit-image releases assumed a
-range of 2 (the span of [-1, 1]), which is how the 2022 report's SSIMs came out inflated (their
-k=256 reconstruction scores 0.90 that way, about 0.86 with the right range). PSNR of identical
-images is `inf`, reported as such; it never raises.
+range of 2 (the span of [-1, 1]), which inflates SSIM (the 2022 report's SSIMs came out high that
+way). PSNR of identical images is `inf`, reported as such; it never raises.
 """
 
 from __future__ import annotations

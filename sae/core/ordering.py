@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import torch
 
+from sae.core.inference import encode_batched
 from sae.core.model import SparseAutoencoder
 
 
 @torch.no_grad()
-def coordinate_importance(model: SparseAutoencoder, images: torch.Tensor, k: int, batch: int = 250) -> torch.Tensor:
+def coordinate_importance(model: SparseAutoencoder, images: torch.Tensor, k: int) -> torch.Tensor:
     """(L, m) mean |value| of each coordinate in the k-sparse codes of `images` (N, 3, H, W) in [0, 1]."""
-    total = torch.zeros(model.num_groups, model.code_dim)
-    for chunk in images.split(batch):
-        total += model.sparsify(model.encode(chunk), k).abs().sum(0)
-    return total / len(images)
+    return model.sparsify(encode_batched(model, images), k).abs().mean(0)
 
 
 @torch.no_grad()

@@ -31,7 +31,7 @@ from sae.privacy.formats import Key, PublicCode
 from sae.privacy.scheme import check_key, kept_count
 
 if TYPE_CHECKING:
-    from sae.privacy.learned import CompactRegression, LearnedAttack, RegressionAttack
+    from sae.privacy.learned import CompactRegression, Inversion, LearnedAttack, RegressionAttack
 
 
 def chance_level(k: int, k_prime: int) -> float:
@@ -166,7 +166,7 @@ def regression_attack(
         return attacker.predict(public, image_shape)
 
 
-def inversion_attack(public: PublicCode, attacker, other: PublicCode | None = None) -> torch.Tensor:
+def inversion_attack(public: PublicCode, attacker: Inversion, other: PublicCode | None = None) -> torch.Tensor:
     """Images (B, 3, H, W) the attacker's own MLP decoder (`sae.privacy.learned.Inversion`) makes of a public code,
     or of two shares of the same faces: no key, no model decode."""
     return attacker.predict(public, other)

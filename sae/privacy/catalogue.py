@@ -41,6 +41,8 @@ class AttackContext:
 
 @dataclass(frozen=True)
 class Attack:
+    """One attack as every consumer sees it: name, panel title, what it needs, and the function that runs it."""
+
     name: str
     title: str  # the panel's title
     summary: str  # one line for the app's explanation

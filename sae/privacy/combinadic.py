@@ -89,6 +89,7 @@ def _unpack_ranks(data: bytes, count: int, width: int) -> np.ndarray:
 
 
 def packed_nbytes(count: int, width: int) -> int:
+    """Bytes that `count` fields of `width` bits take once packed."""
     return -(-count * width // 8)
 
 

@@ -20,10 +20,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sae.core.model import topk_by_magnitude
 from sae.privacy.formats import PublicCode
 from sae.privacy.scheme import ambiguate
 
 LOCAL_FEATURES = 8
+
+
+def value_scale(sparse_codes: torch.Tensor) -> float:
+    """The median magnitude of the non-zero entries: the unit every learner divides values by."""
+    return float(sparse_codes.abs()[sparse_codes != 0].median())
 
 
 def _local_features(public: PublicCode, value_scale: torch.Tensor) -> torch.Tensor:
@@ -99,20 +105,27 @@ def fit_learned_attack(
     lr: float = 2e-3,
     hidden: int = 256,
     log: Callable[[int, float], None] | None = None,
+    settings: Callable[[], tuple[int, int]] | None = None,
+    scale: float | None = None,
     **ambiguate_options,
 ) -> LearnedAttack:
     """Train the attack on the attacker's own sparse codes (N, L, m), re-ambiguated freshly every step.
 
     `ambiguate_options` (decoys, permute, position_weights, value_bits) should match the scheme attacked:
-    the attacker knows the algorithm, just not the key.
+    the attacker knows the algorithm, just not the key. With `settings`, the codes are dense and every step draws its
+    own (k, k') from it and keeps each code's k largest entries per group, so one scorer serves every setting (then
+    `k_prime` is ignored and `scale`, the value unit, should be that of typical k-sparse codes).
     """
     count, groups, code_dim = sparse_codes.shape
-    scale = float(sparse_codes.abs()[sparse_codes != 0].median())
-    attacker = LearnedAttack(groups, code_dim, hidden, scale, generator)
+    attacker = LearnedAttack(groups, code_dim, hidden, value_scale(sparse_codes) if scale is None else scale, generator)
     optimizer = torch.optim.Adam(attacker.parameters(), lr=lr)
     attacker.train()
     for step in range(steps):
+        k, k_prime = settings() if settings is not None else (None, k_prime)
         batch = sparse_codes[torch.randint(count, (batch_size,), generator=generator)]
+        if k is not None:
+            batch = topk_by_magnitude(batch, k)
+            ambiguate_options["k"] = k
         public, key = ambiguate(batch, k_prime, generator, **ambiguate_options)
         loss = F.binary_cross_entropy_with_logits(attacker(public), key.true_mask.float())
         optimizer.zero_grad()
@@ -182,10 +195,6 @@ class CompactRegression:
     def rank(self) -> int:
         return self.basis.shape[1]
 
-    @property
-    def num_features(self) -> int:
-        return self.weights.shape[0]
-
     def predict(self, public: PublicCode, image_shape: tuple[int, ...]) -> torch.Tensor:
         features = (public_features(public, self.value_scale) - self.feature_mean.double()).to(self.weights.dtype)
         pixels = (features @ self.weights) @ self.basis.T + self.pixel_mean.to(self.weights.dtype)
@@ -205,10 +214,10 @@ def fit_regression_attack(
     """Ambiguate the attacker's own faces (N, L, m) once, regress their pixels (N, 3, H, W) on the public codes.
 
     The ridge (relative to the mean kernel diagonal) is chosen on a held-out share of the attacker's faces,
-    as a real attacker would; the issue's "decoder trained on ambiguated codes", in closed form.
+    as a real attacker would: a decoder trained on ambiguated codes, in closed form.
     """
     public, _ = ambiguate(sparse_codes, k_prime, generator, **ambiguate_options)
-    scale = float(sparse_codes.abs()[sparse_codes != 0].median())
+    scale = value_scale(sparse_codes)
     features = public_features(public, scale)
     targets = images.flatten(1).double()
     count = len(features)
@@ -332,7 +341,7 @@ def fit_inversion(
     held, fit = order[: max(1, int(holdout * count))], order[max(1, int(holdout * count)) :]
     basis, mean = _pca_basis(images[fit], rank, generator)
     targets = (images.flatten(1) - mean) @ basis.T  # (N, r)
-    scale = float(sparse_codes.abs()[sparse_codes != 0].median())
+    scale = value_scale(sparse_codes)
 
     def shares(index: torch.Tensor):
         first, _ = ambiguate(sparse_codes[index], k_prime, generator, **ambiguate_options)

@@ -1,8 +1,8 @@
 """Where a share's random draws come from: a seeded torch generator (reproducible figures) or the OS (real shares).
 
 Every draw `ambiguate` makes (decoy positions and values, signs, keyed decoy levels, secrets) goes through `Draws`.
-With a `torch.Generator` it makes the very same torch calls in the same order as before, so seeded evaluations give
-the same figures. A real share must not use one: PyTorch's CPU generator keeps only 32 bits of its seed, so a holder
+With a `torch.Generator` it makes plain torch calls in a fixed order, so a seeded evaluation is reproducible bit for
+bit. A real share must not use one: PyTorch's CPU generator keeps only 32 bits of its seed, so a holder
 of a restricted key, who can read some decoys, could recover the seed by search and locate the entries its key does
 not grant. `Draws.secure()` takes every draw from `os.urandom` instead (a cryptographic source): uniform floats from
 53 random bits, normals by the inverse normal CDF, integers and categorical choices from uniforms.
@@ -24,11 +24,8 @@ class Draws:
 
     @classmethod
     def secure(cls) -> Draws:
+        """Draws from the OS's cryptographic source: what a real share uses."""
         return cls(None)
-
-    @property
-    def reproducible(self) -> bool:
-        return self.generator is not None
 
     def _uniform(self, shape: tuple[int, ...]) -> torch.Tensor:
         """Uniform float32 in [0, 1) from 53 OS-random bits each, rounded down so 1 is never reached."""

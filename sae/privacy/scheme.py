@@ -75,6 +75,11 @@ DEFAULT_SCHEME = "keyed"
 DEFAULT_K_PRIME_RATIO: float | None = None  # k'/k of a share; None fills every position (k' = code_dim)
 
 
+def default_k(k_max: int) -> int:
+    """The k a share starts from: DEFAULT_K, or the model's k_max where that is smaller."""
+    return min(DEFAULT_K, k_max)
+
+
 def k_prime_for(k: int, code_dim: int, ratio: float | None = DEFAULT_K_PRIME_RATIO) -> int:
     """Public entries per group for k true ones: every position when `ratio` is None, else round(ratio * k) in [k, m].
 

@@ -16,6 +16,9 @@ CARD = "README.md"  # the model card (`python -m sae.cli.card`)
 DATA = "data.json"  # what the model was trained on: dataset, face crop, licence (`DataNote`)
 SCORERS = "learned_attack.safetensors"  # the learned attack's fitted scorers (`sae.zoo.shipped`)
 REGRESSION = "regression_attack.safetensors"  # the regression attack, compact form (`sae.zoo.shipped`)
+TRAIN_CONFIG = "train_config.json"  # a training run's options (`sae.cli.train`); the first run's with STAGE1 before it
+HISTORY = "history.csv"  # a training run's per-epoch losses, speed and validation PSNR
+STAGE1 = "stage1_"
 RESULTS = ("evaluation", "privacy")  # each as .json (everything), .md (the table), .html (the chart)
 REQUIRED = (CONFIG, WEIGHTS)
 OPTIONAL = (CARD, DATA, SCORERS, REGRESSION)
@@ -24,6 +27,7 @@ PUBLISHED = [*REQUIRED, *OPTIONAL, *(f"{stem}.{ext}" for stem in RESULTS for ext
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 BUNDLED = {"celeba64": ASSETS / "models" / "celeba64", "utkface128": ASSETS / "models" / "utkface128"}
 DEFAULT_BUNDLED = "utkface128"
+TITLES = {"celeba64": "CelebA 64x64", "utkface128": "UTKFace 128x128"}  # how pages and the app name the bundled models
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,7 @@ class DataNote:
         return cls(**known)
 
     def write(self, directory: Path) -> Path:
+        """Write the note into `directory`; returns the file's path."""
         path = Path(directory) / DATA
         path.write_text(json.dumps(self.__dict__, indent=2) + "\n")
         return path
@@ -55,3 +60,10 @@ class DataNote:
 def bundled_models() -> dict[str, Path]:
     """The bundled model directories that are present (a trimmed checkout may lack one)."""
     return {name: path for name, path in BUNDLED.items() if (path / WEIGHTS).is_file()}
+
+
+def default_model() -> Path:
+    """The bundled model tools and the app start from: `DEFAULT_BUNDLED`, else any bundled model that is present
+    (the default's path when none is, so the error names it)."""
+    present = bundled_models()
+    return present.get(DEFAULT_BUNDLED, next(iter(present.values()), BUNDLED[DEFAULT_BUNDLED]))

@@ -2,7 +2,7 @@
 
 `load_model` returns the model with a sentence saying which model is serving and why, so the UI can show it.
 A Hub source that cannot be reached (no network, HF_HUB_OFFLINE without a cached copy, unknown repo, bad
-revision, no safetensors weights) falls back to the bundled model within 3 seconds (`HUB_TIMEOUT` for the Hub, then the
+revision, no safetensors weights) falls back to the bundled model once `HUB_TIMEOUT` has passed without an answer (then the
 bundled model loads). A Hub that answers but stalls mid-download gives way after `HUB_DOWNLOAD_DEADLINE`; huggingface_hub
 writes into `*.incomplete` blobs and links a file into the snapshot only once complete, so a half-written file is never
 loaded, then or on a later start (which resumes the download).
@@ -26,6 +26,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import httpx2
 from huggingface_hub import HfApi, constants, hf_hub_download
@@ -36,11 +37,10 @@ from sae.core.messages import one_line
 from sae.core.model import SparseAutoencoder
 from sae.zoo import files
 
-BUNDLED_MODEL = (
-    files.BUNDLED[files.DEFAULT_BUNDLED] if (files.BUNDLED[files.DEFAULT_BUNDLED] / files.WEIGHTS).is_file() else files.BUNDLED["celeba64"]
-)
+BUNDLED_MODEL = files.default_model()
 HUB_TIMEOUT = 2.5  # seconds before an unreachable Hub gives way to the bundled model
 HUB_DOWNLOAD_DEADLINE = 30.0  # seconds for the files once the Hub answered: enough for a model directory, not a stalled transfer
+T = TypeVar("T")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _HUB_ERRORS = (HfHubHTTPError, httpx2.HTTPError, OSError, EntryNotFoundError, ValueError, FutureTimeout)
 
@@ -51,6 +51,8 @@ class ModelLoadError(RuntimeError):
 
 @dataclass
 class LoadedModel:
+    """A loaded model, where it came from, a sentence for the UI, and its directory (card, data note, attacks)."""
+
     model: SparseAutoencoder
     source: str
     note: str
@@ -59,6 +61,8 @@ class LoadedModel:
 
 @dataclass(frozen=True)
 class HubSource:
+    """A Hub repository id and an optional pinned revision."""
+
     repo_id: str
     revision: str | None = None
 
@@ -108,7 +112,7 @@ class HubTimeout(TimeoutError):
     """A Hub step ran past its deadline; the message says which, in one line."""
 
 
-def with_deadline(what: str, timeout: float, function: Callable, *args):
+def with_deadline(what: str, timeout: float, function: Callable[..., T], *args: object) -> T:
     """`function(*args)` bounded by wall time, DNS and stalled transfers included.
 
     It runs in a daemon thread that is abandoned, not joined, on timeout (so it never delays the app or its exit);
@@ -219,7 +223,7 @@ def load_model(
 def push(repo_id: str, model_dir: Path = BUNDLED_MODEL, private: bool = False, api: HfApi | None = None) -> str:
     """Publish weights, config and model card (README.md with the evaluation table); returns the commit id to pin."""
     _from_directory(model_dir)  # refuse to publish what we could not load ourselves
-    if not (model_dir / "README.md").is_file():
+    if not (model_dir / files.CARD).is_file():
         raise ModelLoadError(f"{model_dir} has no README.md model card (write it with sae.cli.card)")
     api = api or HfApi()
     api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
