@@ -192,3 +192,40 @@ def test_bundled_weights_reproduce_evaluation_json_on_the_whole_test_split(bundl
     assert len(images) == result["test_faces"] == 1000
     for k, scores in evaluate.evaluate_model(bundled, images, [8, bundled.k_max]).items():
         assert scores["psnr"] == pytest.approx(rows[k]["psnr"], abs=1e-4) and scores["ssim"] == pytest.approx(rows[k]["ssim"], abs=1e-5)
+
+
+BUNDLED_128 = Path(__file__).resolve().parents[1] / "assets" / "models" / "utkface128"
+# The UTKFace-128 weights (float16 as stored) on the first 20 UTKFace test faces, measured when they were shipped.
+BUNDLED_128_GOLDEN = {8: (26.066, 0.7499), 16: (28.28, 0.8086), 32: (30.646, 0.8619), 64: (33.215, 0.9073), 128: (35.89, 0.9448)}
+
+
+def test_bundled_128_evaluation_meets_the_issue_targets():
+    """assets/models/utkface128/evaluation.json (the 1,105 UTKFace test faces at 128x128) against the 128x128 targets:
+    1.5 dB over PCA first n at 320-2560, ahead of PCA largest n at 320 and 640, at most 3 dB lost per halving."""
+    if not (BUNDLED_128 / "evaluation.json").is_file():
+        pytest.skip("the bundled UTKFace-128 model is not in this checkout")
+    result = json.loads((BUNDLED_128 / "evaluation.json").read_text())
+    rows = {row["budget"]: row for row in result["rows"]}
+    ours = {budget: rows[budget]["model"]["psnr"] for budget in (320, 640, 1280, 2560)}
+    assert (result["dataset"], result["image_size"], result["test_faces"]) == ("utkface", 128, 1105)
+    assert all(rows[b]["offered"] for b in ours)
+    assert all(ours[b] - rows[b]["pca_first_n"]["psnr"] >= 1.5 for b in ours)
+    assert all(ours[b] > rows[b]["pca_largest_n"]["psnr"] for b in (320, 640))
+    psnr = {budget: row["model"]["psnr"] for budget, row in rows.items()}
+    assert all(psnr[2 * b] - psnr[b] <= 3 for b in (160, 320, 640, 1280))
+
+
+def test_bundled_128_weights_reproduce_their_figures(utkface_root, tmp_path):
+    if not (BUNDLED_128 / "model.safetensors").is_file():
+        pytest.skip("the bundled UTKFace-128 model is not in this checkout")
+    model = SparseAutoencoder.from_pretrained(BUNDLED_128, strict=True).eval()
+    images = to_float(load_split(utkface_root, "test", tmp_path, limit=20, size=128))
+    scores = evaluate.evaluate_model(model, images, list(BUNDLED_128_GOLDEN))
+    for k, (psnr, ssim) in BUNDLED_128_GOLDEN.items():
+        assert scores[k]["psnr"] == pytest.approx(psnr, abs=0.01) and scores[k]["ssim"] == pytest.approx(ssim, abs=0.001)
+
+
+def test_a_coarser_curve_keeps_every_budget_and_k_max(tiny_model, fake_celeba, tmp_path):
+    result = evaluate.run(tiny_model, fake_celeba, limit=2, cache_dir=str(tmp_path), budgets=(8, 20), train_limit=12, curve_step=5)
+    assert [point["k"] for point in result["curve"]] == [1, 2, 5, 6, 11, 16]  # every 5th, budgets' k = 2 and 5, k_max
+    assert [row["k"] for row in result["rows"]] == [2, 5]

@@ -61,12 +61,12 @@ def evaluate_model(model: SparseAutoencoder, images: torch.Tensor, ks: list[int]
 
 
 def fit_pca_cached(train: torch.Tensor, num_components: int | None, cache_dir: str | None, name: str = "celeba64") -> PCA:
-    """PCA of the training faces; the fit takes minutes on a CPU, so it is cached beside the data cache."""
+    """PCA of the training faces (uint8 or float); the fit takes minutes on a CPU, so it is cached beside the data cache."""
     stem = f"pca-{len(train)}-{num_components}" if name == "celeba64" else f"pca-{name}-{len(train)}-{num_components}"
     path = Path(cache_dir) / f"{stem}.pt" if cache_dir else None
     if path is not None and path.exists():
         return PCA(**torch.load(path, weights_only=True))
-    pca = PCA.fit(train, num_components=num_components)
+    pca = PCA.fit(to_float(train) if train.dtype == torch.uint8 else train, num_components=num_components)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"mean": pca.mean, "components": pca.components}, path)
@@ -81,18 +81,21 @@ def run(
     budgets: tuple[int, ...] = BUDGETS,
     train_limit: int | None = None,
     size: int | None = None,
+    curve_step: int = 1,
 ) -> dict:
-    """The whole evaluation as a JSON-ready dict (`train_limit` shrinks the PCA/mean-face fit for quick checks)."""
+    """The whole evaluation as a JSON-ready dict (`train_limit` shrinks the PCA/mean-face fit for quick checks; the
+    curve scores every `curve_step`-th k, plus the budgets' k and k_max)."""
     start = time.perf_counter()
     size = size or model.image_size
     test = to_float(load_split(data, "test", cache_dir, limit, size))
     inputs = test if size == model.image_size else to_float(load_split(data, "test", cache_dir, limit, model.image_size))
-    train = to_float(load_split(data, "train", cache_dir, train_limit, size))
+    train = load_split(data, "train", cache_dir, train_limit, size)  # uint8: as floats a large split takes gigabytes
     groups, code_dim = model.num_groups, model.code_dim
     budgets = [b for b in budgets if 1 <= b // groups <= code_dim]
 
+    offered = set(range(1, model.k_max + 1, curve_step)) | {model.k_max} | {b // groups for b in budgets if b // groups <= model.k_max}
     beyond = sorted({b // groups for b in budgets if b // groups > model.k_max})  # rows past what the app offers
-    scores = evaluate_model(model, inputs, list(range(1, model.k_max + 1)) + beyond, test)
+    scores = evaluate_model(model, inputs, sorted(offered) + beyond, test)
     curve = {k: v for k, v in scores.items() if k <= model.k_max}
     pca = fit_pca_cached(train, None, cache_dir, f"{dataset_for(data).name}{size}")  # all components: "largest n" chooses among all
     rows = []
@@ -220,10 +223,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-limit", type=int, default=None, help="fit PCA and the mean face on the first N training faces")
     parser.add_argument("--budgets", type=int, nargs="+", default=list(BUDGETS), help="total non-zeros per image")
     parser.add_argument("--size", type=int, default=None, help="evaluate at this size (default: the model's)")
+    parser.add_argument("--curve-step", type=int, default=1, help="score every Nth k for the curve (the budgets' k always)")
     parser.add_argument("--cache-dir", default=".cache")
     args = parser.parse_args(argv)
     model = SparseAutoencoder.from_pretrained(args.model, strict=True)
-    result = run(model, args.data, args.limit, args.cache_dir, tuple(args.budgets), args.train_limit, args.size)
+    result = run(model, args.data, args.limit, args.cache_dir, tuple(args.budgets), args.train_limit, args.size, args.curve_step)
     write(result, args.out or args.model)
     print(markdown(result))
     print(f"evaluated in {result['seconds']:.0f} s")

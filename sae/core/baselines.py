@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sae.core.data import to_uint8
+from sae.core.data import to_float, to_uint8
 
 
 @dataclass
@@ -69,8 +69,11 @@ class PCA:
 
 
 def mean_face(train_images: torch.Tensor, count: int) -> torch.Tensor:
-    """The training mean face, repeated `count` times: the floor every method must clear."""
-    return train_images.float().mean(0, keepdim=True).expand(count, -1, -1, -1)
+    """The training mean face (of float or uint8 images, summed in chunks), repeated `count` times: the floor every
+    method must clear."""
+    chunks = (to_float(c) if c.dtype == torch.uint8 else c.float() for c in train_images.split(1024))
+    total = sum(chunk.sum(0, dtype=torch.float64) for chunk in chunks)
+    return (total / len(train_images)).float()[None].expand(count, -1, -1, -1)
 
 
 def jpeg_bytes(image: np.ndarray, quality: int) -> bytes:
