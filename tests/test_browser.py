@@ -84,6 +84,8 @@ def upload(page, path: Path) -> None:
     before = page.evaluate(STATE)
     page.locator("#photo input[type=file]").set_input_files(str(path))
     page.wait_for_function(f"(b) => ({STATE})() !== b", arg=before)
+    busy = r"/^\s*(processing|queue|[0-9.]+\s*s\b)/i"  # Gradio's progress timer stands in the note while it works
+    page.wait_for_function(f"() => !{busy}.test(document.querySelector('#face-note').innerText)")
     page.wait_for_timeout(500)
 
 
@@ -283,7 +285,8 @@ def test_switching_models_keeps_the_photo_and_settings(app, page, tmp_path):
     if options.count() < 2:
         pytest.skip("only one model is served")
     current = page.locator("#model input").input_value()
-    other = next(options.nth(i).inner_text() for i in range(options.count()) if options.nth(i).inner_text() != current)
+    names = [options.nth(i).inner_text().replace("✓", "").strip() for i in range(options.count())]  # the chosen one is ticked
+    other = next(name for name in names if name != current)
     page.get_by_role("option", name=other).click()
     page.wait_for_function("(f) => { const t = document.querySelector('#panel-0 .title'); return t && t.innerText !== f; }", arg=first)
     assert title(page, 0) != first and page.locator("#caption-1").count() == 1

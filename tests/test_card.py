@@ -110,7 +110,7 @@ def test_a_model_without_a_data_note_is_described_as_celeba(tiny_model, fake_cel
     assert "license_name: celeba-research-only" in text and "datasets: [CelebA]" in text
     assert "# Sparse autoencoder on convolutional groups, CelebA 64x64" in text
     assert f"Data: {DataNote().description}." in text and "--data ../shared/data/celeba10k" in text
-    assert "## Privacy" not in text  # no privacy.md: no privacy section
+    assert "## Privacy\n\n" + card.NO_PRIVACY in text and "both sharing schemes" not in text  # no privacy.md: says so
 
 
 def test_the_privacy_tables_and_extra_tables_are_carried(utk_model_dir):

@@ -90,3 +90,16 @@ def test_the_bundled_models_of_this_checkout():
         pytest.skip("the bundled CelebA-64 model is not in this checkout")
     assert DataNote.read(found["celeba64"]).dataset == "celeba"
     assert (found["celeba64"] / files.CONFIG).is_file()
+
+
+@pytest.mark.parametrize("name", sorted(files.BUNDLED))
+def test_a_bundled_model_ships_its_card_data_note_results_and_attacks(name):
+    """What the app's About tab, the Hub push and the README links read: every file a published model carries (the
+    privacy tables are checked with the privacy evaluation, which takes hours on a CPU for a 128x128 model)."""
+    path = files.BUNDLED[name]
+    if not (path / files.WEIGHTS).is_file():
+        pytest.skip(f"the bundled {name} model is not in this checkout")
+    assert [f for f in files.PUBLISHED if not (path / f).is_file() and not f.startswith("privacy.")] == []
+    assert (path / files.WEIGHTS).stat().st_size <= 20_000_000
+    card = (path / files.CARD).read_text()
+    assert files.TITLES[name].split()[0] in card and "privacy" in card.lower()

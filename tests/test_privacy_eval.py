@@ -17,7 +17,8 @@ from sae.core.model import SparseAutoencoder
 from sae.privacy import catalogue
 from sae.privacy.formats import key_nbytes, public_nbytes
 from sae.privacy.linkage import STATISTICS
-from sae.privacy.scheme import SCHEMES
+from sae.privacy.scheme import SCHEMES, default_k
+from sae.zoo import files
 from tests.conftest import TINY
 
 K = 4
@@ -295,3 +296,14 @@ def test_cli(tiny_model, fake_celeba, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "keyed: fitting the learned attacks" in out and "**Reconstruction**" in out and "evaluated in" in out
     assert {"privacy.md", "privacy.html"} <= {path.name for path in (tmp_path / "model").iterdir()}
+
+
+@pytest.mark.parametrize("name", sorted(files.BUNDLED))
+def test_a_bundled_models_privacy_table_meets_every_target_at_the_default(name):
+    """The shipped privacy.json was written by this evaluation (both schemes) and the keyed default meets its targets."""
+    path = files.BUNDLED[name] / "privacy.json"
+    if not path.is_file():
+        pytest.skip(f"the bundled {name} model is not in this checkout")
+    result, config = json.loads(path.read_text()), json.loads((path.parent / files.CONFIG).read_text())
+    assert set(result["schemes"]) == set(SCHEMES) and result["k"] == default_k(config["k_max"])
+    assert result["targets"] and all(result["targets"].values()), result["targets"]

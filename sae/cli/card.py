@@ -61,6 +61,9 @@ def _timing(config: dict, history: list[dict]) -> str:
 DATASETS = {"celeba": ("CelebA", "celeba-research-only"), "utkface": ("UTKFace", "utkface-non-commercial-research")}
 
 
+NO_PRIVACY = "not measured yet for this model (`python -m sae.cli.privacy_eval` writes the tables beside it)."
+
+
 def render(
     evaluation: dict,
     config: dict,
@@ -139,6 +142,8 @@ def render(
             "ChaCha20 and of the key file; the paper's scheme publishes the true values and is obfuscation, with the "
             "leaks measured above. `sae.cli.privacy_eval` wrote these tables (privacy.json has every figure).",
         ]
+    else:
+        lines += ["", "## Privacy", "", NO_PRIVACY]
     data_path = config.get("data", "../shared/data/celeba10k")
     lines += [
         "",
@@ -194,6 +199,8 @@ def results_page(models: dict[str, Path], scaled: Path | None = SCALED) -> str:
                 f"Privacy ([table]({Path('..') / directory / 'privacy.md'})): the keyed scheme meets "
                 f"{len(met)} of {len(targets)} targets" + (f"; not met: {'; '.join(missed)}." if missed else "."),
             ]
+        else:
+            lines += ["", f"Privacy: {NO_PRIVACY}"]
     if scaled is not None and (scaled / "evaluation.md").is_file():
         lines += [
             "",

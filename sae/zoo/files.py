@@ -58,8 +58,9 @@ class DataNote:
 
 
 def bundled_models() -> dict[str, Path]:
-    """The bundled model directories that are present (a trimmed checkout may lack one)."""
-    return {name: path for name, path in BUNDLED.items() if (path / WEIGHTS).is_file()}
+    """The bundled model directories that are present (a trimmed checkout may lack one), `DEFAULT_BUNDLED` first."""
+    names = sorted(BUNDLED, key=lambda name: name != DEFAULT_BUNDLED)
+    return {name: BUNDLED[name] for name in names if (BUNDLED[name] / WEIGHTS).is_file()}
 
 
 def default_model() -> Path:
