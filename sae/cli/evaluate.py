@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from sae.cli.results import cell, write_results
 from sae.core.baselines import PCA, jpeg_at_size, mean_face
-from sae.core.data import dataset_for, dataset_title, load_split, to_float
+from sae.core.data import as_float, dataset_for, dataset_title, load_split, to_float
 from sae.core.inference import decode_batched, encode_batched
 from sae.core.metrics import score
 from sae.core.model import SparseAutoencoder
@@ -66,7 +66,7 @@ def fit_pca_cached(train: torch.Tensor, num_components: int | None, cache_dir: s
     path = Path(cache_dir) / f"{stem}.pt" if cache_dir else None
     if path is not None and path.exists():
         return PCA(**torch.load(path, weights_only=True))
-    pca = PCA.fit(to_float(train) if train.dtype == torch.uint8 else train, num_components=num_components)
+    pca = PCA.fit(as_float(train), num_components=num_components)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"mean": pca.mean, "components": pca.components}, path)

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sae.core.data import to_float, to_uint8
+from sae.core.data import as_float, to_uint8
 
 
 @dataclass
@@ -71,8 +71,7 @@ class PCA:
 def mean_face(train_images: torch.Tensor, count: int) -> torch.Tensor:
     """The training mean face (of float or uint8 images, summed in chunks), repeated `count` times: the floor every
     method must clear."""
-    chunks = (to_float(c) if c.dtype == torch.uint8 else c.float() for c in train_images.split(1024))
-    total = sum(chunk.sum(0, dtype=torch.float64) for chunk in chunks)
+    total = sum(as_float(chunk).sum(0, dtype=torch.float64) for chunk in train_images.split(1024))
     return (total / len(train_images)).float()[None].expand(count, -1, -1, -1)
 
 

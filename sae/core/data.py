@@ -55,6 +55,11 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
     return images.float().div_(255.0)
 
 
+def as_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images -> float in [0, 1]; float images as they are: for tools that accept either."""
+    return to_float(images) if images.dtype == torch.uint8 else images.float()
+
+
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
     """Float images in [0, 1] -> uint8 of the same shape (clamped, rounded): what a saved picture holds."""
     return (images.clamp(0, 1) * 255).round().byte()
