@@ -24,7 +24,7 @@ from sae.app.ui import CSS, build, theme
 MAX_UPLOAD = "20mb"  # Gradio refuses bigger uploads before they reach a handler
 # Every event shares one concurrency group (sae.app.ui.CPU), so WORKERS bounds all model work together: one handler per
 # core of a free Space (more on 2 cores only interleave). QUEUE_SIZE caps the events waiting beyond those, so a flood is
-# told "queue full" at once instead of waiting minutes (docs/load.md: a class of 30 at these settings).
+# told "queue full" at once instead of waiting minutes (docs/benchmarks.md: a class of 30 at these settings).
 WORKERS = 2
 QUEUE_SIZE = 64
 TORCH_THREADS = 1  # per handler: WORKERS handlers already use the cores, and a second thread on tiny tensors only spins
@@ -58,6 +58,9 @@ def serve(
             css=CSS,
             theme=theme(),
             footer_links=["gradio"],
+            # No run history: Gradio would keep every visitor's inputs and outputs (faces) in the browser's storage
+            # and rewrite that growing record on each event, so each slider move would take longer than the last.
+            run_history=False,
             prevent_thread_lock=not block,
             quiet=not block,
         )

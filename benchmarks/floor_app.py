@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=7861)
     args = parser.parse_args(argv)
-    build().queue().launch(server_name="127.0.0.1", server_port=args.port, quiet=True)
+    # Without run history, like the app: the floor is the fastest a minimal app can be, not Gradio's default.
+    build().queue().launch(server_name="127.0.0.1", server_port=args.port, quiet=True, run_history=False)
 
 
 if __name__ == "__main__":

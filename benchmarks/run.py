@@ -6,9 +6,9 @@ Rows: quality on each model's test split against PCA largest n and JPEG at the c
 at batch 1 and 64 against Pillow's JPEG of the code's size, and the 128x128 speed targets; the app's handlers, the
 server's CPU per slider move against the floor app and the 40 ms target, start time against the floor app's; slider
 and upload latency in a real browser against the floor app's; training images/s per preset; optionally the classroom
-load (30 students, 2 minutes). These machines are noisy, so each figure with a baseline also gives the ratio or the
-difference measured in the same run, which moves far less between runs than the raw figures. Parts whose data or
-browser is missing are skipped and the table says so.
+load (30 students, 2 minutes, against each model served first). These machines are noisy, so each figure with a
+baseline also gives the ratio or the difference measured in the same run, which moves far less between runs than the
+raw figures. Parts whose data or browser is missing are skipped and the table says so.
 """
 
 from __future__ import annotations
@@ -295,6 +295,15 @@ def load_rows(model: str, students: int, duration: float) -> tuple[list[Row], di
     }
 
 
+def load_rows_of_each(models: list[str], students: int, duration: float) -> tuple[list[Row], dict]:
+    """The classroom load against each model served first, one after another."""
+    rows, raw = [], {}
+    for model in models:
+        part_rows, raw[_name(model)] = load_rows(model, students, duration)
+        rows += part_rows
+    return rows, raw
+
+
 def markdown(info: dict, rows: list[Row], skipped: dict[str, str]) -> str:
     lines = [
         f"{info['date']}; {info['cpu']}, {info['cores']} cores, torch {info['torch']} ({info['torch_threads']} threads in this process)",
@@ -338,7 +347,7 @@ def main(argv: list[str] | None = None) -> dict:
         "app": lambda: app_rows(args.models, args.repeats, args.moves, args.starts),
         "browser": lambda: browser_rows(args.models, args.steps, args.uploads),
         "training": lambda: training_rows(args.train_presets, args.train_batch, args.train_steps),
-        "load": lambda: load_rows(args.models[0], args.students, args.duration),
+        "load": lambda: load_rows_of_each(args.models, args.students, args.duration),
     }
     for part in args.parts:
         if part == "browser" and not chromium_available():

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -204,6 +205,8 @@ def test_named_endpoints(app_url):
     named = set(Client(app_url, verbose=False).view_api(return_format="dict", print_info=False)["named_endpoints"])
     assert {"/prepare", "/update", "/switch", "/share", "/decode", "/comparison"} <= named
     assert not {"/select", "/share_preview", "/decode_received"} & named
+    with urllib.request.urlopen(app_url + "config", timeout=10) as response:
+        assert json.load(response)["run_history"] is False  # browsers keep no record of visitors' runs (their faces)
 
 
 def test_every_endpoint_in_a_session(app_url, models):

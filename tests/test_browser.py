@@ -175,6 +175,8 @@ def test_labels_follow_the_settings_and_enter_applies_typed_values(page):
     assert "-0.000" not in text and "PSNR: how close to the model input" in text
     assert page.locator("#chart-block .legend .item").count() >= 6  # PSNR, SSIM, key holder and one per attack
     assert "Linkage" in page.locator("#linkage").inner_text()
+    stored = page.evaluate("() => [localStorage, sessionStorage].flatMap(s => Object.keys(s).map(k => k + '=' + s.getItem(k)))")
+    assert not any("run-history" in item or "data:image" in item for item in stored), [item[:80] for item in stored]  # no faces kept
 
 
 BAD = {

@@ -73,6 +73,12 @@ def test_panels_html_titles_captions_and_reference():
     assert "-0.000" not in html and render.EXPLAIN in html
     sources = re.findall(r'<img src="([^"]+)" alt="([^"]*)">', html)
     assert len(sources) == 4 and np.array_equal(_decoded(sources[1][0]), render.pixels(_panels()[0].image))
+    assert np.array_equal(_decoded(sources[0][0]), render.pixels(_image(0)))
+
+
+def test_a_reference_made_once_is_embedded_as_given():
+    url = render.png_data_url(_image(0))
+    assert render.panels_html(url, _panels(), 64) == render.panels_html(_image(0), _panels(), 64)
 
 
 def test_a_hidden_extra_attack_gets_a_panel_saying_why():

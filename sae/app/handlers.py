@@ -50,6 +50,15 @@ class ExploreView:
         return (self.note, self.panels, self.chart, self.linkage, self.budget)
 
 
+@dataclass(frozen=True)
+class FaceExtras:
+    """What every control change of one face under one model reuses: its quality curve and its model input as a
+    data: URL (the reference panel is the same image on every move)."""
+
+    curve: QualityCurve
+    reference: str
+
+
 def failure(message: str) -> str:
     """A plain message for the face note, marked as a failure."""
     return f'<span class="failure">{html.escape(message)}</span>'
@@ -106,7 +115,7 @@ class Handlers:
         self.outbox = Outbox(outbox, OUTBOX_MAX_AGE)
         self.uploads = uploads or Uploads(keep=sorted(EXAMPLES.glob("*.png")))
         self.faces = FaceStore(models, self.uploads, cache_size)
-        self._curves: dict[tuple[str, bool, str], QualityCurve] = {}
+        self._face_extras: dict[tuple[str, bool, str], FaceExtras] = {}
 
     # -- helpers -------------------------------------------------------------------------------------------------
 
@@ -121,15 +130,15 @@ class Handlers:
             return replace(settings, k=min(max(settings.k, 1), served.model.k_max))
         return settings
 
-    def _curve(self, ref: FaceRef, served: ServedModel, view: View) -> QualityCurve:
+    def _extras(self, ref: FaceRef, served: ServedModel, view: View) -> FaceExtras:
         key = (ref.key, ref.whole, served.name)
-        curve = self._curves.get(key)
-        if curve is None:
-            curve = quality_curve(served.model, view.face)
-            if len(self._curves) >= self.faces.capacity:  # bounded like the face cache
-                self._curves.pop(next(iter(self._curves)))
-            self._curves[key] = curve
-        return curve
+        extras = self._face_extras.get(key)
+        if extras is None:
+            extras = FaceExtras(quality_curve(served.model, view.face), render.png_data_url(view.face.image[0]))
+            if len(self._face_extras) >= self.faces.capacity:  # bounded like the face cache
+                self._face_extras.pop(next(iter(self._face_extras)))
+            self._face_extras[key] = extras
+        return extras
 
     def explore(self, ref: FaceRef | None, served: ServedModel, settings: ShareSettings) -> ExploreView:
         """The whole Explore view for a face (or the empty view without one)."""
@@ -141,8 +150,9 @@ class Handlers:
         hidden = None
         if shown.hidden:
             hidden = (catalogue.ATTACKS[settings.extra_attack].title, shown.hidden)
-        panels = render.panels_html(view.face.image, shown.panels, served.model.image_size, hidden)
-        curve = self._curve(ref, served, view)
+        extras = self._extras(ref, served, view)
+        panels = render.panels_html(extras.reference, shown.panels, served.model.image_size, hidden)
+        curve = extras.curve
         holder = shown.panels[0].psnr
         levels = {p.title: p.psnr for p in shown.panels[1:]}
         chart = render.chart_html(curve, settings.k, served.model.k_max, levels, holder)
@@ -205,7 +215,7 @@ class Handlers:
 
     def _face(self, ref: FaceRef, served: ServedModel, settings: ShareSettings) -> tuple:
         shown = self.explore(ref, served, settings)
-        table = curve_table(self._curve(ref, served, self.faces.view(ref, served)))
+        table = curve_table(self._extras(ref, served, self.faces.view(ref, served)).curve)
         return (ref, *shown.as_tuple(), table)
 
     def update(self, ref: FaceRef | None, model_name: str, *controls) -> tuple:

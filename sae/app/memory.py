@@ -1,7 +1,7 @@
 """Hand memory the server has freed back to the operating system, so a long class does not look like a leak.
 
 glibc's malloc keeps blocks freed by the server's many threads in per-thread arenas instead of returning them, so
-under load the app's resident memory kept rising with nothing alive holding it (docs/load.md has the runs).
+under load the app's resident memory kept rising with nothing alive holding it (`python -m benchmarks.load` shows it).
 `MemoryTrimmer` calls `malloc_trim(0)` from a daemon thread. Where the C library has no `malloc_trim` (macOS, musl, Windows) it does
 nothing: those allocators return memory their own way.
 """

@@ -54,16 +54,21 @@ def png_data_url(image: torch.Tensor) -> str:
     return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode("ascii")
 
 
-def _figure(index: int, title: str, image: torch.Tensor | None, text: str, kind: str = "") -> str:
-    picture = f'<img src="{png_data_url(image)}" alt="{html.escape(title)}">' if image is not None else '<div class="empty"></div>'
+def _figure(index: int, title: str, image: torch.Tensor | str | None, text: str, kind: str = "") -> str:
+    if image is None:
+        picture = '<div class="empty"></div>'
+    else:
+        source = image if isinstance(image, str) else png_data_url(image)
+        picture = f'<img src="{source}" alt="{html.escape(title)}">'
     return (
         f'<figure class="panel {kind}" id="panel-{index}"><figcaption class="title">{html.escape(title)}</figcaption>'
         f'{picture}<div class="caption" id="caption-{index}">{html.escape(text)}</div></figure>'
     )
 
 
-def panels_html(reference: torch.Tensor | None, panels: list[Panel], size: int, hidden: tuple[str, str] | None = None) -> str:
-    """The model input and each panel side by side, titles above and PSNR/SSIM below (a CSS grid of figures).
+def panels_html(reference: torch.Tensor | str | None, panels: list[Panel], size: int, hidden: tuple[str, str] | None = None) -> str:
+    """The model input (an image, or its `png_data_url` made once per face) and each panel side by side, titles above
+    and PSNR/SSIM below (a CSS grid of figures).
 
     `hidden` (title, reason) adds a panel saying why the chosen extra attack is not shown.
     """

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 DATA_RANGE = 1.0
 WINDOW = 7  # scikit-image's default SSIM window
@@ -47,11 +46,21 @@ def psnr(reference: torch.Tensor | np.ndarray, estimate: torch.Tensor | np.ndarr
 
 
 def _window_means(stack: torch.Tensor) -> torch.Tensor:
-    """Means over every WINDOW x WINDOW window that lies inside the image ("valid"), from two cumulative sums."""
-    sums = F.pad(stack.cumsum(-1), (1, 0))
-    stack = sums[..., WINDOW:] - sums[..., :-WINDOW]
-    sums = F.pad(stack.cumsum(-2), (0, 0, 1, 0))
-    return (sums[..., WINDOW:, :] - sums[..., :-WINDOW, :]) / (WINDOW * WINDOW)
+    """Means over every WINDOW x WINDOW window that lies inside the image ("valid"): two strided views summed, one
+    axis at a time (a box filter is separable; no padded copies)."""
+    rows = stack.unfold(-1, WINDOW, 1).sum(-1)
+    return rows.unfold(-2, WINDOW, 1).sum(-1) / (WINDOW * WINDOW)
+
+
+def _as_float32(images: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """(B,3,H,W) or (3,H,W) tensors/arrays -> float32 (B,3,H,W) torch, clipped to [0, 1] (SSIM's working copy)."""
+    tensor = images.detach().cpu() if isinstance(images, torch.Tensor) else torch.from_numpy(np.asarray(images))
+    tensor = tensor.float()
+    if tensor.ndim == 3:
+        tensor = tensor[None]
+    if tensor.ndim != 4 or tensor.shape[1] != 3:
+        raise ValueError(f"expected images of shape (B, 3, H, W) or (3, H, W), got {tuple(tensor.shape)}")
+    return tensor.clamp(0.0, 1.0)
 
 
 def ssim(reference: torch.Tensor | np.ndarray, estimate: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -61,12 +70,12 @@ def ssim(reference: torch.Tensor | np.ndarray, estimate: torch.Tensor | np.ndarr
 
     scikit-image averages the SSIM map over the interior, (WINDOW - 1) / 2 pixels in from every border, where each
     window lies inside the image, so its border padding never counts: window means over the "valid" windows give
-    exactly that interior. They come from cumulative sums, all five images (x, y, x², y², xy) of the whole batch at
-    once, in float32: the app scores dozens of images per face and four per slider move.
+    exactly that interior. They come from box sums, all five images (x, y, x², y², xy) of the whole batch at once, in
+    float32: the app scores dozens of images per face and four per slider move.
     """
-    ref, est = _pairs(reference, estimate)
-    x = torch.from_numpy(ref.transpose(0, 3, 1, 2).astype(np.float32))
-    y = torch.from_numpy(est.transpose(0, 3, 1, 2).astype(np.float32))
+    x, y = _as_float32(reference), _as_float32(estimate)
+    if x.shape != y.shape:
+        raise ValueError(f"shape mismatch: {tuple(x.shape)} vs {tuple(y.shape)}")
     if min(x.shape[-2:]) < WINDOW:
         raise ValueError(f"images must be at least {WINDOW}x{WINDOW} for SSIM, got {tuple(x.shape[-2:])}")
     ux, uy, uxx, uyy, uxy = _window_means(torch.stack([x, y, x * x, y * y, x * y]))
