@@ -36,6 +36,12 @@ def test_build_has_the_named_events(demo):
     assert {"select", "share_preview", "decode_received"} <= set(events) - public  # UI-only steps stay off the API page
 
 
+def test_a_control_move_shows_no_progress_overlay_and_keeps_only_the_last(demo):
+    update = _events(demo)["update"]
+    assert update.show_progress == "hidden" and update.trigger_mode == "always_last"  # no overlay flicker per slider step
+    assert _events(demo)["prepare"].show_progress == "full"  # an upload takes long enough to show Gradio's timer
+
+
 def test_every_model_event_passes_the_controls_in_controls_order(demo):
     controls = [_component(demo, elem_id) for elem_id in ("k-slider", "owner", "scheme", "decoys", "fill-all", "ratio", "permute", "known")]
     extra = _component(demo, "extra-attack")

@@ -259,6 +259,7 @@ def build(
             [face_state, model_choice, *controls],
             [panels, chart, linkage, budget],
             trigger_mode="always_last",
+            show_progress="hidden",  # a slider step just changes the panels: no loading overlay on every output
             api_name="update",
             **queued,
         )
