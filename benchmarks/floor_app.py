@@ -39,8 +39,9 @@ def build() -> gr.Blocks:
         k = gr.Slider(1, 64, value=32, step=1, label="k", elem_id="k-slider")
         image = gr.Image(format="png", interactive=False, elem_id="floor-image")
         caption = gr.Markdown(elem_id="floor-caption")
-        k.input(picture, k, [image, caption], trigger_mode="always_last", api_name="update")
-        k.release(picture, k, [image, caption], trigger_mode="always_last", api_name="release")
+        moves = dict(trigger_mode="always_last", show_progress="hidden")  # as the app's slider: no overlay per step
+        k.input(picture, k, [image, caption], api_name="update", **moves)
+        k.release(picture, k, [image, caption], api_name="release", **moves)
         photo.change(shown, photo, [image, caption], api_name="upload")
         demo.load(picture, k, [image, caption])
     return demo
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=7861)
     args = parser.parse_args(argv)
-    # Without run history, like the app: the floor is the fastest a minimal app can be, not Gradio's default.
+    # Without run history, like the app: the floor is the fastest such an app can be, not Gradio's default.
     build().queue().launch(server_name="127.0.0.1", server_port=args.port, quiet=True, run_history=False)
 
 

@@ -108,6 +108,28 @@ def test_each_model_encodes_each_crop_once_when_first_asked(store, served_models
     assert first.message.startswith("Face found: cropped like a CelebA photo") and "UTKFace" in other.message
 
 
+def test_extras_are_made_once_per_crop_and_model_even_by_racing_threads(store, served_models):
+    celeba, utkface = served_models
+    key = store.add(PHOTO)
+    made, start = [], threading.Barrier(4)
+
+    def make(view):
+        made.append(view.face.image.shape[-1])
+        return ("extras", view.face.image.shape[-1])
+
+    def ask(served):
+        start.wait()
+        return store.extras(FaceRef(key, False), served, make)
+
+    threads = [threading.Thread(target=ask, args=(served,)) for served in (celeba, celeba, utkface, utkface)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(made) == [64, 128] and store.extras(FaceRef(key, False), celeba, make) == ("extras", 64) and len(made) == 2
+    assert store.extras(FaceRef(key, True), celeba, make) == ("extras", 64) and len(made) == 3  # the whole image: its own
+
+
 def test_an_evicted_upload_is_a_clear_message_never_another_face(store, served_models):
     celeba = served_models[0]
     keys = [store.add(Image.new("RGB", (70, 70), colour)) for colour in [(250, 0, 0), (0, 250, 0), (0, 0, 250)]]
@@ -117,6 +139,8 @@ def test_an_evicted_upload_is_a_clear_message_never_another_face(store, served_m
     assert isinstance(gone.value, PhotoError)
     again = store.add(Image.new("RGB", (70, 70), (250, 0, 0)))
     assert again == keys[0] and store.view(FaceRef(again, False), celeba).face.image[0, 0, 0, 0] > 0.9  # red again
+    with pytest.raises(UploadGone):  # the extras go with their upload
+        store.extras(FaceRef(keys[1], False), celeba, lambda view: "made anew")
 
 
 def test_identical_uploads_share_one_entry(store, tmp_path):

@@ -41,6 +41,36 @@ def test_batched_equals_skimage_per_image():
         assert ssim(a, b)[i] == pytest.approx(structural_similarity(ref, est, data_range=1, channel_axis=-1))
 
 
+def test_numpy_input_of_any_layout_equals_skimage():
+    rng = np.random.default_rng(0)
+    a = rng.random((2, 3, 16, 16))
+    b = np.clip(a + 0.05 * rng.standard_normal(a.shape), 0, 1)
+    flipped, big_endian = b[..., ::-1], b.astype(">f8")  # negative strides, another byte order
+    read_only = np.broadcast_to(a[:1], (2, 3, 16, 16))
+    for estimate in (flipped, big_endian):
+        for i in range(2):
+            ref, est = a[i].transpose(1, 2, 0), np.ascontiguousarray(estimate[i].transpose(1, 2, 0), dtype=np.float64)
+            assert ssim(a, estimate)[i] == pytest.approx(structural_similarity(ref, est, data_range=1, channel_axis=-1), abs=1e-6)
+            assert psnr(a, estimate)[i] == pytest.approx(peak_signal_noise_ratio(ref, est, data_range=1))
+    assert ssim(read_only, read_only) == pytest.approx([1.0, 1.0])
+
+
+def test_bright_flat_images_keep_their_precision():
+    """E[x²] - E[x]² in float32 loses digits on a bright, nearly flat patch; centring each channel keeps them."""
+    rng = np.random.default_rng(1)
+    a = 0.95 + 0.004 * rng.random((1, 3, 7, 7))
+    b = 0.95 + 0.004 * rng.random((1, 3, 7, 7))
+    expected = structural_similarity(a[0].transpose(1, 2, 0), b[0].transpose(1, 2, 0), data_range=1, channel_axis=-1)
+    assert ssim(a, b)[0] == pytest.approx(expected, abs=1e-6)
+
+
+def test_integer_images_are_refused_not_guessed():
+    with pytest.raises(ValueError, match="float images"):
+        ssim(torch.zeros(1, 3, 8, 8, dtype=torch.uint8), torch.zeros(1, 3, 8, 8, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="as_float"):
+        psnr(np.zeros((3, 8, 8), dtype=np.uint8), np.zeros((3, 8, 8), dtype=np.uint8))
+
+
 def test_data_range_matters():
     """The report's bug: a range of 2 inflates SSIM for [0, 1] images; ours uses 1."""
     torch.manual_seed(0)
@@ -58,6 +88,10 @@ def test_single_image_and_shape_checks():
         psnr(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 9))
     with pytest.raises(ValueError):
         ssim(torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8))
+    with pytest.raises(ValueError, match="shape mismatch"):
+        ssim(torch.rand(1, 3, 8, 8), torch.rand(2, 3, 8, 8))
+    with pytest.raises(ValueError, match="at least 7x7"):
+        ssim(torch.rand(1, 3, 6, 8), torch.rand(1, 3, 6, 8))
 
 
 def test_score_is_the_mean_psnr_and_ssim_of_a_batch():

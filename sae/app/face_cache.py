@@ -19,6 +19,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from PIL import Image
@@ -29,6 +30,7 @@ from sae.app.uploads import Uploads, content_key
 from sae.core.data import preprocess
 from sae.core.faces import PhotoError, centre_square, detect_faces, load_photo, locate_face
 
+Extra = TypeVar("Extra")
 FACE_CACHE_SIZE = 256
 FAILURES_REMEMBERED = 64  # failed uploads whose reason is kept, for a repeated event of the same upload
 GONE = "This upload is no longer on the server (uploads are deleted as soon as they are read): upload it again."
@@ -49,6 +51,7 @@ class FaceEntry:
 
     crops: dict[tuple[str, int, bool], tuple[torch.Tensor, str]]
     codes: dict[tuple[str, bool], EncodedFace] = field(default_factory=dict)
+    extras: dict[tuple[str, bool], object] = field(default_factory=dict)  # what the app derives from each encoded face
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -163,16 +166,31 @@ class FaceStore:
         finally:  # also for an unreadable file: nothing uploaded outlives the request
             self.uploads.discard(photo, data)
 
-    def view(self, ref: FaceRef, served: ServedModel) -> View:
-        """The cached crop a session refers to, encoded by `served` (once); UploadGone once its entry was evicted."""
+    def _entry(self, ref: FaceRef) -> FaceEntry:
         upload = self.cache.get(ref.key)
         if upload is None:
             raise UploadGone(
                 f"This photo is no longer in the server's memory (it keeps the {self.capacity} most recent uploads): upload it again."
             )
+        return upload
+
+    def view(self, ref: FaceRef, served: ServedModel) -> View:
+        """The cached crop a session refers to, encoded by `served` (once); UploadGone once its entry was evicted."""
+        upload = self._entry(ref)
         pixels, message = upload.crops[(served.crop_style, served.model.image_size, ref.whole)]
         with upload.lock:
             face = upload.codes.get((served.name, ref.whole))
             if face is None:
                 face = upload.codes[(served.name, ref.whole)] = encode_face(served.model, pixels)
         return View(face, message)
+
+    def extras(self, ref: FaceRef, served: ServedModel, make: Callable[[View], Extra]) -> Extra:
+        """What `make` derives from the view of `ref` under `served` (the app's quality curve and reference picture),
+        made once per upload, crop and model, and evicted with the upload."""
+        upload = self._entry(ref)
+        view = self.view(ref, served)
+        with upload.lock:
+            made = upload.extras.get((served.name, ref.whole))
+            if made is None:
+                made = upload.extras[(served.name, ref.whole)] = make(view)
+        return made

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from sae.app import render
-from sae.app.face_cache import FACE_CACHE_SIZE, GONE, FaceRef, FaceStore, View
+from sae.app.face_cache import FACE_CACHE_SIZE, GONE, FaceRef, FaceStore
 from sae.app.models import ServedModel
 from sae.app.outbox import OUTBOX_MAX_AGE, Outbox
 from sae.app.pipeline import QualityCurve, privacy_view, quality_curve
@@ -115,7 +115,6 @@ class Handlers:
         self.outbox = Outbox(outbox, OUTBOX_MAX_AGE)
         self.uploads = uploads or Uploads(keep=sorted(EXAMPLES.glob("*.png")))
         self.faces = FaceStore(models, self.uploads, cache_size)
-        self._face_extras: dict[tuple[str, bool, str], FaceExtras] = {}
 
     # -- helpers -------------------------------------------------------------------------------------------------
 
@@ -130,15 +129,10 @@ class Handlers:
             return replace(settings, k=min(max(settings.k, 1), served.model.k_max))
         return settings
 
-    def _extras(self, ref: FaceRef, served: ServedModel, view: View) -> FaceExtras:
-        key = (ref.key, ref.whole, served.name)
-        extras = self._face_extras.get(key)
-        if extras is None:
-            extras = FaceExtras(quality_curve(served.model, view.face), render.png_data_url(view.face.image[0]))
-            if len(self._face_extras) >= self.faces.capacity:  # bounded like the face cache
-                self._face_extras.pop(next(iter(self._face_extras)))
-            self._face_extras[key] = extras
-        return extras
+    def _extras(self, ref: FaceRef, served: ServedModel) -> FaceExtras:
+        return self.faces.extras(
+            ref, served, lambda view: FaceExtras(quality_curve(served.model, view.face), render.png_data_url(view.face.image))
+        )
 
     def explore(self, ref: FaceRef | None, served: ServedModel, settings: ShareSettings) -> ExploreView:
         """The whole Explore view for a face (or the empty view without one)."""
@@ -150,7 +144,7 @@ class Handlers:
         hidden = None
         if shown.hidden:
             hidden = (catalogue.ATTACKS[settings.extra_attack].title, shown.hidden)
-        extras = self._extras(ref, served, view)
+        extras = self._extras(ref, served)
         panels = render.panels_html(extras.reference, shown.panels, served.model.image_size, hidden)
         curve = extras.curve
         holder = shown.panels[0].psnr
@@ -215,7 +209,7 @@ class Handlers:
 
     def _face(self, ref: FaceRef, served: ServedModel, settings: ShareSettings) -> tuple:
         shown = self.explore(ref, served, settings)
-        table = curve_table(self._extras(ref, served, self.faces.view(ref, served)).curve)
+        table = curve_table(self._extras(ref, served).curve)
         return (ref, *shown.as_tuple(), table)
 
     def update(self, ref: FaceRef | None, model_name: str, *controls) -> tuple:

@@ -16,20 +16,31 @@ WINDOW = 7  # scikit-image's default SSIM window
 K1, K2 = 0.01, 0.03  # scikit-image's SSIM constants
 
 
-def _as_batch(images: torch.Tensor | np.ndarray) -> np.ndarray:
-    """(B,3,H,W) or (3,H,W) tensors/arrays -> float64 (B,H,W,3) numpy, clipped to [0, 1]."""
-    array = images.detach().cpu().double().numpy() if isinstance(images, torch.Tensor) else np.asarray(images, dtype=np.float64)
-    if array.ndim == 3:
-        array = array[None]
-    if array.ndim != 4 or array.shape[1] != 3:
-        raise ValueError(f"expected images of shape (B, 3, H, W) or (3, H, W), got {array.shape}")
-    return np.clip(array.transpose(0, 2, 3, 1), 0.0, 1.0)
+def _images(images: torch.Tensor | np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+    """(B,3,H,W) or (3,H,W) float tensors/arrays -> a (B,3,H,W) torch copy in `dtype`, clipped to [0, 1].
+
+    Integer images are refused, not guessed: their range is not [0, 1] (`sae.core.data.as_float` converts uint8).
+    Arrays are copied, so any strides, byte order or read-only buffer is fine."""
+    if isinstance(images, torch.Tensor):
+        if not images.is_floating_point():
+            raise ValueError(f"expected float images in [0, 1], got {images.dtype} (convert with sae.core.data.as_float)")
+        tensor = images.detach().cpu().to(dtype)
+    else:
+        array = np.asarray(images)
+        if array.dtype.kind not in "f":
+            raise ValueError(f"expected float images in [0, 1], got {array.dtype} (convert with sae.core.data.as_float)")
+        tensor = torch.from_numpy(np.array(array, dtype=np.float64 if dtype == torch.float64 else np.float32))
+    if tensor.ndim == 3:
+        tensor = tensor[None]
+    if tensor.ndim != 4 or tensor.shape[1] != 3:
+        raise ValueError(f"expected images of shape (B, 3, H, W) or (3, H, W), got {tuple(tensor.shape)}")
+    return tensor.clamp(0.0, 1.0)
 
 
-def _pairs(reference, estimate) -> tuple[np.ndarray, np.ndarray]:
-    ref, est = _as_batch(reference), _as_batch(estimate)
+def _pairs(reference, estimate, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    ref, est = _images(reference, dtype), _images(estimate, dtype)
     if ref.shape != est.shape:
-        raise ValueError(f"shape mismatch: {ref.shape} vs {est.shape}")
+        raise ValueError(f"shape mismatch: {tuple(ref.shape)} vs {tuple(est.shape)}")
     return ref, est
 
 
@@ -39,8 +50,8 @@ def psnr(reference: torch.Tensor | np.ndarray, estimate: torch.Tensor | np.ndarr
     Vectorised over the batch; per image it is exactly skimage's `peak_signal_noise_ratio`
     with data_range=1 (tests check the equality), minus its divide-by-zero warning.
     """
-    ref, est = _pairs(reference, estimate)
-    mse = np.mean((ref - est) ** 2, axis=(1, 2, 3))
+    ref, est = _pairs(reference, estimate, torch.float64)
+    mse = ((ref - est) ** 2).mean(dim=(1, 2, 3)).numpy()
     with np.errstate(divide="ignore"):
         return 10 * np.log10(DATA_RANGE**2 / mse)
 
@@ -52,17 +63,6 @@ def _window_means(stack: torch.Tensor) -> torch.Tensor:
     return rows.unfold(-2, WINDOW, 1).sum(-1) / (WINDOW * WINDOW)
 
 
-def _as_float32(images: torch.Tensor | np.ndarray) -> torch.Tensor:
-    """(B,3,H,W) or (3,H,W) tensors/arrays -> float32 (B,3,H,W) torch, clipped to [0, 1] (SSIM's working copy)."""
-    tensor = images.detach().cpu() if isinstance(images, torch.Tensor) else torch.from_numpy(np.asarray(images))
-    tensor = tensor.float()
-    if tensor.ndim == 3:
-        tensor = tensor[None]
-    if tensor.ndim != 4 or tensor.shape[1] != 3:
-        raise ValueError(f"expected images of shape (B, 3, H, W) or (3, H, W), got {tuple(tensor.shape)}")
-    return tensor.clamp(0.0, 1.0)
-
-
 def ssim(reference: torch.Tensor | np.ndarray, estimate: torch.Tensor | np.ndarray) -> np.ndarray:
     """Per-image SSIM with scikit-image's defaults (7x7 uniform window, sample covariance, K1 0.01, K2 0.03, colour
     channels averaged), shape (B,): per-image `structural_similarity(..., data_range=1, channel_axis=-1)` to within
@@ -71,16 +71,19 @@ def ssim(reference: torch.Tensor | np.ndarray, estimate: torch.Tensor | np.ndarr
     scikit-image averages the SSIM map over the interior, (WINDOW - 1) / 2 pixels in from every border, where each
     window lies inside the image, so its border padding never counts: window means over the "valid" windows give
     exactly that interior. They come from box sums, all five images (x, y, x², y², xy) of the whole batch at once, in
-    float32: the app scores dozens of images per face and four per slider move.
+    float32: the app scores dozens of images per face and four per slider move. Each image channel is centred on its
+    mean first (variances and covariances do not change), so E[x²] - E[x]² does not cancel away float32's digits on a
+    bright, flat patch.
     """
-    x, y = _as_float32(reference), _as_float32(estimate)
-    if x.shape != y.shape:
-        raise ValueError(f"shape mismatch: {tuple(x.shape)} vs {tuple(y.shape)}")
+    x, y = _pairs(reference, estimate, torch.float32)
     if min(x.shape[-2:]) < WINDOW:
         raise ValueError(f"images must be at least {WINDOW}x{WINDOW} for SSIM, got {tuple(x.shape[-2:])}")
+    x_mean, y_mean = x.mean(dim=(-2, -1), keepdim=True), y.mean(dim=(-2, -1), keepdim=True)
+    x, y = x - x_mean, y - y_mean
     ux, uy, uxx, uyy, uxy = _window_means(torch.stack([x, y, x * x, y * y, x * y]))
     norm = WINDOW * WINDOW / (WINDOW * WINDOW - 1)  # sample covariance, as scikit-image's default
     vx, vy, vxy = norm * (uxx - ux * ux), norm * (uyy - uy * uy), norm * (uxy - ux * uy)
+    ux, uy = ux + x_mean, uy + y_mean
     c1, c2 = (K1 * DATA_RANGE) ** 2, (K2 * DATA_RANGE) ** 2
     index = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
     return index.mean(dim=(1, 2, 3), dtype=torch.float64).numpy()
