@@ -21,14 +21,14 @@ def _images(images: torch.Tensor | np.ndarray, dtype: torch.dtype) -> torch.Tens
 
     Integer images are refused, not guessed: their range is not [0, 1] (`sae.core.data.as_float` converts uint8).
     Arrays are copied, so any strides, byte order or read-only buffer is fine."""
-    if isinstance(images, torch.Tensor):
-        if not images.is_floating_point():
-            raise ValueError(f"expected float images in [0, 1], got {images.dtype} (convert with sae.core.data.as_float)")
+    array = None if isinstance(images, torch.Tensor) else np.asarray(images)
+    floating = images.is_floating_point() if array is None else array.dtype.kind == "f"
+    if not floating:
+        kind = images.dtype if array is None else array.dtype
+        raise ValueError(f"expected float images in [0, 1], got {kind} (convert with sae.core.data.as_float)")
+    if array is None:
         tensor = images.detach().cpu().to(dtype)
     else:
-        array = np.asarray(images)
-        if array.dtype.kind not in "f":
-            raise ValueError(f"expected float images in [0, 1], got {array.dtype} (convert with sae.core.data.as_float)")
         tensor = torch.from_numpy(np.array(array, dtype=np.float64 if dtype == torch.float64 else np.float32))
     if tensor.ndim == 3:
         tensor = tensor[None]
