@@ -54,7 +54,6 @@ def app(tmp_path_factory):
     arguments = [argument for directory in directories for argument in ("--model", directory)]
     with AppProcess(OURS, arguments, env={"GRADIO_TEMP_DIR": str(tmp_path_factory.mktemp("gradio"))}) as process:
         yield process.url, real
-    Path("/tmp/probe/app_stderr.txt").write_text(process.process.stderr.read())
 
 
 @pytest.fixture(scope="module")
