@@ -89,6 +89,16 @@ def test_secret_permutation_is_a_permutation_that_depends_on_the_secret_only():
         secret_permutation(b"short", 1, GROUPS, CODE_DIM)
 
 
+def test_a_cached_permutation_is_a_fresh_writable_tensor_equal_to_the_uncached_one():
+    secret = bytes(range(1, 33))
+    first = secret_permutation(secret, 1, GROUPS, CODE_DIM)  # one image: cached
+    first[0, 0, 0] = -1  # the caller owns its tensor: the cache must not see this
+    again = secret_permutation(secret, 1, GROUPS, CODE_DIM)
+    assert torch.equal(again.sort(-1).values, torch.arange(CODE_DIM).expand(1, GROUPS, CODE_DIM))
+    assert torch.equal(secret_permutation(secret, 3, GROUPS, CODE_DIM)[:1], again)  # a batch: computed afresh
+    assert link_below(ROOT, 9, 3) == link_below(ROOT, 9, 3) == chain_links(ROOT, 9)[2]
+
+
 def test_secret_permutation_golden_values():
     """Pinned: SHAKE-256 sort keys of b"sae/permutation/v1" | groups, code_dim | secret (version 1 files rely on it)."""
     permutation = secret_permutation(bytes(range(32)), 1, 2, 8)

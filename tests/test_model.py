@@ -79,6 +79,16 @@ def test_tied_and_untied(tied):
     assert model.group_decoder_weight.shape == (4, 32, 256)
 
 
+def test_a_tied_decoder_is_the_group_linear_map_of_the_transposed_encoder_weight_and_trains_it():
+    model = SparseAutoencoder(**(TINY | {"tied": True}))
+    codes = model.sparsify(torch.randn(3, 4, 32), 5)
+    groups = torch.einsum("blm,lmd->bld", codes, model.encoder_weight.transpose(1, 2)) + model.decoder_bias
+    expected = model.decoder(groups.reshape(3, -1, model.map_size, model.map_size))
+    torch.testing.assert_close(model.decode_unclamped(codes), expected, atol=1e-6, rtol=1e-5)
+    model.decode_unclamped(codes).square().sum().backward()
+    assert model.encoder_weight.grad is not None and model.encoder_weight.grad.abs().sum() > 0
+
+
 def test_invalid_config():
     with pytest.raises(ValueError):
         SparseAutoencoder(**(TINY | {"image_size": 62}))

@@ -142,7 +142,10 @@ class SparseAutoencoder(
 
     def decode_unclamped(self, sparse_codes: torch.Tensor) -> torch.Tensor:
         """Sparse codes (B, num_groups, code_dim) -> images (B, 3, H, W) before clamping (what training sees)."""
-        groups = torch.einsum("blm,lmd->bld", sparse_codes, self.group_decoder_weight) + self.decoder_bias
+        if self.decoder_weight is None:  # tied: read the weight as stored, (L, features, m); its transpose is far slower
+            groups = torch.bmm(self.encoder_weight, sparse_codes.permute(1, 2, 0)).permute(2, 0, 1) + self.decoder_bias
+        else:
+            groups = torch.einsum("blm,lmd->bld", sparse_codes, self.decoder_weight) + self.decoder_bias
         maps = groups.reshape(sparse_codes.shape[0], -1, self.map_size, self.map_size)
         return self.decoder(maps)
 

@@ -36,10 +36,25 @@ def secret_permutation(secret: bytes, num_images: int, num_groups: int, code_dim
     """
     if len(secret) < 16:
         raise ValueError("a permutation secret needs at least 16 bytes")
+    if num_images == 1:  # the app's share of one face, re-made at every control move
+        return torch.from_numpy(_cached_permutation(secret, num_images, num_groups, code_dim).copy())
+    return torch.from_numpy(_permutation(secret, num_images, num_groups, code_dim))
+
+
+def _permutation(secret: bytes, num_images: int, num_groups: int, code_dim: int) -> np.ndarray:
+    """Sort keys from SHAKE-256 of the secret, argsorted per image and group."""
     shape = (num_images, num_groups, code_dim)
     stream = hashlib.shake_256(b"sae/permutation/v1" + struct.pack("<HH", num_groups, code_dim) + secret)
     sort_keys = np.frombuffer(stream.digest(8 * math.prod(shape)), dtype="<u8").reshape(shape)
-    return torch.from_numpy(np.argsort(sort_keys, axis=-1, kind="stable").astype(np.int64))
+    return np.argsort(sort_keys, axis=-1, kind="stable").astype(np.int64)
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_permutation(secret: bytes, num_images: int, num_groups: int, code_dim: int) -> np.ndarray:
+    """One image's permutation, read-only and cached (a few faces' worth: the app re-shows the same seeded share)."""
+    result = _permutation(secret, num_images, num_groups, code_dim)
+    result.setflags(write=False)
+    return result
 
 
 def _hkdf(root: bytes, info: bytes) -> bytes:
@@ -64,6 +79,7 @@ def chain_links(link: bytes, cutoff: int) -> list[bytes]:
     return links[::-1]
 
 
+@functools.lru_cache(maxsize=1024)
 def link_below(link: bytes, cutoff: int, lower: int) -> bytes:
     """s[lower-1] from s[cutoff-1] (lower <= cutoff): what a key restricted to coordinates below `lower` holds."""
     if not 0 < lower <= cutoff:
