@@ -240,6 +240,17 @@ def test_linear_probe_reads_a_label_that_the_features_carry_and_not_one_they_do_
             assert accuracy > majority_rate(labels[:300], labels[300:]) + 0.2
 
 
+def test_linear_probe_falls_back_to_the_most_common_label_when_no_fit_beats_it_on_held_out_data():
+    generator = gen(0)
+    features = torch.randn(600, 40, generator=generator)
+    labels = (torch.rand(600, generator=generator) < 0.3).long() * 2  # classes 0 and 2, 0 the most common, 1 unseen
+    probe = fit_linear_probe(features[:400], labels[:400], gen(1), steps=50, decays=(1e-4, 1e-3))  # noise fits: clearly worse
+    assert probe.decay is None and torch.equal(probe.weight, torch.zeros(40, 3))
+    assert torch.equal(probe.predict(features[400:]), torch.zeros(200, dtype=torch.long))
+    accuracy = float((probe.predict(features[400:]) == labels[400:]).float().mean())
+    assert accuracy == majority_rate(labels[:400], labels[400:])
+
+
 def test_linear_probe_handles_several_classes():
     generator = gen(0)
     centres = 3 * torch.randn(3, 5, generator=generator)

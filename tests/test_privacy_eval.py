@@ -127,7 +127,8 @@ def test_identity_attributes_and_labels(result):
         assert attributes["label_faces"] == {"train": 6, "test": 2}  # UTKFace's train.txt (probe_faces caps it) and test.txt
         assert set(attributes["labels"]) == {"gender", "race", "age group"}
         for task in attributes["labels"].values():
-            assert set(task) == {"accuracy", "ceiling_true_codes", "majority", "classes"}
+            assert set(task) == {"accuracy", "ceiling_true_codes", "majority", "classes", "probe_prior"}
+            assert not task["probe_prior"] or task["accuracy"] == task["majority"]
             assert all(0 <= task[name] <= 1 for name in ("accuracy", "ceiling_true_codes", "majority"))
         assert attributes["labels"]["gender"]["classes"] == 2
 
@@ -193,6 +194,11 @@ def test_targets_markdown_and_files(result, tmp_path):
     assert json.loads((tmp_path / "out" / "privacy.json").read_text())["k"] == K
     assert (tmp_path / "out" / "privacy.md").read_text() == table
     assert "plotly" in (tmp_path / "out" / "privacy.html").read_text().lower()
+    labels = result["schemes"]["keyed"]["attributes"]["labels"]
+    for prior in (True, False):
+        labels["gender"]["probe_prior"] = prior
+        keyed_cell = privacy_eval.markdown(result).split("| gender |")[1].split("|")[0]  # the keyed scheme's column
+        assert ("no fit beat the prior" in keyed_cell) is prior
 
 
 def test_without_identities_labels_or_sweep(model, fake_celeba):

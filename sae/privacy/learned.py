@@ -389,12 +389,14 @@ def fit_inversion(
 
 @dataclass
 class LinearProbe:
-    """Softmax regression from standardised features to a label; the weight decay chosen on held-out data."""
+    """Softmax regression from standardised features to a label: the weight decay, or the prior alone (zero weights,
+    `decay` None), that scored best on held-out data."""
 
     weight: torch.Tensor  # (F, C)
     bias: torch.Tensor  # (C,)
     mean: torch.Tensor
     std: torch.Tensor
+    decay: float | None
 
     def predict(self, features: torch.Tensor) -> torch.Tensor:
         return (((features - self.mean) / self.std) @ self.weight + self.bias).argmax(-1)
@@ -409,14 +411,22 @@ def fit_linear_probe(
     steps: int = 300,
     holdout: float = 0.2,
 ) -> LinearProbe:
-    """Fit on (N, F) features and (N,) integer labels; the decay that scores best on a held-out share, refitted on all."""
+    """Fit on (N, F) features and (N,) integer labels: each weight decay, and the prior alone (always the most common
+    label), scored on a held-out share; the best refitted on all. The prior is a candidate because an attacker who
+    finds that no fit beats it on held-out data answers the most common label rather than a noise fit."""
     mean, std = features.mean(0), features.std(0).clamp_min(1e-6)
     x = ((features - mean) / std).float()
     classes = int(labels.max()) + 1
     order = torch.randperm(len(x), generator=generator)
     held, fit = order[: int(holdout * len(x))], order[int(holdout * len(x)) :]
 
-    def train(rows: torch.Tensor, decay: float) -> tuple[torch.Tensor, torch.Tensor]:
+    def prior(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        counts = torch.bincount(labels[rows], minlength=classes).float()
+        return torch.zeros(x.shape[1], classes), counts.clamp_min(0.5).log()
+
+    def train(rows: torch.Tensor, decay: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+        if decay is None:
+            return prior(rows)
         weight = torch.zeros(x.shape[1], classes, requires_grad=True)
         bias = torch.zeros(classes, requires_grad=True)
         optimizer = torch.optim.LBFGS([weight, bias], max_iter=steps, line_search_fn="strong_wolfe")
@@ -430,10 +440,11 @@ def fit_linear_probe(
         optimizer.step(closure)
         return weight.detach(), bias.detach()
 
-    def accuracy(decay: float) -> float:
+    def accuracy(decay: float | None) -> float:
         weight, bias = train(fit, decay)
         return float(((x[held] @ weight + bias).argmax(-1) == labels[held]).float().mean())
 
-    decay = max(decays, key=accuracy) if len(held) else decays[-1]
+    # the prior comes first, so a fit must beat it, not tie it
+    decay = max((None, *decays), key=accuracy) if len(held) else decays[-1]
     weight, bias = train(torch.arange(len(x)), decay)
-    return LinearProbe(weight, bias, mean, std)
+    return LinearProbe(weight, bias, mean, std, decay)
