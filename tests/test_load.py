@@ -27,9 +27,17 @@ def _result(memory: list[tuple[float, float]]) -> load.LoadResult:
 
 
 def test_memory_that_grows_after_the_warm_up_fails_the_run():
-    flat = _result([(0, 500), (30, 700), (60, 740), (120, 760)])
+    flat = _result([(0, 500), (30, 700), (40, 690), (60, 760), (120, 765)])
     assert flat.memory_flat[0] is True and flat.ok  # within 10% of 700 MB
-    grown = _result([(0, 500), (30, 700), (60, 760), (120, 800)])
+    grown = _result([(0, 500), (30, 700), (40, 690), (60, 760), (120, 800)])
     assert grown.memory_flat[0] is False and not grown.ok and "| memory after warm-up | GREW" in load.table(grown)
-    short = _result([(0, 500), (15, 520)])
-    assert short.memory_flat[0] is None and short.ok  # shorter than the warm-up: nothing to compare
+    short = _result([(0, 500), (15, 520), (35, 530)])
+    assert short.memory_flat[0] is None and short.ok  # too short to compare: nothing to say
+
+
+def test_memory_is_compared_peak_to_peak_not_to_one_sample_of_the_trim_sawtooth():
+    sawtooth = [(0, 770), (30, 954), (35, 1008), (40, 963), (45, 996)] + [(50 + 5 * i, (960, 1050)[i % 2]) for i in range(14)]
+    flat, text = _result(sawtooth).memory_flat
+    assert flat is True and "highest 1008 MB" in text and "highest 1050 MB later" in text
+    leak = [(at, rss + 3 * max(0, at - 50)) for at, rss in sawtooth]
+    assert _result(leak).memory_flat[0] is False
