@@ -9,8 +9,9 @@ Each student is one gradio_client session: it uploads a photo of its own (crops,
 astronaut, all different), then moves the k slider to a random k once every 1-2 s (uniform) until the time is up.
 Latency is measured at the student from request to result (queue wait included). The students share the machine's
 cores with the server, so the server's own CPU time per request (from /proc) is reported too. The server's memory is
-sampled every few seconds: after the warm-up its peaks must stay within 10% of its peak just after it. Requests are bounded by the
-duration; any still pending at its end plus a grace period count as errors. Exit status 1 when the run was not clean.
+sampled every few seconds: after the warm-up its peaks must stay within 10% of its peak just after it. Requests are
+bounded by the duration; any still pending at its end plus a grace period count as errors. Exit status 1 when the run
+was not clean.
 """
 
 from __future__ import annotations
