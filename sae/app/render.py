@@ -12,6 +12,7 @@ import base64
 import html
 import io
 import math
+import zlib
 
 import numpy as np
 import torch
@@ -43,9 +44,12 @@ def pixels(image: torch.Tensor) -> np.ndarray:
 
 
 def png_bytes(image: torch.Tensor) -> bytes:
-    """(3, H, W) floats in [0, 1] -> PNG file bytes, compressed for speed (panels are small)."""
+    """(3, H, W) floats in [0, 1] -> PNG file bytes, compressed for speed (panels are small).
+
+    zlib's run-length strategy at level 1: faster than its default strategy on a face, and no larger.
+    """
     buffer = io.BytesIO()
-    Image.fromarray(pixels(image)).save(buffer, format="PNG", compress_level=1)  # tiny images: speed over bytes
+    Image.fromarray(pixels(image)).save(buffer, format="PNG", compress_level=1, compress_type=zlib.Z_RLE)
     return buffer.getvalue()
 
 
