@@ -7,6 +7,7 @@ load benchmark's short mode, tests/test_browser.py drives the app in Chromium.
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -31,12 +32,14 @@ def test_quality_throughput_and_training_rows_compare(tiny_dir, fake_celeba, tmp
     args = ["--models", str(tiny_dir), "--data", str(fake_celeba), "--cache-dir", str(tmp_path / "cache"), "--json", str(out)]
     result = run.main([*args, "--out", str(table), "--parts", "quality", "throughput", "training", *QUICK])
     printed = capsys.readouterr().out
-    parts = [row["part"] for row in result["rows"]]
-    assert parts.count("quality") == 2 * len(run.BUDGETS) and parts.count("throughput") == 4 + 2 and parts.count("training") == 1
+    parts, threads = [row["part"] for row in result["rows"]], len(run.target_threads())
+    assert parts.count("quality") == 2 * len(run.BUDGETS) and parts.count("throughput") == 4 + 2 * threads and parts.count("training") == 1
     assert [row["budget"] for row in result["quality model"]["rows"]] == list(run.BUDGETS)
     assert all(row["comparison"].endswith("SSIM") for row in result["rows"] if row["part"] == "quality")
     assert sum("x JPEG's time" in row["comparison"] for row in result["rows"]) == 4
-    assert sum("x the target" in row["comparison"] for row in result["rows"]) == 2  # the 128x128 speed targets
+    assert sum("x the target" in row["comparison"] for row in result["rows"]) == 2 * threads  # the 128x128 speed targets
+    measured = [row["measure"] for row in result["rows"] if "x the target" in row["comparison"]]
+    assert [m for m in measured if m.startswith("encode + decode")][0].startswith("encode + decode one face, 1 torch thread:")
     assert result["training"]["tiny"] > 0 and "cores, torch" in printed
     assert json.loads(out.read_text())["machine"]["cores"] >= 1 and table.read_text().startswith("# Benchmarks")
 
@@ -44,3 +47,11 @@ def test_quality_throughput_and_training_rows_compare(tiny_dir, fake_celeba, tmp
 def test_a_model_without_its_data_is_skipped_and_said(tiny_dir, tmp_path, capsys):
     result = run.main(["--models", str(tiny_dir), "--data", str(tmp_path / "nowhere"), "--parts", "quality", *QUICK])
     assert result["rows"] == [] and f"quality of model (no data at {tmp_path / 'nowhere'})" in capsys.readouterr().out
+
+
+def test_speed_targets_run_on_one_thread_and_every_core_and_threads_are_restored():
+    assert run.target_threads() == sorted({1, os.cpu_count() or 1})
+    before = torch.get_num_threads()
+    with run.torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
