@@ -153,6 +153,29 @@ def test_import_app_loads_no_more_of_torch_distributed(imported):
     assert _named(loaded, "torch.distributed", "torch._dynamo", "torchvision") == []
 
 
+_FROZEN = """
+import gc, json, sys
+import app
+from sae.app.models import load_served
+models, failures = load_served(sys.argv[1:-1])
+assert gc.get_freeze_count() == 0
+demo = app.serve(models, "127.0.0.1", int(sys.argv[-1]), block=False, trim_interval_s=None, failures=failures)
+print(json.dumps({"frozen": gc.get_freeze_count(), "tracked": len(gc.get_objects())}))
+demo.close()
+"""
+
+
+def test_serving_takes_what_start_up_made_out_of_the_garbage_collectors_reach(tiny_model_dirs):
+    """app.serve freezes the start-up objects (torch, Gradio, models, UI), so a full collection while serving scans
+    only what requests made: far fewer objects than were frozen."""
+    arguments = [str(tiny_model_dirs["celeba"]), str(tiny_model_dirs["utkface"]), str(_free_port())]
+    env = os.environ | {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, "-c", _FROZEN, *arguments], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    (counts,) = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert counts["frozen"] > 100_000 and counts["tracked"] < counts["frozen"] // 10
+
+
 # ---------------------------------------------------------------------------------------------------
 # The launched app over HTTP
 # ---------------------------------------------------------------------------------------------------
