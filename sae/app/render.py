@@ -46,7 +46,7 @@ def pixels(image: torch.Tensor) -> np.ndarray:
 def png_bytes(image: torch.Tensor) -> bytes:
     """(3, H, W) floats in [0, 1] -> PNG file bytes, compressed for speed (panels are small).
 
-    zlib's run-length strategy at level 1: faster than its default strategy on a face, and no larger.
+    zlib's run-length strategy at level 1: faster than its default strategy on these panels, and about as small.
     """
     buffer = io.BytesIO()
     Image.fromarray(pixels(image)).save(buffer, format="PNG", compress_level=1, compress_type=zlib.Z_RLE)
