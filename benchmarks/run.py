@@ -53,6 +53,7 @@ DATA = {
 BUDGETS = (320, 640, 1280, 2560)
 PARTS = ("quality", "throughput", "app", "browser", "training", "load")
 SPEED_TARGETS_MS = {"encode + decode one face": 10.0, "the whole quality curve": 300.0}  # the 128x128 model's
+TARGET_CORES = 2  # the speed targets are for a 2-core machine (a free Space)
 
 
 @dataclass
@@ -66,9 +67,9 @@ class Row:
 
 
 def target_threads() -> list[int]:
-    """The thread counts the speed targets are measured at: one (what each of the app's handlers gets) and every core
-    (the targets' own condition, a 2-core machine); once when they are the same."""
-    return sorted({1, os.cpu_count() or 1})
+    """The thread counts the speed targets are measured at: one (what each of the app's handlers gets) and the targets'
+    own TARGET_CORES (fewer on a smaller machine, never more on a bigger one); once when they are the same."""
+    return sorted({1, min(TARGET_CORES, os.cpu_count() or 1)})
 
 
 @contextmanager
@@ -182,7 +183,7 @@ def throughput_rows(model_dir: str, repeats: int) -> tuple[list[Row], dict]:
                     name,
                     f"{measure}, {threads} torch thread{'s' if threads > 1 else ''}: median ms",
                     f"{median:.1f}",
-                    f"{target:.0f} ms target (128x128, {os.cpu_count()} cores)",
+                    f"{target:.0f} ms target (128x128, {TARGET_CORES} cores)",
                     f"{median / target:.2f}x the target",
                 )
             )
