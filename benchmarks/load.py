@@ -3,6 +3,7 @@
     python -m benchmarks.load                      # 30 students, 2 minutes, the default (first bundled) model
     python -m benchmarks.load --model DIR          # the app serving DIR first
     python -m benchmarks.load --short              # 4 students, 15 seconds (tests/test_load.py)
+    python -m benchmarks.load --json result.json   # also the raw result, for `run_fresh` (benchmarks.run)
 
 The app runs with its own queue settings in a child process (`benchmarks.serving.AppProcess`, its own Gradio folder).
 Each student is one gradio_client session: it uploads a photo of its own (crops, flips and tints of the public-domain
@@ -17,9 +18,12 @@ was not clean.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import platform
 import random
+import subprocess
 import sys
 import tempfile
 import threading
@@ -30,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from benchmarks.serving import OURS, PHOTO, AppProcess
+from benchmarks.serving import OURS, PHOTO, REPO, AppProcess
 from sae.app.memory import TRIM_INTERVAL_S
 from sae.app.outbox import OUTBOX_MAX_AGE
 from sae.app.settings import ShareSettings
@@ -114,6 +118,16 @@ class LoadResult:
     def ok(self) -> bool:
         return not self.errors and not self.uploads_left and self.memory_flat[0] is not False
 
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> LoadResult:
+        raw = json.loads(text)
+        requests = [Request(**request) for request in raw.pop("requests")]
+        memory = [(at, rss) for at, rss in raw.pop("memory")]
+        return cls(requests=requests, memory=memory, **raw)
+
 
 def _student(index: int, url: str, photo: Path, model: str, k_max: int, start: float, stop_at: float, records, lock) -> None:
     """One session: upload a photo, then move the slider once every 1-2 s until `stop_at`."""
@@ -150,8 +164,6 @@ def _student(index: int, url: str, photo: Path, model: str, k_max: int, start: f
 def run(model: str, students: int = 30, duration: float = 120.0, log=print) -> LoadResult:
     """Start the server, let the class work for `duration` seconds, stop it; the figures as a LoadResult."""
     config = files.CONFIG
-    import json
-
     k_max = json.loads((Path(model) / config).read_text())["k_max"]
     with tempfile.TemporaryDirectory(prefix="sae-load-") as scratch:
         gradio_dir, photos_dir = Path(scratch) / "gradio", Path(scratch) / "photos"
@@ -190,6 +202,19 @@ def run(model: str, students: int = 30, duration: float = 120.0, log=print) -> L
 
     settings = {"workers": application.WORKERS, "queue size": application.QUEUE_SIZE, "model": model}
     return LoadResult(students, duration, records, memory, cpu, left, settings)
+
+
+def run_fresh(model: str, students: int = 30, duration: float = 120.0) -> LoadResult:
+    """`run` with the students in a fresh interpreter (`python -m benchmarks.load --json`): a caller that has already
+    done other work (benchmarks.run: models, a browser, training) would otherwise time the class with its own threads,
+    heap and garbage collector in the way, and each model's figures would depend on what ran before it."""
+    with tempfile.TemporaryDirectory(prefix="sae-load-json-") as scratch:
+        out = Path(scratch) / "result.json"
+        command = [sys.executable, "-m", "benchmarks.load", "--model", model, "--students", str(students), "--duration", str(duration)]
+        done = subprocess.run([*command, "--json", str(out)], cwd=REPO, capture_output=True, text=True)
+        if not out.exists():  # exit status 1 alone is a run that was not clean, which the result says
+            raise RuntimeError(f"the load benchmark failed (exit status {done.returncode}): {done.stderr.strip()[-2000:]}")
+        return LoadResult.from_json(out.read_text())
 
 
 def _percentiles(values: np.ndarray) -> str:
@@ -250,6 +275,7 @@ def main(argv: list[str] | None = None) -> LoadResult:
     parser.add_argument("--duration", type=float, default=120.0, help="seconds the class works")
     parser.add_argument("--short", action="store_true", help="4 students for 15 seconds")
     parser.add_argument("--out", default=None, help="also write the table as a page (docs/load.md)")
+    parser.add_argument("--json", default=None, help="also write the raw result as JSON")
     args = parser.parse_args(argv)
     if args.short:
         args.students, args.duration = 4, 15.0
@@ -258,6 +284,8 @@ def main(argv: list[str] | None = None) -> LoadResult:
     print(table(result))
     if args.out:
         Path(args.out).write_text(page(result, argv))
+    if args.json:
+        Path(args.json).write_text(result.to_json())
     if not result.ok:
         sys.exit(1)
     return result

@@ -4,12 +4,12 @@
 
 Rows: quality on each model's test split against PCA largest n and JPEG at the code's size; encode/decode throughput
 at batch 1 and 64 against Pillow's JPEG of the code's size, and the 128x128 speed targets on one torch thread (what
-each of the app's handlers gets) and on every core; the app's handlers, the server's CPU per slider move against the
-floor app and the 40 ms target, start time against the floor app's; slider and upload latency in a real browser
-against the floor app's; training images/s per preset; optionally the classroom load (30 students, 2 minutes, against
-each model served first). These machines are noisy, so each figure with a baseline also gives the ratio or the
-difference measured in the same run, which moves far less between runs than the raw figures. Parts whose data or
-browser is missing are skipped and the table says so.
+each of the app's handlers gets) and on the targets' two cores; the app's handlers, the server's CPU per slider move
+against the floor app and the 40 ms target, start time against the floor app's; slider and upload latency in a real
+browser against the floor app's; training images/s per preset; optionally the classroom load (30 students, 2 minutes,
+against each model served first, each class simulated from a fresh interpreter). These machines are noisy, so each
+figure with a baseline also gives the ratio or the difference measured in the same run, which moves far less between
+runs than the raw figures. Parts whose data or browser is missing are skipped and the table says so.
 """
 
 from __future__ import annotations
@@ -290,7 +290,7 @@ def training_rows(presets: list[str], batch_size: int, steps: int) -> tuple[list
 
 
 def load_rows(model: str, students: int, duration: float) -> tuple[list[Row], dict]:
-    result = load.run(model, students, duration, log=lambda *_: None)
+    result = load.run_fresh(model, students, duration)
     update = result.latencies_ms("/update")
     p50, p95, p99 = (percentile(list(update), q) for q in (50, 95, 99)) if len(update) else (float("nan"),) * 3
     flat, memory = result.memory_flat
@@ -318,7 +318,7 @@ def load_rows(model: str, students: int, duration: float) -> tuple[list[Row], di
 
 
 def load_rows_of_each(models: list[str], students: int, duration: float) -> tuple[list[Row], dict]:
-    """The classroom load against each model served first, one after another."""
+    """The classroom load against each model served first, one after another, each class in a fresh interpreter."""
     rows, raw = [], {}
     for model in models:
         part_rows, raw[_name(model)] = load_rows(model, students, duration)

@@ -41,3 +41,13 @@ def test_memory_is_compared_peak_to_peak_not_to_one_sample_of_the_trim_sawtooth(
     assert flat is True and "highest 1008 MB" in text and "highest 1050 MB later" in text
     leak = [(at, rss + 3 * max(0, at - 50)) for at, rss in sawtooth]
     assert _result(leak).memory_flat[0] is False
+
+
+def test_a_result_survives_its_json_and_a_fresh_interpreter_runs_the_class(tmp_path):
+    result = _result([(0, 500), (30, 700)])
+    result.requests.append(load.Request("/update", 1.5, 0.25, None))
+    assert load.LoadResult.from_json(result.to_json()) == result
+    torch.manual_seed(0)
+    SparseAutoencoder(**TINY).save_pretrained(tmp_path / "model")
+    fresh = load.run_fresh(str(tmp_path / "model"), students=2, duration=5.0)
+    assert fresh.errors == [] and len(fresh.latencies_ms("/prepare")) == 2 and fresh.cpu_s > 0

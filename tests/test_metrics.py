@@ -89,7 +89,9 @@ def test_single_image_and_shape_checks():
     with pytest.raises(ValueError):
         ssim(torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8))
     with pytest.raises(ValueError, match="shape mismatch"):
-        ssim(torch.rand(1, 3, 8, 8), torch.rand(2, 3, 8, 8))
+        ssim(torch.rand(2, 3, 8, 8), torch.rand(3, 3, 8, 8))
+    with pytest.raises(ValueError, match="shape mismatch"):  # only the reference broadcasts
+        psnr(torch.rand(2, 3, 8, 8), torch.rand(1, 3, 8, 8))
     with pytest.raises(ValueError, match="at least 7x7"):
         ssim(torch.rand(1, 3, 6, 8), torch.rand(1, 3, 6, 8))
 
@@ -108,3 +110,14 @@ def test_score_is_the_mean_psnr_and_ssim_of_a_batch():
 def test_values_outside_the_unit_range_are_clipped_first():
     a = torch.zeros(1, 3, 8, 8)
     assert psnr(a, torch.full_like(a, -0.5)) == pytest.approx([np.inf]) and psnr(a, torch.full_like(a, 0.1)) == pytest.approx([20.0])
+
+
+def test_one_reference_against_a_batch_equals_the_reference_repeated():
+    torch.manual_seed(3)
+    reference, estimates = torch.rand(3, 32, 32), torch.rand(5, 3, 32, 32)
+    repeated = reference.expand_as(estimates)
+    assert np.array_equal(psnr(reference, estimates), psnr(repeated, estimates))
+    assert np.array_equal(ssim(reference[None], estimates), ssim(repeated, estimates))
+    one = np.moveaxis(reference.numpy(), 0, -1)
+    expected = [structural_similarity(one, np.moveaxis(e.numpy(), 0, -1), data_range=1, channel_axis=-1) for e in estimates]
+    assert np.allclose(ssim(reference, estimates), expected, atol=1e-5)

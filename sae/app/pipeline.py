@@ -82,8 +82,7 @@ def quality_curve(model: SparseAutoencoder, face: EncodedFace, ks: list[int] | N
     """PSNR and SSIM of the reconstruction at each k (default `curve_ks`), one batched decode."""
     ks = curve_ks(model.k_max) if ks is None else ks
     images = model.decode(sparsify_each(face.codes, ks))
-    reference = face.image.expand_as(images)
-    return QualityCurve(np.array(ks), psnr(reference, images), ssim(reference, images))
+    return QualityCurve(np.array(ks), psnr(face.image, images), ssim(face.image, images))
 
 
 @dataclass(frozen=True)
@@ -151,9 +150,8 @@ def privacy_view(served: ServedModel, face: EncodedFace, settings: ShareSettings
     decoded = model.decode(torch.cat(list(codes.values())))
     everything = dict(zip(codes, decoded, strict=True)) | {name: image[0] for name, image in images.items()}
     stack = torch.stack(list(everything.values()))
-    reference = face.image.expand_as(stack)
     titles = panel_titles(settings, model.code_dim)
-    scores = zip(psnr(reference, stack), ssim(reference, stack), strict=True)
+    scores = zip(psnr(face.image, stack), ssim(face.image, stack), strict=True)
     panels = [
         Panel(name, titles[name], image, float(p), float(s)) for (name, image), (p, s) in zip(everything.items(), scores, strict=True)
     ]

@@ -1,9 +1,10 @@
 """Image quality metrics: PSNR and SSIM as scikit-image defines them, batched, with one convention.
 
-Convention: images are float arrays in [0, 1], shape (B, 3, H, W) or (3, H, W), compared with
-`data_range=1`. The range must be explicit: for float input, old scikit-image releases assumed a
-range of 2 (the span of [-1, 1]), which inflates SSIM (the 2022 report's SSIMs came out high that
-way). PSNR of identical images is `inf`, reported as such; it never raises.
+Convention: images are float arrays in [0, 1], shape (B, 3, H, W) or (3, H, W), compared with `data_range=1`. One
+reference may be scored against a batch of estimates (its statistics are then computed once). The range must be
+explicit: for float input, old scikit-image releases assumed a range of 2 (the span of [-1, 1]), which inflates SSIM
+(the 2022 report's SSIMs came out high that way). PSNR of identical images is `inf`, reported as such; it never
+raises.
 """
 
 from __future__ import annotations
@@ -38,14 +39,15 @@ def _images(images: torch.Tensor | np.ndarray, dtype: torch.dtype) -> torch.Tens
 
 
 def _pairs(reference, estimate, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two sides as (B, 3, H, W) tensors; a reference of batch 1 stays batch 1 (it broadcasts over the estimates)."""
     ref, est = _images(reference, dtype), _images(estimate, dtype)
-    if ref.shape != est.shape:
+    if ref.shape[1:] != est.shape[1:] or len(ref) not in (1, len(est)):
         raise ValueError(f"shape mismatch: {tuple(ref.shape)} vs {tuple(est.shape)}")
     return ref, est
 
 
 def psnr(reference: torch.Tensor | np.ndarray, estimate: torch.Tensor | np.ndarray) -> np.ndarray:
-    """Per-image PSNR in dB (inf for identical images), shape (B,).
+    """Per-image PSNR in dB (inf for identical images), shape (B,) for B estimates.
 
     Vectorised over the batch; per image it is exactly skimage's `peak_signal_noise_ratio`
     with data_range=1 (tests check the equality), minus its divide-by-zero warning.
@@ -65,22 +67,23 @@ def _window_means(stack: torch.Tensor) -> torch.Tensor:
 
 def ssim(reference: torch.Tensor | np.ndarray, estimate: torch.Tensor | np.ndarray) -> np.ndarray:
     """Per-image SSIM with scikit-image's defaults (7x7 uniform window, sample covariance, K1 0.01, K2 0.03, colour
-    channels averaged), shape (B,): per-image `structural_similarity(..., data_range=1, channel_axis=-1)` to within
-    a few 1e-6 (tests check it), far under the three decimals any table prints.
+    channels averaged), shape (B,) for B estimates: per-image `structural_similarity(..., data_range=1,
+    channel_axis=-1)` to within a few 1e-6 (tests check it), far under the three decimals any table prints.
 
     scikit-image averages the SSIM map over the interior, (WINDOW - 1) / 2 pixels in from every border, where each
     window lies inside the image, so its border padding never counts: window means over the "valid" windows give
-    exactly that interior. They come from box sums, all five images (x, y, x², y², xy) of the whole batch at once, in
-    float32: the app scores dozens of images per face and four per slider move. Each image channel is centred on its
-    mean first (variances and covariances do not change), so E[x²] - E[x]² does not cancel away float32's digits on a
-    bright, flat patch.
+    exactly that interior. They come from box sums, of the whole batch at once, in float32: the app scores dozens of
+    images per face and four per slider move, against one reference whose own sums (x, x²) are then taken once. Each
+    image channel is centred on its mean first (variances and covariances do not change), so E[x²] - E[x]² does not
+    cancel away float32's digits on a bright, flat patch.
     """
     x, y = _pairs(reference, estimate, torch.float32)
     if min(x.shape[-2:]) < WINDOW:
         raise ValueError(f"images must be at least {WINDOW}x{WINDOW} for SSIM, got {tuple(x.shape[-2:])}")
     x_mean, y_mean = x.mean(dim=(-2, -1), keepdim=True), y.mean(dim=(-2, -1), keepdim=True)
     x, y = x - x_mean, y - y_mean
-    ux, uy, uxx, uyy, uxy = _window_means(torch.stack([x, y, x * x, y * y, x * y]))
+    ux, uxx = _window_means(torch.stack([x, x * x]))
+    uy, uyy, uxy = _window_means(torch.stack([y, y * y, x * y]))
     norm = WINDOW * WINDOW / (WINDOW * WINDOW - 1)  # sample covariance, as scikit-image's default
     vx, vy, vxy = norm * (uxx - ux * ux), norm * (uyy - uy * uy), norm * (uxy - ux * uy)
     ux, uy = ux + x_mean, uy + y_mean
