@@ -17,6 +17,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr
 import torch
 
+K_MAX = 64  # the slider's largest k
+
 
 def picture(k: float) -> tuple:
     generator = torch.Generator().manual_seed(int(k))
@@ -36,7 +38,7 @@ def shown(path: str | None) -> tuple:
 def build() -> gr.Blocks:
     with gr.Blocks(analytics_enabled=False) as demo:
         photo = gr.Image(type="filepath", label="Photo", elem_id="photo")
-        k = gr.Slider(1, 64, value=32, step=1, label="k", elem_id="k-slider")
+        k = gr.Slider(1, K_MAX, value=K_MAX // 2, step=1, label="k", elem_id="k-slider")
         image = gr.Image(format="png", interactive=False, elem_id="floor-image")
         caption = gr.Markdown(elem_id="floor-caption")
         moves = dict(trigger_mode="always_last", show_progress="hidden")  # as the app's slider: no overlay per step

@@ -2,6 +2,7 @@
 
     python -m benchmarks.load                      # 30 students, 2 minutes, the default (first bundled) model
     python -m benchmarks.load --model DIR          # the app serving DIR first
+    python -m benchmarks.load --floor              # the same class against the floor app (benchmarks.floor_app)
     python -m benchmarks.load --short              # 4 students, 15 seconds (tests/test_load.py)
     python -m benchmarks.load --json result.json   # also the raw result, for `run_fresh` (benchmarks.run)
 
@@ -9,10 +10,11 @@ The app runs with its own queue settings in a child process (`benchmarks.serving
 Each student is one gradio_client session: it uploads a photo of its own (crops, flips and tints of the public-domain
 astronaut, all different), then moves the k slider to a random k once every 1-2 s (uniform) until the time is up.
 Latency is measured at the student from request to result (queue wait included). The students share the machine's
-cores with the server, so the server's own CPU time per request (from /proc) is reported too. The server's memory is
-sampled every few seconds: after the warm-up its peaks must stay within 10% of its peak just after it. Requests are
-bounded by the duration; any still pending at its end plus a grace period count as errors. Exit status 1 when the run
-was not clean.
+cores with the server, so the server's own CPU time per request (from /proc) is reported too, and the same class
+against the floor app (one image and a caption per move, Gradio's defaults) shows what the machine, Gradio and the
+simulated students cost by themselves. The server's memory is sampled every few seconds: after the warm-up its peaks
+must stay within 10% of its peak just after it. Requests are bounded by the duration; any still pending at its end
+plus a grace period count as errors. Exit status 1 when the run was not clean.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from benchmarks.serving import OURS, PHOTO, REPO, AppProcess
+from benchmarks import floor_app
+from benchmarks.serving import FLOOR, OURS, PHOTO, REPO, AppProcess
 from sae.app.memory import TRIM_INTERVAL_S
 from sae.app.outbox import OUTBOX_MAX_AGE
 from sae.app.settings import ShareSettings
@@ -129,8 +132,9 @@ class LoadResult:
         return cls(requests=requests, memory=memory, **raw)
 
 
-def _student(index: int, url: str, photo: Path, model: str, k_max: int, start: float, stop_at: float, records, lock) -> None:
-    """One session: upload a photo, then move the slider once every 1-2 s until `stop_at`."""
+def _student(index: int, url: str, photo: Path, model: str | None, k_max: int, start: float, stop_at: float, records, lock) -> None:
+    """One session: upload a photo, then move the slider once every 1-2 s until `stop_at` (model None: the floor app's
+    endpoints, which take the photo and k alone)."""
     from gradio_client import Client, handle_file
 
     rng = random.Random(index)
@@ -153,30 +157,40 @@ def _student(index: int, url: str, photo: Path, model: str, k_max: int, start: f
         with lock:
             records.append(Request("connect", time.monotonic() - start, 0.0, f"{failure.__class__.__name__}: {failure}"))
         return
-    call("/prepare", handle_file(str(photo)), False, model, *values)
+    if model is None:
+        call("/upload", handle_file(str(photo)))
+    else:
+        call("/prepare", handle_file(str(photo)), False, model, *values)
     while True:
         time.sleep(rng.uniform(1.0, 2.0))
         if time.monotonic() >= stop_at:
             return
-        call("/update", model, rng.randint(1, k_max), *values[1:])
+        k = rng.randint(1, k_max)
+        if model is None:
+            call("/update", k)
+        else:
+            call("/update", model, k, *values[1:])
 
 
-def run(model: str, students: int = 30, duration: float = 120.0, log=print) -> LoadResult:
-    """Start the server, let the class work for `duration` seconds, stop it; the figures as a LoadResult."""
-    config = files.CONFIG
-    k_max = json.loads((Path(model) / config).read_text())["k_max"]
+def run(model: str | None, students: int = 30, duration: float = 120.0, log=print) -> LoadResult:
+    """Start the server (the floor app when `model` is None), let the class work for `duration` seconds, stop it; the
+    figures as a LoadResult."""
+    k_max = floor_app.K_MAX if model is None else json.loads((Path(model) / files.CONFIG).read_text())["k_max"]
     with tempfile.TemporaryDirectory(prefix="sae-load-") as scratch:
         gradio_dir, photos_dir = Path(scratch) / "gradio", Path(scratch) / "photos"
         gradio_dir.mkdir()
         photos_dir.mkdir()
         photos = make_faces(students, photos_dir)
         uploaded = {path.read_bytes() for path in photos}
-        with AppProcess(OURS, ["--model", model], env={"GRADIO_TEMP_DIR": str(gradio_dir)}) as app:
+        command, extra = (FLOOR, []) if model is None else (OURS, ["--model", model])
+        with AppProcess(command, extra, env={"GRADIO_TEMP_DIR": str(gradio_dir)}) as app:
             from gradio_client import Client
 
-            name = Client(app.url, verbose=False).view_api(return_format="dict", print_info=False)
-            name = next(p for p in name["named_endpoints"]["/update"]["parameters"] if p.get("label") == "Model")["parameter_default"]
-            log(f"server up at {app.url} ({name}); {students} students for {duration:g} s, a slider move every 1-2 s each")
+            name = None
+            if model is not None:
+                api = Client(app.url, verbose=False).view_api(return_format="dict", print_info=False)
+                name = next(p for p in api["named_endpoints"]["/update"]["parameters"] if p.get("label") == "Model")["parameter_default"]
+            log(f"server up at {app.url} ({name or 'floor app'}); {students} students for {duration:g} s, a slider move every 1-2 s each")
             records: list[Request] = []
             lock = threading.Lock()
             start = time.monotonic()
@@ -201,16 +215,19 @@ def run(model: str, students: int = 30, duration: float = 120.0, log=print) -> L
     import app as application
 
     settings = {"workers": application.WORKERS, "queue size": application.QUEUE_SIZE, "model": model}
+    if model is None:
+        settings = {"workers": "Gradio's default", "queue size": "Gradio's default", "model": "none (the floor app)"}
     return LoadResult(students, duration, records, memory, cpu, left, settings)
 
 
-def run_fresh(model: str, students: int = 30, duration: float = 120.0) -> LoadResult:
+def run_fresh(model: str | None, students: int = 30, duration: float = 120.0) -> LoadResult:
     """`run` with the students in a fresh interpreter (`python -m benchmarks.load --json`): a caller that has already
     done other work (benchmarks.run: models, a browser, training) would otherwise time the class with its own threads,
     heap and garbage collector in the way, and each model's figures would depend on what ran before it."""
     with tempfile.TemporaryDirectory(prefix="sae-load-json-") as scratch:
         out = Path(scratch) / "result.json"
-        command = [sys.executable, "-m", "benchmarks.load", "--model", model, "--students", str(students), "--duration", str(duration)]
+        app = ["--floor"] if model is None else ["--model", model]
+        command = [sys.executable, "-m", "benchmarks.load", *app, "--students", str(students), "--duration", str(duration)]
         done = subprocess.run([*command, "--json", str(out)], cwd=REPO, capture_output=True, text=True)
         if not out.exists():  # exit status 1 alone is a run that was not clean, which the result says
             raise RuntimeError(f"the load benchmark failed (exit status {done.returncode}): {done.stderr.strip()[-2000:]}")
@@ -271,6 +288,11 @@ def main(argv: list[str] | None = None) -> LoadResult:
         prog="python -m benchmarks.load", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model", default=str(files.default_model()), help="model directory")
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="the floor app instead of ours (--model is ignored; Gradio keeps its uploads, so it never runs clean)",
+    )
     parser.add_argument("--students", type=int, default=30)
     parser.add_argument("--duration", type=float, default=120.0, help="seconds the class works")
     parser.add_argument("--short", action="store_true", help="4 students for 15 seconds")
@@ -279,7 +301,7 @@ def main(argv: list[str] | None = None) -> LoadResult:
     args = parser.parse_args(argv)
     if args.short:
         args.students, args.duration = 4, 15.0
-    result = run(args.model, args.students, args.duration)
+    result = run(None if args.floor else args.model, args.students, args.duration)
     print()
     print(table(result))
     if args.out:

@@ -12,7 +12,7 @@ import os
 import pytest
 import torch
 
-from benchmarks import run
+from benchmarks import load, run
 from sae.core.model import SparseAutoencoder
 from sae.core.presets import PRESETS
 
@@ -55,3 +55,16 @@ def test_speed_targets_run_on_one_thread_and_every_core_and_threads_are_restored
     with run.torch_threads(1):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
+
+
+def test_load_rows_put_the_floor_app_beside_each_model(monkeypatch):
+    def fake(model, students, duration):
+        seconds = 0.1 if model is None else 0.3
+        requests = [load.Request("/update", float(i), seconds + i / 1000, None) for i in range(100)]
+        return load.LoadResult(students, duration, requests, [], 2.0, [], {})
+
+    monkeypatch.setattr(load, "run_fresh", fake)
+    rows, raw = run.load_rows_of_each(["assets/models/utkface128"], 30, 120.0)
+    assert [row.model for row in rows] == ["floor app"] * 2 + ["utkface128"] * 3
+    assert raw["floor"]["p50_ms"] < raw["utkface128"]["p50_ms"] and raw["utkface128"]["cpu_ms_per_request"] == 20.0
+    assert rows[2].reference.startswith(f"floor app {raw['floor']['p95_ms']:.0f} / {raw['floor']['p99_ms']:.0f} ms; target")

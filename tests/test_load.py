@@ -51,3 +51,9 @@ def test_a_result_survives_its_json_and_a_fresh_interpreter_runs_the_class(tmp_p
     SparseAutoencoder(**TINY).save_pretrained(tmp_path / "model")
     fresh = load.run_fresh(str(tmp_path / "model"), students=2, duration=5.0)
     assert fresh.errors == [] and len(fresh.latencies_ms("/prepare")) == 2 and fresh.cpu_s > 0
+
+
+def test_the_floor_app_takes_the_same_class():
+    floor = load.run_fresh(None, students=2, duration=5.0)
+    assert floor.errors == [] and len(floor.latencies_ms("/upload")) == 2 and len(floor.latencies_ms("/update")) >= 2
+    assert floor.settings["model"] == "none (the floor app)" and floor.cpu_s > 0
