@@ -1,6 +1,6 @@
 """The floor every app benchmark is measured against: the least a Gradio app with torch can do per slider move.
 
-    python -m benchmarks.floor_app --port N
+    python -m benchmarks.floor_app --port N [--workers N --queue-size N]
 
 It imports torch and gradio like the app, serves one slider, and answers each move with one 256x256 image (a torch
 tensor made into a numpy array) and a one-line caption; an uploaded photo comes back resized to 256x256 with a caption.
@@ -52,9 +52,12 @@ def build() -> gr.Blocks:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=7861)
+    parser.add_argument("--workers", type=int, default=1, help="events run at once (Gradio's default: 1)")
+    parser.add_argument("--queue-size", type=int, default=None, help="events waiting beyond those (Gradio's default: no cap)")
     args = parser.parse_args(argv)
     # Without run history, like the app: the floor is the fastest such an app can be, not Gradio's default.
-    build().queue().launch(server_name="127.0.0.1", server_port=args.port, quiet=True, run_history=False)
+    demo = build().queue(default_concurrency_limit=args.workers, max_size=args.queue_size)
+    demo.launch(server_name="127.0.0.1", server_port=args.port, quiet=True, run_history=False)
 
 
 if __name__ == "__main__":

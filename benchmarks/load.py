@@ -11,7 +11,7 @@ Each student is one gradio_client session: it uploads a photo of its own (crops,
 astronaut, all different), then moves the k slider to a random k once every 1-2 s (uniform) until the time is up.
 Latency is measured at the student from request to result (queue wait included). The students share the machine's
 cores with the server, so the server's own CPU time per request (from /proc) is reported too, and the same class
-against the floor app (one image and a caption per move, Gradio's defaults) shows what the machine, Gradio and the
+against the floor app (one image and a caption per move, queued with the app's settings) shows what the machine, Gradio and the
 simulated students cost by themselves. The server's memory is sampled every few seconds: after the warm-up its peaks
 must stay within 10% of its peak just after it. Requests are bounded by the duration; any still pending at its end
 plus a grace period count as errors. Exit status 1 when the run was not clean.
@@ -175,14 +175,17 @@ def _student(index: int, url: str, photo: Path, model: str | None, k_max: int, s
 def run(model: str | None, students: int = 30, duration: float = 120.0, log=print) -> LoadResult:
     """Start the server (the floor app when `model` is None), let the class work for `duration` seconds, stop it; the
     figures as a LoadResult."""
+    import app as application
+
     k_max = floor_app.K_MAX if model is None else json.loads((Path(model) / files.CONFIG).read_text())["k_max"]
+    queue = ["--workers", str(application.WORKERS), "--queue-size", str(application.QUEUE_SIZE)]
     with tempfile.TemporaryDirectory(prefix="sae-load-") as scratch:
         gradio_dir, photos_dir = Path(scratch) / "gradio", Path(scratch) / "photos"
         gradio_dir.mkdir()
         photos_dir.mkdir()
         photos = make_faces(students, photos_dir)
         uploaded = {path.read_bytes() for path in photos}
-        command, extra = (FLOOR, []) if model is None else (OURS, ["--model", model])
+        command, extra = (FLOOR, queue) if model is None else (OURS, ["--model", model])  # the floor queues as the app does
         with AppProcess(command, extra, env={"GRADIO_TEMP_DIR": str(gradio_dir)}) as app:
             from gradio_client import Client
 
@@ -212,11 +215,7 @@ def run(model: str | None, students: int = 30, duration: float = 120.0, log=prin
             cpu = app.cpu_seconds() - cpu_before
             sizes = {len(data) for data in uploaded}
             left = [str(p) for p in gradio_dir.rglob("*") if p.is_file() and p.stat().st_size in sizes and p.read_bytes() in uploaded]
-    import app as application
-
-    settings = {"workers": application.WORKERS, "queue size": application.QUEUE_SIZE, "model": model}
-    if model is None:
-        settings = {"workers": "Gradio's default", "queue size": "Gradio's default", "model": "none (the floor app)"}
+    settings = {"workers": application.WORKERS, "queue size": application.QUEUE_SIZE, "model": model or "none (the floor app)"}
     return LoadResult(students, duration, records, memory, cpu, left, settings)
 
 
@@ -228,7 +227,8 @@ def run_fresh(model: str | None, students: int = 30, duration: float = 120.0) ->
         out = Path(scratch) / "result.json"
         app = ["--floor"] if model is None else ["--model", model]
         command = [sys.executable, "-m", "benchmarks.load", *app, "--students", str(students), "--duration", str(duration)]
-        done = subprocess.run([*command, "--json", str(out)], cwd=REPO, capture_output=True, text=True)
+        limit = duration + GRACE_S + 300  # start-up and shut-down of both processes, with room to spare
+        done = subprocess.run([*command, "--json", str(out)], cwd=REPO, capture_output=True, text=True, timeout=limit)
         if not out.exists():  # exit status 1 alone is a run that was not clean, which the result says
             raise RuntimeError(f"the load benchmark failed (exit status {done.returncode}): {done.stderr.strip()[-2000:]}")
         return LoadResult.from_json(out.read_text())
@@ -256,7 +256,11 @@ def table(result: LoadResult) -> str:
         f"| requests answered | {len(done)} | |",
         f"| errors | {len(result.errors)} | 0 |",
         f"| slider move /update p50 / p95 / p99 (ms) | {_percentiles(result.latencies_ms('/update'))} | p95 <= 500, p99 <= 1000 |",
-        f"| upload /prepare p50 / p95 / p99 (ms) | {_percentiles(result.latencies_ms('/prepare'))} | |",
+        *(
+            f"| upload {endpoint} p50 / p95 / p99 (ms) | {_percentiles(result.latencies_ms(endpoint))} | |"
+            for endpoint in ("/prepare", "/upload")
+            if len(result.latencies_ms(endpoint))
+        ),
         f"| moves answered per second | {len(result.latencies_ms('/update')) / result.duration_s:.1f} | |",
         f"| server CPU per request (ms) | {result.cpu_ms_per_request:.1f} | |",
         f"| server RSS over the run (MB) | {rss} | |",
