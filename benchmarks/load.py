@@ -222,7 +222,7 @@ def run(model: str | None, students: int = 30, duration: float = 120.0, log=prin
 def run_fresh(model: str | None, students: int = 30, duration: float = 120.0) -> LoadResult:
     """`run` with the students in a fresh interpreter (`python -m benchmarks.load --json`): a caller that has already
     done other work (benchmarks.run: models, a browser, training) would otherwise time the class with its own threads,
-    heap and garbage collector in the way, and each model's figures would depend on what ran before it."""
+    heap and garbage collector in the way, and each model's figures could depend on what ran before it."""
     with tempfile.TemporaryDirectory(prefix="sae-load-json-") as scratch:
         out = Path(scratch) / "result.json"
         app = ["--floor"] if model is None else ["--model", model]
@@ -295,7 +295,7 @@ def main(argv: list[str] | None = None) -> LoadResult:
     parser.add_argument(
         "--floor",
         action="store_true",
-        help="the floor app instead of ours (--model is ignored; Gradio keeps its uploads, so it never runs clean)",
+        help="the floor app instead of ours (--model is ignored)",
     )
     parser.add_argument("--students", type=int, default=30)
     parser.add_argument("--duration", type=float, default=120.0, help="seconds the class works")
