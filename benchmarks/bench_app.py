@@ -6,7 +6,8 @@ its start, each beside the floor app (`benchmarks.floor_app`) or a target, measu
 - handlers: called in this process on the astronaut photo (median and p90 of `--repeats` calls);
 - server CPU per slider move: the app in a child process, one gradio_client session uploads the photo and then makes
   `--moves` sequential /update calls; the child's own CPU time (/proc) over those moves, divided by their number, and
-  the floor app's for the same number of its moves;
+  the floor app's for the same number of its moves; and the same for `benchmarks.replay_app` (the model's work
+  replayed), which leaves what Gradio and our outputs cost the server;
 - start: process start until the page answers HTTP 200, `--starts` times alternating with the floor app; medians.
 """
 
@@ -16,11 +17,12 @@ import argparse
 import json
 import statistics
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
 
-from benchmarks.serving import FLOOR, OURS, PHOTO, AppProcess, percentile
+from benchmarks.serving import FLOOR, OURS, PHOTO, REPLAY, AppProcess, percentile
 from benchmarks.timing import timings_ms
 from sae.app.handlers import Handlers
 from sae.app.models import serve
@@ -56,8 +58,11 @@ def handler_timings(model_dir: str, repeats: int) -> dict[str, dict[str, float]]
         return result
 
 
-def server_cpu_per_move(command: list[str], extra: list[str], moves: int, ours: bool) -> dict[str, float]:
-    """CPU milliseconds the server process spends per slider move over `moves` sequential moves of one session."""
+def server_cpu_per_move(
+    command: list[str], extra: list[str], moves: int, ours: bool, warm: Iterable[int] = range(2, 7)
+) -> dict[str, float]:
+    """CPU milliseconds the server process spends per slider move over `moves` sequential moves of one session (k
+    cycling through 8..23), after uncounted moves to each k of `warm`."""
     from gradio_client import Client, handle_file
 
     with AppProcess(command, extra) as app:
@@ -71,7 +76,7 @@ def server_cpu_per_move(command: list[str], extra: list[str], moves: int, ours: 
             call = lambda k: client.predict(name, k, *settings.widget_values()[1:], api_name="/update")  # noqa: E731
         else:
             call = lambda k: client.predict(k, api_name="/update")  # noqa: E731
-        for k in range(2, 7):  # warm-up
+        for k in warm:
             call(k)
         before = app.cpu_seconds()
         for step in range(moves):
@@ -108,6 +113,10 @@ def run(models: list[str], repeats: int, moves: int, starts: int) -> dict:
     result["server_cpu"]["floor"] = server_cpu_per_move(FLOOR, [], moves, ours=False)
     for model in models:
         result["server_cpu"][model] = server_cpu_per_move(OURS, ["--model", model], moves, ours=True)
+    # The replay app renders each k once: warming every k that is counted makes each counted move a replay.
+    result["server_cpu_replayed"] = {
+        model: server_cpu_per_move(REPLAY, ["--model", model], moves, ours=True, warm=range(8, 24)) for model in models
+    }
     result["start"] = start_seconds(models, starts)
     return result
 
@@ -121,6 +130,8 @@ def markdown(result: dict) -> str:
     for model, cpu in result["server_cpu"].items():
         target = "" if model == "floor" else f"{SERVER_CPU_TARGET_MS:.0f}"
         lines.append(f"| {model} | {cpu['cpu_ms_per_move']:.1f} | {floor:.1f} | {target} |")
+    for model, cpu in result["server_cpu_replayed"].items():
+        lines.append(f"| {model}, model's work replayed | {cpu['cpu_ms_per_move']:.1f} | {floor:.1f} | |")
     start = result["start"]
     lines += ["", f"Start to serving: ours {start['ours_s']:.2f} s, floor {start['floor_s']:.2f} s, ratio {start['ratio']:.2f}x "
               f"(target {START_RATIO_TARGET}x)."]  # fmt: skip

@@ -1,12 +1,14 @@
 """What a visitor waits for, in a real browser: slider step to new numbers, upload to first panels; the app against the
 floor app (`benchmarks.floor_app`) in the same run.
 
-    python -m benchmarks.browser [--steps 30] [--uploads 5] [--models assets/models/utkface128 assets/models/celeba64]
+    python -m benchmarks.browser [--steps 30] [--uploads 5] [--models assets/models/utkface128 assets/models/celeba64] [--replay]
 
 Headless Debian Chromium driven by Playwright. A slider step is one ArrowRight/ArrowLeft on the focused k slider,
 timed until the key holder's caption (the floor: its caption) shows a new text; steps are spaced so that none is
 merged into the previous one. An upload is timed from handing the file to the page until the panels show the new
-model input (the floor: its image). Medians and 90th percentiles, and each as a multiple of the floor's.
+model input (the floor: its image). Medians and 90th percentiles, and each as a multiple of the floor's. `--replay`
+adds each model's slider steps with the model's work taken out (`benchmarks.replay_app`): what our outputs cost on
+their own, so a step's time splits into the floor, our outputs' share and the model's share.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.serving import FLOOR, OURS, AppProcess, chromium_available, launch_chromium, percentile
+from benchmarks.serving import FLOOR, OURS, REPLAY, AppProcess, chromium_available, launch_chromium, percentile
 from sae.zoo import files
 
 STEP_GAP_S = 0.25
@@ -25,6 +27,7 @@ STEP_GAP_S = 0.25
 # its text changes the moment the request is sent, so only the rendered markdown counts as the new numbers.
 FLOOR_CAPTION = "#floor-caption [data-testid=markdown]"
 TIMEOUT_MS = 60_000
+REPLAYED = " (slider replayed)"  # the key of a model's run against `benchmarks.replay_app`
 
 
 def _faces(count: int, folder: Path) -> list[Path]:
@@ -50,8 +53,9 @@ def _read(page, selector: str, attribute: str | None = None) -> str | None:
     return element.get_attribute(attribute) if attribute else element.text_content()
 
 
-def measure(url: str, caption: str, image: str, photos: list[Path], steps: int, browser) -> dict[str, list[float]]:
-    """Seconds of each upload (until `image`'s src changes) and each slider step (until `caption`'s text changes)."""
+def measure(url: str, caption: str, image: str, photos: list[Path], steps: int, browser, warm_steps: int = 0) -> dict[str, list[float]]:
+    """Seconds of each upload (until `image`'s src changes) and each slider step (until `caption`'s text changes);
+    the first `warm_steps` steps are taken but not counted."""
     page = browser.new_page(viewport={"width": 1366, "height": 768})
     try:
         page.goto(url, wait_until="load", timeout=TIMEOUT_MS)
@@ -68,19 +72,23 @@ def measure(url: str, caption: str, image: str, photos: list[Path], steps: int, 
         slider = page.locator("#k-slider input[type=range]")
         slider.focus()
         moves = []
-        for step in range(steps):
+        for step in range(warm_steps + steps):
             before = _read(page, caption)
             started = time.perf_counter()
             page.keyboard.press("ArrowRight" if step % 2 == 0 else "ArrowLeft")
             _wait_change(page, caption, before)
-            moves.append(time.perf_counter() - started)
+            if step >= warm_steps:
+                moves.append(time.perf_counter() - started)
             page.wait_for_timeout(int(STEP_GAP_S * 1000))
         return {"upload": uploads, "step": moves}
     finally:
         page.close()
 
 
-def run(models: list[str], steps: int, uploads: int) -> dict:
+def run(models: list[str], steps: int, uploads: int, replay: bool = False) -> dict:
+    """The floor's and each model's steps and uploads; with `replay`, also each model's steps against
+    `benchmarks.replay_app` (key: the model + REPLAYED; one upload, two uncounted steps so that every counted one is a
+    replay)."""
     from playwright.sync_api import sync_playwright
 
     results = {}
@@ -94,6 +102,9 @@ def run(models: list[str], steps: int, uploads: int) -> dict:
                 with AppProcess(OURS, ["--model", model]) as ours:
                     chosen = photos[index * uploads : (index + 1) * uploads]
                     results[model] = measure(ours.url, "#caption-1", "#panel-0 img", chosen, steps, browser)
+                if replay:
+                    with AppProcess(REPLAY, ["--model", model]) as replayed:
+                        results[model + REPLAYED] = measure(replayed.url, "#caption-1", "#panel-0 img", chosen[:1], steps, browser, 2)
         finally:
             browser.close()
     return results
@@ -124,10 +135,14 @@ def markdown(rows: dict) -> str:
     ]
     for name, row in rows.items():
         step, upload = row["step"], row["upload"]
+        uploaded = (
+            "not replayed | | |"
+            if name.endswith(REPLAYED)
+            else f"{upload['median_ms']:.0f} | {upload['floor_median_ms']:.0f} | {upload['median_excess_ms']:+.0f} ms |"
+        )
         lines.append(
             f"| {name} | {step['median_ms']:.0f} / {step['p90_ms']:.0f} | {step['floor_median_ms']:.0f} / {step['floor_p90_ms']:.0f} | "
-            f"{step['median_ratio']:.2f}x / {step['p90_ratio']:.2f}x | {upload['median_ms']:.0f} | {upload['floor_median_ms']:.0f} | "
-            f"{upload['median_excess_ms']:+.0f} ms |"
+            f"{step['median_ratio']:.2f}x / {step['p90_ratio']:.2f}x | {uploaded}"
         )
     return "\n".join(lines) + "\n"
 
@@ -139,11 +154,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--models", nargs="+", default=[str(path) for path in files.bundled_models().values()])
     parser.add_argument("--steps", type=int, default=30, help="slider steps per app")
     parser.add_argument("--uploads", type=int, default=5, help="uploads per app")
+    parser.add_argument("--replay", action="store_true", help="also each model with its slider moves replayed (benchmarks.replay_app)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     if not chromium_available():
         raise SystemExit("benchmarks.browser: Chromium not found (apt-get install chromium)")
-    rows = summary(run(args.models, args.steps, args.uploads))
+    rows = summary(run(args.models, args.steps, args.uploads, args.replay))
     print(markdown(rows))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))

@@ -37,7 +37,7 @@ import numpy as np
 from PIL import Image
 
 from benchmarks import floor_app
-from benchmarks.serving import FLOOR, OURS, PHOTO, REPO, AppProcess
+from benchmarks.serving import FLOOR, OURS, PHOTO, REPO, AppProcess, percentile
 from sae.app.memory import TRIM_INTERVAL_S
 from sae.app.outbox import OUTBOX_MAX_AGE
 from sae.app.settings import ShareSettings
@@ -93,6 +93,12 @@ class LoadResult:
     def latencies_ms(self, endpoint: str | None = None) -> np.ndarray:
         return np.array([1000 * r.seconds for r in self.requests if r.error is None and endpoint in (None, r.endpoint)])
 
+    def percentiles_ms(self, endpoint: str) -> tuple[float, float, float]:
+        """p50 / p95 / p99 of an endpoint's answered requests, by `serving.percentile` like every benchmark table (NaN
+        when none was answered)."""
+        values = list(self.latencies_ms(endpoint))
+        return tuple(percentile(values, q) for q in (50, 95, 99)) if values else (float("nan"),) * 3
+
     @property
     def memory_flat(self) -> tuple[bool | None, str]:
         """Whether the server's RSS, after the warm-up, stayed within MEMORY_SLACK of its level then.
@@ -111,6 +117,11 @@ class LoadResult:
             f"highest {base:.0f} MB in the {settle - WARM_UP_S:.0f} s after a {WARM_UP_S:.0f} s warm-up, "
             f"highest {peak:.0f} MB later (limit +{MEMORY_SLACK:.0%})"
         )
+
+    @property
+    def memory_verdict(self) -> str:
+        """One word for `memory_flat`: flat, GREW, or - when the run was too short to tell."""
+        return {True: "flat", False: "GREW", None: "-"}[self.memory_flat[0]]
 
     @property
     def cpu_ms_per_request(self) -> float:
@@ -234,17 +245,14 @@ def run_fresh(model: str | None, students: int = 30, duration: float = 120.0) ->
         return LoadResult.from_json(out.read_text())
 
 
-def _percentiles(values: np.ndarray) -> str:
-    if not len(values):
-        return "-"
-    p50, p95, p99 = np.percentile(values, [50, 95, 99])
-    return f"{p50:.0f} / {p95:.0f} / {p99:.0f}"
+def _percentiles(result: LoadResult, endpoint: str) -> str:
+    p50, p95, p99 = result.percentiles_ms(endpoint)
+    return "-" if np.isnan(p50) else f"{p50:.0f} / {p95:.0f} / {p99:.0f}"
 
 
 def table(result: LoadResult) -> str:
     done = [r for r in result.requests if r.error is None]
-    flat, memory_text = result.memory_flat
-    verdict = {True: "flat", False: "GREW", None: "-"}[flat]
+    memory_text = result.memory_flat[1]
     rss = " / ".join(f"{rss:.0f}" for _, rss in result.memory[:: max(1, len(result.memory) // 6)])
     lines = [
         f"{result.students} students for {result.duration_s:g} s, one slider move every 1-2 s each (after one upload); "
@@ -255,16 +263,16 @@ def table(result: LoadResult) -> str:
         "|---|---:|---:|",
         f"| requests answered | {len(done)} | |",
         f"| errors | {len(result.errors)} | 0 |",
-        f"| slider move /update p50 / p95 / p99 (ms) | {_percentiles(result.latencies_ms('/update'))} | p95 <= 500, p99 <= 1000 |",
+        f"| slider move /update p50 / p95 / p99 (ms) | {_percentiles(result, '/update')} | p95 <= 500, p99 <= 1000 |",
         *(
-            f"| upload {endpoint} p50 / p95 / p99 (ms) | {_percentiles(result.latencies_ms(endpoint))} | |"
+            f"| upload {endpoint} p50 / p95 / p99 (ms) | {_percentiles(result, endpoint)} | |"
             for endpoint in ("/prepare", "/upload")
             if len(result.latencies_ms(endpoint))
         ),
         f"| moves answered per second | {len(result.latencies_ms('/update')) / result.duration_s:.1f} | |",
         f"| server CPU per request (ms) | {result.cpu_ms_per_request:.1f} | |",
         f"| server RSS over the run (MB) | {rss} | |",
-        f"| memory after warm-up | {verdict}: {memory_text} | flat |",
+        f"| memory after warm-up | {result.memory_verdict}: {memory_text} | flat |",
         f"| uploaded files left on disk | {len(result.uploads_left)} | 0 |",
     ]
     lines += [f"\nerror: {r.endpoint} at {r.started:.0f} s: {r.error}" for r in result.errors[:5]]

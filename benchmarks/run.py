@@ -6,10 +6,11 @@ Rows: quality on each model's test split against PCA largest n and JPEG at the c
 at batch 1 and 64 against Pillow's JPEG of the code's size, and the 128x128 speed targets on one torch thread (what
 each of the app's handlers gets) and on the targets' two cores; the app's handlers, the server's CPU per slider move
 against the floor app and the 40 ms target, start time against the floor app's; slider and upload latency in a real
-browser against the floor app's; training images/s per preset; optionally the classroom load (30 students, 2 minutes,
-against the floor app and each model served first, each class simulated from a fresh interpreter). These machines are
-noisy, so each figure with a baseline also gives the ratio or the difference measured in the same run, which moves
-far less between runs than the raw figures. Parts whose data or browser is missing are skipped and the table says so.
+browser against the floor app's, and the slider's with the model's work replayed (`benchmarks.replay_app`); training
+images/s per preset; optionally the classroom load (30 students, 2 minutes, against the floor app and each model
+served first, each class simulated from a fresh interpreter). These machines are noisy, so each figure with a baseline
+also gives the ratio or the difference measured in the same run, which moves far less between runs than the raw
+figures. Parts whose data or browser is missing are skipped and the table says so.
 """
 
 from __future__ import annotations
@@ -211,6 +212,18 @@ def app_rows(models: list[str], repeats: int, moves: int, starts: int) -> tuple[
                     f"{ours / floor:.2f}x the floor; {ours / bench_app.SERVER_CPU_TARGET_MS:.2f}x the target",
                 )
             )
+    for model, cpu in result["server_cpu_replayed"].items():
+        replayed = cpu["cpu_ms_per_move"]
+        rows.append(
+            Row(
+                "app",
+                _name(model),
+                f"the same with the model's work replayed: what Gradio and our outputs cost ({moves} moves)",
+                f"{replayed:.1f} ms",
+                f"floor app {floor:.1f} ms",
+                f"{replayed / floor:.2f}x the floor; the model's work: {result['server_cpu'][model]['cpu_ms_per_move'] - replayed:.1f} ms",
+            )
+        )
     start = result["start"]
     rows.append(
         Row(
@@ -226,12 +239,24 @@ def app_rows(models: list[str], repeats: int, moves: int, starts: int) -> tuple[
 
 
 def browser_rows(models: list[str], steps: int, uploads: int) -> tuple[list[Row], dict]:
-    summary = browser.summary(browser.run(models, steps, uploads))
+    summary = browser.summary(browser.run(models, steps, uploads, replay=True))
     rows = []
     for model, row in summary.items():
         if model == "floor":
             continue
         step, upload = row["step"], row["upload"]
+        if model.endswith(browser.REPLAYED):
+            rows.append(
+                Row(
+                    "browser",
+                    _name(model.removesuffix(browser.REPLAYED)),
+                    f"the same step with the model's work replayed: what our outputs cost alone ({step['n']} steps)",
+                    f"{step['median_ms']:.0f} / {step['p90_ms']:.0f} ms",
+                    f"floor app {step['floor_median_ms']:.0f} / {step['floor_p90_ms']:.0f} ms",
+                    f"{step['median_ratio']:.2f}x / {step['p90_ratio']:.2f}x (no target: the part a faster model cannot remove)",
+                )
+            )
+            continue
         rows.append(
             Row(
                 "browser",
@@ -291,8 +316,7 @@ def training_rows(presets: list[str], batch_size: int, steps: int) -> tuple[list
 
 def load_summary(result: load.LoadResult) -> dict:
     """A class's slider-move percentiles, errors, CPU per request and memory verdict (what the table and JSON keep)."""
-    update = result.latencies_ms("/update")
-    p50, p95, p99 = (percentile(list(update), q) for q in (50, 95, 99)) if len(update) else (float("nan"),) * 3
+    p50, p95, p99 = result.percentiles_ms("/update")
     flat, memory = result.memory_flat
     return {
         "errors": len(result.errors),
@@ -302,6 +326,7 @@ def load_summary(result: load.LoadResult) -> dict:
         "cpu_ms_per_request": result.cpu_ms_per_request,
         "memory": result.memory,
         "memory_flat": flat,
+        "memory_verdict": result.memory_verdict,
         "memory_text": memory,
     }
 
@@ -325,7 +350,7 @@ def load_rows_of_each(models: list[str], students: int, duration: float) -> tupl
                 "load",
                 _name(model),
                 "server memory after warm-up",
-                {True: "flat", False: "GREW", None: "-"}[ours["memory_flat"]],
+                ours["memory_verdict"],
                 ours["memory_text"],
             ),
         ]

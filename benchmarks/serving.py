@@ -15,6 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 PHOTO = REPO / "assets" / "examples" / "astronaut.png"
 OURS = [sys.executable, "app.py"]
 FLOOR = [sys.executable, "-m", "benchmarks.floor_app"]
+REPLAY = [sys.executable, "-m", "benchmarks.replay_app"]
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
 

@@ -68,3 +68,70 @@ def test_load_rows_put_the_floor_app_beside_each_model(monkeypatch):
     assert [row.model for row in rows] == ["floor app"] * 2 + ["utkface128"] * 3
     assert raw["floor"]["p50_ms"] < raw["utkface128"]["p50_ms"] and raw["utkface128"]["cpu_ms_per_request"] == 20.0
     assert rows[2].reference.startswith(f"floor app {raw['floor']['p95_ms']:.0f} / {raw['floor']['p99_ms']:.0f} ms; target")
+
+
+def test_the_replay_app_renders_each_view_once_and_replays_it(served_models, tmp_path):
+    from benchmarks.replay_app import ReplayHandlers
+    from benchmarks.serving import PHOTO
+    from sae.app.settings import ShareSettings
+    from sae.app.uploads import Uploads
+
+    handlers = ReplayHandlers(served_models, tmp_path / "outbox", uploads=Uploads(tmp_path / "gradio"))
+    name = served_models[0].name
+    four, eight = ShareSettings(k=4).widget_values(), ShareSettings(k=8).widget_values()
+    face = handlers.prepare(str(PHOTO), False, name, *four)[0]
+    explored, explore = [], handlers.explore
+    handlers.explore = lambda *args: explored.append(args[2].k) or explore(*args)
+    first = handlers.update(face, name, *four)
+    assert handlers.update(face, name, *four) is first  # replayed: the same rendered outputs, not rendered again
+    other = handlers.update(face, name, *eight)
+    assert other[0] != first[0] and handlers.update(face, name, *eight) is other
+    assert explored == [4, 8] and len(handlers.rendered) == 2
+
+
+def test_browser_rows_put_the_replayed_steps_beside_each_model(monkeypatch):
+    from benchmarks import browser
+
+    def fake(models, steps, uploads, replay=False):
+        assert replay
+        times = {"floor": 0.04, models[0]: 0.08, models[0] + browser.REPLAYED: 0.06}
+        return {name: {"step": [t] * 10, "upload": [t * 5] * 2} for name, t in times.items()}
+
+    monkeypatch.setattr(browser, "run", fake)
+    rows, summary = run.browser_rows(["assets/models/utkface128"], 10, 2)
+    assert [row.model for row in rows] == ["utkface128"] * 3
+    replayed = rows[2]
+    assert "replayed" in replayed.measure and replayed.ours == "60 / 60 ms" and replayed.comparison.startswith("1.50x / 1.50x")
+    assert "not replayed" in browser.markdown(summary)
+
+
+def test_the_replay_app_serves_like_the_app(tiny_model_dirs):
+    from gradio_client import Client, handle_file
+
+    from benchmarks.serving import PHOTO, REPLAY, AppProcess
+    from sae.app.settings import ShareSettings
+
+    with AppProcess(REPLAY, ["--model", str(tiny_model_dirs["celeba"])]) as replayed:
+        client = Client(replayed.url, verbose=False, download_files=False)
+        values = ShareSettings(k=4).widget_values()
+        names = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+        assert {"/prepare", "/update", "/share"} <= set(names)
+        name = str(tiny_model_dirs["celeba"])
+        client.predict(handle_file(str(PHOTO)), False, name, *values, api_name="/prepare")
+        panels = client.predict(name, *values, api_name="/update")[0]
+        assert 'id="caption-1"' in panels and client.predict(name, *values, api_name="/update")[0] == panels
+
+
+def test_app_rows_split_the_servers_cpu_into_outputs_and_model(monkeypatch):
+    from benchmarks import bench_app
+
+    model = "assets/models/utkface128"
+    handlers = {model: {"slider move": {"median_ms": 20.0, "p90_ms": 22.0}}}
+    cpu = {"floor": {"cpu_ms_per_move": 30.0}, model: {"cpu_ms_per_move": 39.0}}
+    result = {"handlers": handlers, "server_cpu": cpu, "server_cpu_replayed": {model: {"cpu_ms_per_move": 12.0}}}
+    result["start"] = {"ours_s": 4.2, "floor_s": 4.0, "ratio": 1.05}
+    monkeypatch.setattr(bench_app, "run", lambda *args: result)
+    rows, _ = run.app_rows([model], 2, 40, 1)
+    replayed = next(row for row in rows if "replayed" in row.measure)
+    assert replayed.ours == "12.0 ms" and replayed.comparison == "0.40x the floor; the model's work: 27.0 ms"
+    assert "| assets/models/utkface128, model's work replayed | 12.0 | 30.0 | |" in bench_app.markdown(result)

@@ -57,3 +57,19 @@ def test_the_floor_app_takes_the_same_class():
     floor = load.run_fresh(None, students=2, duration=5.0)
     assert floor.errors == [] and len(floor.latencies_ms("/upload")) == 2 and len(floor.latencies_ms("/update")) >= 2
     assert floor.settings["model"] == "none (the floor app)" and floor.cpu_s > 0
+
+
+SETTINGS = {"workers": 2, "queue size": 64, "model": "m"}
+
+
+def test_the_load_tables_and_benchmarks_run_read_one_percentile():
+    from benchmarks import run
+    from benchmarks.serving import percentile
+
+    seconds = [0.1, 0.2, 0.25, 0.4, 1.3, 0.9, 0.15]
+    result = load.LoadResult(30, 120.0, [load.Request("/update", float(i), s, None) for i, s in enumerate(seconds)], [], 1.0, [], SETTINGS)
+    expected = tuple(percentile([1000 * s for s in seconds], q) for q in (50, 95, 99))
+    assert result.percentiles_ms("/update") == expected == (250.0, 1300.0, 1300.0)
+    summary = run.load_summary(result)
+    assert (summary["p50_ms"], summary["p95_ms"], summary["p99_ms"]) == expected and summary["memory_verdict"] == "-"
+    assert "| 250 / 1300 / 1300 |" in load.table(result)
