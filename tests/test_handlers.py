@@ -66,9 +66,7 @@ def _captions(panels: str) -> list[str]:
 
 
 def _images(panels: str) -> list[np.ndarray]:
-    return [
-        np.asarray(Image.open(io.BytesIO(base64.b64decode(src)))) for src in re.findall(r'src="data:image/webp;base64,([^"]+)"', panels)
-    ]
+    return [np.asarray(Image.open(io.BytesIO(base64.b64decode(src)))) for src in re.findall(r'src="data:image/png;base64,([^"]+)"', panels)]
 
 
 def _texts(outputs) -> list[str]:
@@ -78,7 +76,7 @@ def _texts(outputs) -> list[str]:
 def _clean(outputs, *paths: Path) -> None:
     """No output names a server path or shows a traceback."""
     for text in _texts(outputs):
-        text = re.sub(r"data:image/webp;base64,[^\"]+", "", text)
+        text = re.sub(r"data:image/png;base64,[^\"]+", "", text)
         assert "Traceback" not in text and not any(str(path) in text for path in paths), text
         assert "/tmp/" not in text and "gradio" not in text.lower(), text
 

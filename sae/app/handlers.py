@@ -131,7 +131,7 @@ class Handlers:
 
     def _extras(self, ref: FaceRef, served: ServedModel) -> FaceExtras:
         return self.faces.extras(
-            ref, served, lambda view: FaceExtras(quality_curve(served.model, view.face), render.image_data_url(view.face.image))
+            ref, served, lambda view: FaceExtras(quality_curve(served.model, view.face), render.png_data_url(view.face.image))
         )
 
     def explore(self, ref: FaceRef | None, served: ServedModel, settings: ShareSettings) -> ExploreView:
