@@ -62,7 +62,8 @@ def server_cpu_per_move(
     command: list[str], extra: list[str], moves: int, ours: bool, warm: Iterable[int] = range(2, 7)
 ) -> dict[str, float]:
     """CPU milliseconds the server process spends per slider move over `moves` sequential moves of one session (k
-    cycling through 8..23), after uncounted moves to each k of `warm`."""
+    cycling through 8..23), after uncounted moves to each k of `warm`; and the kilobytes of text outputs each move
+    sends (ours: every panel inline; the floor's image is a file fetched apart, so its figure is the caption's alone)."""
     from gradio_client import Client, handle_file
 
     with AppProcess(command, extra) as app:
@@ -78,11 +79,12 @@ def server_cpu_per_move(
             call = lambda k: client.predict(k, api_name="/update")  # noqa: E731
         for k in warm:
             call(k)
-        before = app.cpu_seconds()
+        before, sent = app.cpu_seconds(), []
         for step in range(moves):
-            call(8 + step % 16)
+            outputs = call(8 + step % 16)
+            sent.append(sum(len(text.encode()) for text in (outputs if isinstance(outputs, tuple) else [outputs]) if isinstance(text, str)))
         spent = app.cpu_seconds() - before
-    return {"cpu_ms_per_move": 1000 * spent / moves, "moves": moves}
+    return {"cpu_ms_per_move": 1000 * spent / moves, "moves": moves, "text_kb_per_move": statistics.mean(sent) / 1000}
 
 
 def _default_model(api: dict) -> str:

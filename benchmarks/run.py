@@ -212,6 +212,16 @@ def app_rows(models: list[str], repeats: int, moves: int, starts: int) -> tuple[
                     f"{ours / floor:.2f}x the floor; {ours / bench_app.SERVER_CPU_TARGET_MS:.2f}x the target",
                 )
             )
+    for model, cpu in result["server_cpu"].items():
+        if model != "floor":
+            rows.append(
+                Row(
+                    "app",
+                    _name(model),
+                    "sent to the browser per slider move: panels (inline images), chart, notes",
+                    f"{cpu['text_kb_per_move']:.0f} kB",
+                )
+            )
     for model, cpu in result["server_cpu_replayed"].items():
         replayed = cpu["cpu_ms_per_move"]
         rows.append(

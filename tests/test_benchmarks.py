@@ -127,7 +127,7 @@ def test_app_rows_split_the_servers_cpu_into_outputs_and_model(monkeypatch):
 
     model = "assets/models/utkface128"
     handlers = {model: {"slider move": {"median_ms": 20.0, "p90_ms": 22.0}}}
-    cpu = {"floor": {"cpu_ms_per_move": 30.0}, model: {"cpu_ms_per_move": 39.0}}
+    cpu = {"floor": {"cpu_ms_per_move": 30.0}, model: {"cpu_ms_per_move": 39.0, "text_kb_per_move": 123.4}}
     result = {"handlers": handlers, "server_cpu": cpu, "server_cpu_replayed": {model: {"cpu_ms_per_move": 12.0}}}
     result["start"] = {"ours_s": 4.2, "floor_s": 4.0, "ratio": 1.05}
     monkeypatch.setattr(bench_app, "run", lambda *args: result)
@@ -135,3 +135,4 @@ def test_app_rows_split_the_servers_cpu_into_outputs_and_model(monkeypatch):
     replayed = next(row for row in rows if "replayed" in row.measure)
     assert replayed.ours == "12.0 ms" and replayed.comparison == "0.40x the floor; the model's work: 27.0 ms"
     assert "| assets/models/utkface128, model's work replayed | 12.0 | 30.0 | |" in bench_app.markdown(result)
+    assert next(row.ours for row in rows if row.measure.startswith("sent to the browser")) == "123 kB"
