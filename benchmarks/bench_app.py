@@ -6,8 +6,8 @@ its start, each beside the floor app (`benchmarks.floor_app`) or a target, measu
 - handlers: called in this process on the astronaut photo (median and p90 of `--repeats` calls);
 - server CPU per slider move: the app in a child process, one gradio_client session uploads the photo and then makes
   `--moves` sequential /update calls; the child's own CPU time (/proc) over those moves, divided by their number, and
-  the floor app's for the same number of its moves; and the same for `benchmarks.replay_app` (the model's work
-  replayed), which leaves what Gradio and our outputs cost the server;
+  the floor app's for the same number of its moves; and the same for `benchmarks.replay_app` (the handler's work
+  replayed), which leaves what Gradio costs the server to carry our outputs;
 - start: process start until the page answers HTTP 200, `--starts` times alternating with the floor app; medians.
 """
 
@@ -33,6 +33,7 @@ from sae.zoo import files
 from sae.zoo.hub import load_model
 
 SERVER_CPU_TARGET_MS = 40.0
+COUNTED_KS = range(8, 24)  # the k the counted slider moves cycle through (the replay app is warmed on each)
 START_RATIO_TARGET = 1.2
 
 
@@ -58,11 +59,18 @@ def handler_timings(model_dir: str, repeats: int) -> dict[str, dict[str, float]]
         return result
 
 
+def text_bytes(outputs: object) -> int:
+    """UTF-8 bytes of the text among an endpoint's outputs (one output or a tuple): what the page receives inline,
+    before JSON escaping and the stream's framing."""
+    texts = outputs if isinstance(outputs, tuple) else (outputs,)
+    return sum(len(text.encode()) for text in texts if isinstance(text, str))
+
+
 def server_cpu_per_move(
     command: list[str], extra: list[str], moves: int, ours: bool, warm: Iterable[int] = range(2, 7)
 ) -> dict[str, float]:
     """CPU milliseconds the server process spends per slider move over `moves` sequential moves of one session (k
-    cycling through 8..23), after uncounted moves to each k of `warm`; and the kilobytes of text outputs each move
+    cycling through COUNTED_KS), after uncounted moves to each k of `warm`; and the kilobytes of text outputs each move
     sends (ours: every panel inline; the floor's image is a file fetched apart, so its figure is the caption's alone)."""
     from gradio_client import Client, handle_file
 
@@ -81,8 +89,7 @@ def server_cpu_per_move(
             call(k)
         before, sent = app.cpu_seconds(), []
         for step in range(moves):
-            outputs = call(8 + step % 16)
-            sent.append(sum(len(text.encode()) for text in (outputs if isinstance(outputs, tuple) else [outputs]) if isinstance(text, str)))
+            sent.append(text_bytes(call(COUNTED_KS[step % len(COUNTED_KS)])))
         spent = app.cpu_seconds() - before
     return {"cpu_ms_per_move": 1000 * spent / moves, "moves": moves, "text_kb_per_move": statistics.mean(sent) / 1000}
 
@@ -117,7 +124,7 @@ def run(models: list[str], repeats: int, moves: int, starts: int) -> dict:
         result["server_cpu"][model] = server_cpu_per_move(OURS, ["--model", model], moves, ours=True)
     # The replay app renders each k once: warming every k that is counted makes each counted move a replay.
     result["server_cpu_replayed"] = {
-        model: server_cpu_per_move(REPLAY, ["--model", model], moves, ours=True, warm=range(8, 24)) for model in models
+        model: server_cpu_per_move(REPLAY, ["--model", model], moves, ours=True, warm=COUNTED_KS) for model in models
     }
     result["start"] = start_seconds(models, starts)
     return result
@@ -133,7 +140,7 @@ def markdown(result: dict) -> str:
         target = "" if model == "floor" else f"{SERVER_CPU_TARGET_MS:.0f}"
         lines.append(f"| {model} | {cpu['cpu_ms_per_move']:.1f} | {floor:.1f} | {target} |")
     for model, cpu in result["server_cpu_replayed"].items():
-        lines.append(f"| {model}, model's work replayed | {cpu['cpu_ms_per_move']:.1f} | {floor:.1f} | |")
+        lines.append(f"| {model}, the handler's work replayed | {cpu['cpu_ms_per_move']:.1f} | {floor:.1f} | |")
     start = result["start"]
     lines += ["", f"Start to serving: ours {start['ours_s']:.2f} s, floor {start['floor_s']:.2f} s, ratio {start['ratio']:.2f}x "
               f"(target {START_RATIO_TARGET}x)."]  # fmt: skip

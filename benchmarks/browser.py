@@ -7,8 +7,8 @@ Headless Debian Chromium driven by Playwright. A slider step is one ArrowRight/A
 timed until the key holder's caption (the floor: its caption) shows a new text; steps are spaced so that none is
 merged into the previous one. An upload is timed from handing the file to the page until the panels show the new
 model input (the floor: its image). Medians and 90th percentiles, and each as a multiple of the floor's. `--replay`
-adds each model's slider steps with the model's work taken out (`benchmarks.replay_app`): what our outputs cost on
-their own, so a step's time splits into the floor, our outputs' share and the model's share.
+adds each model's slider steps with the handler's work taken out (`benchmarks.replay_app`): what carrying our outputs
+costs on its own, so a step's time splits into the floor, our outputs' share and the handler's share.
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ STEP_GAP_S = 0.25
 FLOOR_CAPTION = "#floor-caption [data-testid=markdown]"
 TIMEOUT_MS = 60_000
 REPLAYED = " (slider replayed)"  # the key of a model's run against `benchmarks.replay_app`
+# The replay app renders each setting once and the steps alternate between two k (the upload goes through /prepare,
+# not /update): steps 1 and 2 render, every later step is a replay.
+REPLAY_WARM_STEPS = 2
 
 
 def _faces(count: int, folder: Path) -> list[Path]:
@@ -104,7 +107,9 @@ def run(models: list[str], steps: int, uploads: int, replay: bool = False) -> di
                     results[model] = measure(ours.url, "#caption-1", "#panel-0 img", chosen, steps, browser)
                 if replay:
                     with AppProcess(REPLAY, ["--model", model]) as replayed:
-                        results[model + REPLAYED] = measure(replayed.url, "#caption-1", "#panel-0 img", chosen[:1], steps, browser, 2)
+                        results[model + REPLAYED] = measure(
+                            replayed.url, "#caption-1", "#panel-0 img", chosen[:1], steps, browser, REPLAY_WARM_STEPS
+                        )
         finally:
             browser.close()
     return results

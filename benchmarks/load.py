@@ -94,10 +94,12 @@ class LoadResult:
         return np.array([1000 * r.seconds for r in self.requests if r.error is None and endpoint in (None, r.endpoint)])
 
     def percentiles_ms(self, endpoint: str) -> tuple[float, float, float]:
-        """p50 / p95 / p99 of an endpoint's answered requests, by `serving.percentile` like every benchmark table (NaN
-        when none was answered)."""
+        """p50 / p95 / p99 of an endpoint's answered requests by `serving.percentile`, the one rule of both load tables
+        (NaN when none was answered)."""
         values = list(self.latencies_ms(endpoint))
-        return tuple(percentile(values, q) for q in (50, 95, 99)) if values else (float("nan"),) * 3
+        if not values:
+            return float("nan"), float("nan"), float("nan")
+        return percentile(values, 50), percentile(values, 95), percentile(values, 99)
 
     @property
     def memory_flat(self) -> tuple[bool | None, str]:

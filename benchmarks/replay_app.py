@@ -1,11 +1,13 @@
-"""The app with the model's work taken out of the slider: a move answered again from the view it already rendered.
+"""The app with the slider handler's work taken out: a move answered again with the outputs it already rendered.
 
     python -m benchmarks.replay_app --model DIR --port N
 
 The same layout, outputs and queue as `app.py` on the same model; only the slider's /update handler remembers each
-rendered view by face and settings and returns it when asked again. The browser benchmark's steps go back and forth
-between two k, so from the third step on every answer is a replay: what is left of a step is what Gradio, the page
-and the browser spend on our outputs (five panels, the chart, the notes), the part a faster model cannot remove.
+rendered view (the model, the attacks, the scores, the PNGs and the HTML) by face and settings and returns it when
+asked again. The browser benchmark's steps go back and forth between two k, so from the third step on every answer is
+a replay: what is left of a step is what Gradio, the page and the browser spend to carry our outputs (five panels, the
+chart, the notes), which no faster handler removes. A benchmark's tool, never to serve a class: it keeps every view,
+failures included.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 
 import app
+from sae.app.face_cache import FaceRef
 from sae.app.handlers import Handlers
 from sae.app.models import load_served
 
@@ -20,12 +23,12 @@ from sae.app.models import load_served
 class ReplayHandlers(Handlers):
     """`Handlers` whose `update` renders each (face, model, settings) once and replays it afterwards."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: object, **kwargs: object):
         super().__init__(*args, **kwargs)
         self.rendered: dict[tuple, tuple] = {}
 
-    def update(self, ref, model_name: str, *controls) -> tuple:
-        key = (None if ref is None else ref.key, model_name, controls)
+    def update(self, ref: FaceRef | None, model_name: str, *controls: object) -> tuple:
+        key = (ref, model_name, controls)  # the FaceRef whole: the same upload's crop and whole image differ
         if key not in self.rendered:
             self.rendered[key] = super().update(ref, model_name, *controls)
         return self.rendered[key]

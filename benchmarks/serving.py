@@ -1,4 +1,4 @@
-"""Run an app (ours or the floor) in a child process on loopback, the way a visitor's browser meets it, and read the
+"""Run an app (ours, the floor or the replay app) in a child process on loopback, the way a visitor's browser meets it, and read the
 child's own CPU time and memory from /proc: what the benchmarks and the browser test share."""
 
 from __future__ import annotations
@@ -96,5 +96,6 @@ def launch_chromium(playwright):
 
 
 def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile as the nearest rank (one of the values, never an interpolation): the load tables' rule."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]

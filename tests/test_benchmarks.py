@@ -1,7 +1,8 @@
 """benchmarks/run.py in a quick mode (a tiny model, a few fake faces, two repeats), so the side-by-side table cannot rot.
 
 The parts that start the app in child processes (app, browser, load) have their own checks: tests/test_load.py runs the
-load benchmark's short mode, tests/test_browser.py drives the app in Chromium.
+load benchmark's short mode, tests/test_browser.py drives the app in Chromium; here, their rows from faked
+measurements, and the replay app in process and in a child process.
 """
 
 from __future__ import annotations
@@ -87,6 +88,9 @@ def test_the_replay_app_renders_each_view_once_and_replays_it(served_models, tmp
     other = handlers.update(face, name, *eight)
     assert other[0] != first[0] and handlers.update(face, name, *eight) is other
     assert explored == [4, 8] and len(handlers.rendered) == 2
+    whole = handlers.select(face, True, name, *four)[0]  # the same upload, the whole image: another view
+    assert whole.whole != face.whole and handlers.update(whole, name, *four)[0] != first[0]
+    assert explored == [4, 8, 4, 4]  # select renders its view, and the update renders it again: not the crop's replayed
 
 
 def test_browser_rows_put_the_replayed_steps_beside_each_model(monkeypatch):
@@ -100,7 +104,7 @@ def test_browser_rows_put_the_replayed_steps_beside_each_model(monkeypatch):
     monkeypatch.setattr(browser, "run", fake)
     rows, summary = run.browser_rows(["assets/models/utkface128"], 10, 2)
     assert [row.model for row in rows] == ["utkface128"] * 3
-    replayed = rows[2]
+    replayed = rows[1]  # right after the model's own steps
     assert "replayed" in replayed.measure and replayed.ours == "60 / 60 ms" and replayed.comparison.startswith("1.50x / 1.50x")
     assert "not replayed" in browser.markdown(summary)
 
@@ -133,6 +137,13 @@ def test_app_rows_split_the_servers_cpu_into_outputs_and_model(monkeypatch):
     monkeypatch.setattr(bench_app, "run", lambda *args: result)
     rows, _ = run.app_rows([model], 2, 40, 1)
     replayed = next(row for row in rows if "replayed" in row.measure)
-    assert replayed.ours == "12.0 ms" and replayed.comparison == "0.40x the floor; the model's work: 27.0 ms"
-    assert "| assets/models/utkface128, model's work replayed | 12.0 | 30.0 | |" in bench_app.markdown(result)
+    assert replayed.ours == "12.0 ms" and replayed.comparison == "0.40x the floor; the handler's work: 27.0 ms"
+    assert "| assets/models/utkface128, the handler's work replayed | 12.0 | 30.0 | |" in bench_app.markdown(result)
     assert next(row.ours for row in rows if row.measure.startswith("sent to the browser")) == "123 kB"
+
+
+def test_text_bytes_counts_the_text_outputs_in_utf8():
+    from benchmarks.bench_app import text_bytes
+
+    assert text_bytes(("<p>é</p>", None, {"path": "/tmp/x.png"}, "ab")) == len("<p>é</p>".encode()) + 2 == 11
+    assert text_bytes("abc") == 3 and text_bytes(None) == 0
