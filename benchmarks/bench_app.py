@@ -68,7 +68,7 @@ def text_bytes(outputs: object) -> int:
 
 def server_cpu_per_move(
     command: list[str], extra: list[str], moves: int, ours: bool, warm: Iterable[int] = range(2, 7)
-) -> dict[str, float]:
+) -> dict[str, float | int]:
     """CPU milliseconds the server process spends per slider move over `moves` sequential moves of one session (k
     cycling through COUNTED_KS), after uncounted moves to each k of `warm`; and the kilobytes of text outputs each move
     sends (ours: every panel inline; the floor's image is a file fetched apart, so its figure is the caption's alone)."""
@@ -135,12 +135,13 @@ def markdown(result: dict) -> str:
     for model, steps in result["handlers"].items():
         lines += [f"| {model} | {step} | {t['median_ms']:.1f} | {t['p90_ms']:.1f} |" for step, t in steps.items()]
     floor = result["server_cpu"]["floor"]["cpu_ms_per_move"]
-    lines += ["", "| server | CPU per slider move (ms) | floor app's | target |", "|---|---:|---:|---:|"]
+    lines += ["", "| server | CPU per slider move (ms) | floor app's | target | text sent per move (kB) |", "|---|---:|---:|---:|---:|"]
     for model, cpu in result["server_cpu"].items():
         target = "" if model == "floor" else f"{SERVER_CPU_TARGET_MS:.0f}"
-        lines.append(f"| {model} | {cpu['cpu_ms_per_move']:.1f} | {floor:.1f} | {target} |")
-    for model, cpu in result["server_cpu_replayed"].items():
-        lines.append(f"| {model}, the handler's work replayed | {cpu['cpu_ms_per_move']:.1f} | {floor:.1f} | |")
+        lines.append(f"| {model} | {cpu['cpu_ms_per_move']:.1f} | {floor:.1f} | {target} | {cpu['text_kb_per_move']:.0f} |")
+        if model in result["server_cpu_replayed"]:
+            replayed = result["server_cpu_replayed"][model]["cpu_ms_per_move"]
+            lines.append(f"| {model}, the handler's work replayed | {replayed:.1f} | {floor:.1f} | | |")
     start = result["start"]
     lines += ["", f"Start to serving: ours {start['ours_s']:.2f} s, floor {start['floor_s']:.2f} s, ratio {start['ratio']:.2f}x "
               f"(target {START_RATIO_TARGET}x)."]  # fmt: skip

@@ -90,8 +90,8 @@ def measure(url: str, caption: str, image: str, photos: list[Path], steps: int, 
 
 def run(models: list[str], steps: int, uploads: int, replay: bool = False) -> dict:
     """The floor's and each model's steps and uploads; with `replay`, also each model's steps against
-    `benchmarks.replay_app` (key: the model + REPLAYED; one upload, two uncounted steps so that every counted one is a
-    replay)."""
+    `benchmarks.replay_app` (key: the model + REPLAYED; one upload, REPLAY_WARM_STEPS uncounted steps so that every
+    counted one is a replay)."""
     from playwright.sync_api import sync_playwright
 
     results = {}

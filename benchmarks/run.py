@@ -5,12 +5,13 @@
 Rows: quality on each model's test split against PCA largest n and JPEG at the code's size; encode/decode throughput
 at batch 1 and 64 against Pillow's JPEG of the code's size, and the 128x128 speed targets on one torch thread (what
 each of the app's handlers gets) and on the targets' two cores; the app's handlers, the server's CPU per slider move
-against the floor app and the 40 ms target, start time against the floor app's; slider and upload latency in a real
-browser against the floor app's, and the slider's with the handler's work replayed (`benchmarks.replay_app`); training
-images/s per preset; optionally the classroom load (30 students, 2 minutes, against the floor app and each model
-served first, each class simulated from a fresh interpreter). These machines are noisy, so each figure with a baseline
-also gives the ratio or the difference measured in the same run, which moves far less between runs than the raw
-figures. Parts whose data or browser is missing are skipped and the table says so.
+against the floor app and the 40 ms target (and with the handler's work replayed) and the text a move sends, start
+time against the floor app's; slider and upload latency in a real browser against the floor app's, and the slider's
+with the handler's work replayed (`benchmarks.replay_app`); training images/s per preset; optionally the classroom
+load (30 students, 2 minutes, against the floor app and each model served first, each class simulated from a fresh
+interpreter). These machines are noisy, so each figure with a baseline also gives the ratio or the difference measured
+in the same run, which moves far less between runs than the raw figures. Parts whose data or browser is missing are
+skipped and the table says so.
 """
 
 from __future__ import annotations

@@ -126,19 +126,24 @@ def test_the_replay_app_serves_like_the_app(tiny_model_dirs):
         assert 'id="caption-1"' in panels and client.predict(name, *values, api_name="/update")[0] == panels
 
 
-def test_app_rows_split_the_servers_cpu_into_outputs_and_model(monkeypatch):
+def test_app_rows_split_the_servers_cpu_into_carrying_outputs_and_the_handler(monkeypatch):
     from benchmarks import bench_app
 
     model = "assets/models/utkface128"
     handlers = {model: {"slider move": {"median_ms": 20.0, "p90_ms": 22.0}}}
-    cpu = {"floor": {"cpu_ms_per_move": 30.0}, model: {"cpu_ms_per_move": 39.0, "text_kb_per_move": 123.4}}
+    cpu = {"floor": {"cpu_ms_per_move": 30.0, "text_kb_per_move": 0.01}, model: {"cpu_ms_per_move": 39.0, "text_kb_per_move": 123.4}}
     result = {"handlers": handlers, "server_cpu": cpu, "server_cpu_replayed": {model: {"cpu_ms_per_move": 12.0}}}
     result["start"] = {"ours_s": 4.2, "floor_s": 4.0, "ratio": 1.05}
     monkeypatch.setattr(bench_app, "run", lambda *args: result)
     rows, _ = run.app_rows([model], 2, 40, 1)
-    replayed = next(row for row in rows if "replayed" in row.measure)
+    replayed = rows[2]  # right after the model's own server CPU row
+    assert rows[1].measure.startswith("server CPU per slider move (") and "replayed" in replayed.measure
     assert replayed.ours == "12.0 ms" and replayed.comparison == "0.40x the floor; the handler's work: 27.0 ms"
-    assert "| assets/models/utkface128, the handler's work replayed | 12.0 | 30.0 | |" in bench_app.markdown(result)
+    table = bench_app.markdown(result)
+    assert (
+        "| assets/models/utkface128 | 39.0 | 30.0 | 40 | 123 |\n| assets/models/utkface128, the handler's work replayed | 12.0 | 30.0 | | |"
+        in table
+    )
     assert next(row.ours for row in rows if row.measure.startswith("sent to the browser")) == "123 kB"
 
 
