@@ -1,5 +1,5 @@
-"""Run an app (ours, the floor or the replay app) in a child process on loopback, the way a visitor's browser meets it, and read the
-child's own CPU time and memory from /proc: what the benchmarks and the browser test share."""
+"""Run an app (ours, the floor or the replay app) in a child process on loopback, the way a visitor's browser meets
+it, and read the child's own CPU time and memory from /proc: what the benchmarks and the browser test share."""
 
 from __future__ import annotations
 
@@ -96,6 +96,7 @@ def launch_chromium(playwright):
 
 
 def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile as the nearest rank (one of the values, never an interpolation): the load tables' rule."""
+    """The q-th percentile as the nearest rank (one of the values, never an interpolation): every p90, p95 and p99 of the
+    benchmarks, and the browser benchmark's medians (the in-process timings take `statistics.median`)."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
