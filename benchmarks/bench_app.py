@@ -71,7 +71,8 @@ def server_cpu_per_move(
 ) -> dict[str, float | int]:
     """CPU milliseconds the server process spends per slider move over `moves` sequential moves of one session (k
     cycling through COUNTED_KS), after uncounted moves to each k of `warm`; and the kilobytes of text outputs each move
-    sends (ours: every panel inline; the floor's image is a file fetched apart, so its figure is the caption's alone)."""
+    sends (ours: every panel inline but the model input, sent with the face; the floor's image is a file fetched
+    apart, so its figure is the caption's alone)."""
     from gradio_client import Client, handle_file
 
     with AppProcess(command, extra) as app:

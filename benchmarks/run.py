@@ -224,7 +224,7 @@ def app_rows(models: list[str], repeats: int, moves: int, starts: int) -> tuple[
             Row(
                 "app",
                 _name(model),
-                "sent to the browser per slider move: panels (inline images), chart, notes",
+                "sent to the browser per slider move: panels (inline images, not the model input), chart, notes",
                 f"{cpu['text_kb_per_move']:.0f} kB",
             ),
         ]

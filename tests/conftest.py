@@ -156,3 +156,35 @@ def shipped_model_dir(tiny_model_dirs, tmp_path_factory) -> Path:
     }
     shipped.save_regression(dual.compact(8), directory / files.REGRESSION, weights_digest(model), info)
     return directory
+
+
+class Page:
+    """Handlers as one browser page sees their outputs: a panels update (a new face or model: a gr.HTML in process, its
+    update dict through the API) sets the panels' props, and every panels string is shown through them
+    (`sae.app.render.with_reference`, the template's Python twin). Other attributes are the handlers' own; `Page()`
+    without handlers shows API outputs (`show`)."""
+
+    def __init__(self, handlers=None):
+        self.handlers = handlers
+        self.props = {"view": "", "reference": ""}
+
+    def __getattr__(self, name: str):
+        method = getattr(self.handlers, name)
+        if name not in ("prepare", "select", "switch", "update"):
+            return method
+        return lambda *args, **kwargs: self.show(method(*args, **kwargs))
+
+    def show(self, outputs) -> tuple:
+        import gradio as gr
+
+        from sae.app.render import with_reference
+
+        shown = []
+        for output in outputs:
+            if isinstance(output, gr.HTML) and "reference" in output.props:
+                output = {"value": output.value, "props": output.props}
+            if isinstance(output, dict) and "reference" in output.get("props", {}):
+                self.props = {"view": output["props"]["view"], "reference": output["props"]["reference"]}
+                output = output["value"]
+            shown.append(with_reference(output, **self.props) if isinstance(output, str) else output)
+        return tuple(shown)

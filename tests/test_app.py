@@ -16,7 +16,7 @@ import pytest
 from gradio_client import Client, handle_file
 
 from sae.zoo import files
-from tests.conftest import REPO
+from tests.conftest import REPO, Page
 
 EXAMPLE = REPO / "assets" / "examples" / "astronaut_face.png"
 CONTROLS = [4, 1.0, "keyed", True, True, 2.0, True, 0.5, "magnitude"]  # ShareSettings(k=4).widget_values()
@@ -235,15 +235,19 @@ def test_named_endpoints(app_url):
 def test_every_endpoint_in_a_session(app_url, models):
     celeba, utkface = models
     client = Client(app_url, verbose=False)
-    note, panels, chart, linkage, budget, table = client.predict(handle_file(str(EXAMPLE)), False, celeba, *CONTROLS, api_name="/prepare")
-    assert "Face found" in note and panels.count("<figure") == 5 and "<svg" in chart and "Linkage" in linkage and "16 non-zeros" in budget
+    page = Page()  # what one browser page shows: the model input arrives with a new face or model, not with a move
+    prepared = client.predict(handle_file(str(EXAMPLE)), False, celeba, *CONTROLS, api_name="/prepare")
+    note, panels, chart, linkage, budget, table = page.show(prepared)
+    assert "Face found" in note and panels.count("<figure") == 5 and panels.count("<img") == 5 and "<svg" in chart
+    assert "Linkage" in linkage and "16 non-zeros" in budget
     assert len(table["data"]) == 16
-    panels, chart, linkage, budget = client.predict(celeba, 8, *CONTROLS[1:], api_name="/update")
-    assert "key holder at k = 8" in chart and "32 non-zeros" in budget
-    k, note, panels, *_ = client.predict(utkface, 16, *CONTROLS[1:], api_name="/switch")
+    panels, chart, linkage, budget = page.show(client.predict(celeba, 8, *CONTROLS[1:], api_name="/update"))
+    assert "key holder at k = 8" in chart and "32 non-zeros" in budget and panels.count("<img") == 5
+    assert page.props["reference"] not in client.predict(celeba, 8, *CONTROLS[1:], api_name="/update")[0]  # not resent
+    k, note, panels, *_ = page.show(client.predict(utkface, 16, *CONTROLS[1:], api_name="/switch"))
     assert (k["maximum"], k["value"]) == (24, 16) and "UTKFace" in note and "Model input (128x128)" in panels and "16 per group" in _[2]
     assert "20 per group" in client.predict(utkface, 20, *CONTROLS[1:], api_name="/update")[3]  # the slider reaches 24 now
-    k, note, panels, *_ = client.predict(celeba, 20, *CONTROLS[1:], api_name="/switch")
+    k, note, panels, *_ = page.show(client.predict(celeba, 20, *CONTROLS[1:], api_name="/switch"))
     assert (k["maximum"], k["value"]) == (16, 16) and "CelebA" in note and "Model input (64x64)" in panels
     comparison = client.predict(celeba, *CONTROLS, api_name="/comparison")
     assert Path(comparison).suffix == ".png" and Path(comparison).name.startswith("comparison-k4-")
@@ -275,13 +279,13 @@ def test_bad_uploads_keep_serving_and_say_why(app_url, models, gradio_dir, tmp_p
     client = Client(app_url, verbose=False)
     files_ = _write_bad(tmp_path)
     for name, words in {"notes.png": "not a readable image", "corrupt.png": "not a readable image", "one.png": "at least"}.items():
-        note, panels, chart, linkage, budget, table = client.predict(
-            handle_file(str(files_[name])), False, models[0], *CONTROLS, api_name="/prepare"
+        note, panels, chart, linkage, budget, table = Page().show(
+            client.predict(handle_file(str(files_[name])), False, models[0], *CONTROLS, api_name="/prepare")
         )
         assert "failure" in note and words in note and words in panels and (chart, linkage, table["data"]) == ("", "", [])
         assert str(gradio_dir) not in note + panels and "Traceback" not in note + panels
     for name in ("rgba.png", "cmyk.jpg", "deep.png", "sky.png"):
-        note, panels, *_ = client.predict(handle_file(str(files_[name])), False, models[0], *CONTROLS, api_name="/prepare")
+        note, panels, *_ = Page().show(client.predict(handle_file(str(files_[name])), False, models[0], *CONTROLS, api_name="/prepare"))
         assert "failure" not in note and panels.count("<img") == 5
     assert "No face found" in client.predict(handle_file(str(files_["sky.png"])), False, models[0], *CONTROLS, api_name="/prepare")[0]
 
@@ -334,8 +338,10 @@ def test_uploads_are_deleted_when_the_request_returns(app_url, models, gradio_di
     assert list(gradio_dir.rglob("mine.sae*")) == []  # (Gradio's cached copies of the share's outputs stay)
 
 
-def _reference(panels: str) -> str:
-    return panels.split('<img src="', 2)[1].split('"', 1)[0]
+def _holder(panels) -> str:
+    """The key holder's image in a panels output (a string, or the update dict or gr.HTML of a new face)."""
+    raw = panels["value"] if isinstance(panels, dict) else getattr(panels, "value", panels)
+    return raw.split('<img src="', 2)[1].split('"', 1)[0]
 
 
 def test_two_uploads_racing_on_one_session(app_url, models, served_models, tmp_path):
@@ -347,9 +353,9 @@ def test_two_uploads_racing_on_one_session(app_url, models, served_models, tmp_p
     client = Client(app_url, verbose=False)  # one client: one session
     jobs = [client.submit(handle_file(str(photo)), False, models[0], *CONTROLS, api_name="/prepare") for photo in photos]
     for job, panels in zip(jobs, expected, strict=True):
-        assert _reference(job.result()[1]) == _reference(panels)  # each upload got its own face
-    shown = _reference(client.predict(models[0], *CONTROLS, api_name="/update")[0])
-    assert shown in [_reference(panels) for panels in expected]  # the session shows one of its own two uploads
+        assert _holder(job.result()[1]) == _holder(panels)  # each upload got its own face
+    shown = _holder(client.predict(models[0], *CONTROLS, api_name="/update")[0])
+    assert shown in [_holder(panels) for panels in expected]  # the session shows one of its own two uploads
 
 
 def _join(http, api_name: str, data: list, session: str) -> None:
@@ -387,7 +393,8 @@ def test_identical_uploads_racing_across_sessions(app_url, models, tmp_path):
         second = _completed(http, "visitor-b")
     assert second["success"], second
     note, panels = second["output"]["data"][1:3]  # (the first output is the session state, never sent)
-    assert second["output"]["data"][1:] == first["output"]["data"][1:] and "Face found" in note and panels.count("<img") == 5
+    assert second["output"]["data"][1:] == first["output"]["data"][1:] and "Face found" in note
+    assert panels["value"].count("<img") == 4 and panels["props"]["reference"].startswith("<img")  # the input apart
 
 
 def test_client_leaving_mid_request(app_url, models, gradio_dir, tmp_path):

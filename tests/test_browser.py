@@ -178,6 +178,25 @@ def test_labels_follow_the_settings_and_enter_applies_typed_values(page):
     assert not any("run-history" in item or "data:image" in item for item in stored), [item[:80] for item in stored]  # no faces kept
 
 
+SOURCE = "(i) => document.querySelector(`#panel-${i} img`)?.getAttribute('src') ?? ''"
+
+
+def test_a_slider_move_keeps_the_model_input_in_the_page(page):
+    """The model input is sent with a new face only (the panels' `reference` prop): a slider step changes the other
+    panels and leaves it shown as it was."""
+    upload(page, PHOTO)
+    panels_shown(page)
+    reference, holder = page.evaluate(SOURCE, 0), page.evaluate(SOURCE, 1)
+    assert reference.startswith("data:image/png;base64,") and holder.startswith("data:image/png;base64,")
+    slider = page.locator("#k-slider input[type=range]")
+    slider.focus()
+    for _ in range(3):
+        slider.press("ArrowLeft")
+    page.wait_for_function(f"(h) => ({SOURCE})(1) !== h && ({SOURCE})(1) !== ''", arg=holder)
+    page.wait_for_timeout(300)
+    assert page.evaluate(SOURCE, 0) == reference and page.locator("#panel-0 img").count() == 1
+
+
 BAD = {
     "text file named .png": (b"this is not an image at all", "not a readable image file"),
     "1x1 PNG": (None, "at least 16x16"),
@@ -277,7 +296,7 @@ def test_switching_models_keeps_the_photo_and_settings(app, page, tmp_path):
     SAE_UPDATE_SCREENSHOT=1 the panels of both, one above the other, become assets/screenshot-models.png."""
     upload(page, PHOTO)
     panels_shown(page)
-    first = title(page, 0)
+    first, reference = title(page, 0), page.evaluate(SOURCE, 0)
     page.set_viewport_size({"width": 1366, "height": 900})
     shots = [tmp_path / "model-0.png"]
     page.locator("#panels").screenshot(path=str(shots[0]))
@@ -291,6 +310,7 @@ def test_switching_models_keeps_the_photo_and_settings(app, page, tmp_path):
     page.get_by_role("option", name=other).click()
     page.wait_for_function("(f) => { const t = document.querySelector('#panel-0 .title'); return t && t.innerText !== f; }", arg=first)
     assert title(page, 0) != first and page.locator("#caption-1").count() == 1
+    assert page.evaluate(SOURCE, 0) not in ("", reference)  # the other model's input, sent with the switch
     assert "Face found" in page.locator("#face-note").inner_text()
     page.wait_for_timeout(400)
     shots.append(tmp_path / "model-1.png")

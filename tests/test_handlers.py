@@ -19,10 +19,11 @@ from sae.app import face_cache
 from sae.app.face_cache import FaceRef
 from sae.app.handlers import START, Handlers, budget_text, curve_table, describe, linkage_text, preview_seed
 from sae.app.pipeline import QualityCurve, curve_ks, privacy_view
+from sae.app.render import reference_slot, with_reference
 from sae.app.settings import CONTROLS, NO_EXTRA, ShareSettings
 from sae.app.uploads import Uploads, content_key
 from sae.privacy.formats import Key, PublicCode
-from tests.conftest import REPO
+from tests.conftest import REPO, Page
 
 EXAMPLES = REPO / "assets" / "examples"
 PHOTO = EXAMPLES / "astronaut.png"
@@ -38,8 +39,9 @@ def controls(**changes) -> list:
 
 
 @pytest.fixture
-def handlers(served_models, tmp_path) -> Handlers:
-    return Handlers(served_models, outbox=tmp_path / "outbox", uploads=Uploads(tmp_path / "gradio"))
+def handlers(served_models, tmp_path) -> Page:
+    """The handlers, their outputs as one page shows them (the model input filled into the panels)."""
+    return Page(Handlers(served_models, outbox=tmp_path / "outbox", uploads=Uploads(tmp_path / "gradio")))
 
 
 @pytest.fixture
@@ -292,10 +294,10 @@ def test_a_failed_upload_clears_the_previous_face(handlers, celeba, face, tmp_pa
 
 
 @pytest.fixture
-def small(served_models, tmp_path) -> tuple[Handlers, Path]:
-    """Handlers with room for one upload, and their Gradio upload folder."""
+def small(served_models, tmp_path) -> tuple[Page, Path]:
+    """Handlers with room for one upload (as a page shows their outputs), and their Gradio upload folder."""
     folder = tmp_path / "gradio"
-    return Handlers(served_models, outbox=tmp_path / "outbox", uploads=Uploads(folder), cache_size=1), folder
+    return Page(Handlers(served_models, outbox=tmp_path / "outbox", uploads=Uploads(folder), cache_size=1)), folder
 
 
 def _upload(folder: Path, colour: tuple[int, int, int]) -> str:
@@ -312,6 +314,7 @@ def test_an_evicted_upload_resets_every_view_and_never_shows_another_face(small,
     red_path = _upload(folder, (250, 0, 0))
     red = handlers.prepare(red_path, False, celeba.name, *controls())
     blue = handlers.prepare(_upload(folder, (0, 0, 250)), False, celeba.name, *controls())
+    blue_page = dict(handlers.props)  # the page that shows blue (the resets below clear this page's model input)
     assert len(handlers.faces) == 1 and red[0].key != blue[0].key
     memory = "This photo is no longer in the server's memory (it keeps the 1 most recent uploads): upload it again."
     _assert_reset(
@@ -325,7 +328,8 @@ def test_an_evicted_upload_resets_every_view_and_never_shows_another_face(small,
     assert handlers.share_preview(red[0], celeba.name, *controls()) == (None, f'<span class="failure">{escaped}</span>')
     with pytest.raises(gr.Error, match="upload it again"):
         handlers.comparison(red[0], celeba.name, *controls())
-    assert handlers.update(blue[0], celeba.name, *controls())[PANELS] == blue[2]  # the entry still held is unaffected
+    moved = handlers.handlers.update(blue[0], celeba.name, *controls())[PANELS]
+    assert with_reference(moved, **blue_page) == blue[2]  # the entry still held is unaffected
     again = handlers.prepare(_upload(folder, (250, 0, 0)), False, celeba.name, *controls())  # uploaded again: the same face
     assert again[0] == red[0] and again[2] == red[2] != blue[2]
 
@@ -518,3 +522,22 @@ def test_previews_of_two_faces_never_share_secrets(handlers, celeba, face):
         privacy_view(celeba, handlers.faces.view(ref, celeba).face, ShareSettings(k=8, seed=preview_seed(ref))) for ref in (face, other)
     ]
     assert views[0].key.root != views[1].key.root and views[0].public.nonce != views[1].public.nonce
+
+
+def test_a_move_does_not_resend_the_model_input(served_models, celeba, tmp_path):
+    raw = Handlers(served_models, outbox=tmp_path / "outbox", uploads=Uploads(tmp_path / "gradio"))
+    ref, _, panels, *_ = raw.prepare(str(PHOTO), False, celeba.name, *controls())
+    view, reference = panels.props["view"], panels.props["reference"]
+    assert isinstance(panels, gr.HTML) and reference.startswith('<img src="data:image/png;base64,')
+    assert reference.endswith('alt="Model input (64x64)">')
+    assert reference_slot(view) in panels.value and reference not in panels.value
+    moved = raw.update(ref, celeba.name, *controls(k=8))[PANELS]
+    assert isinstance(moved, str) and reference_slot(view) in moved and reference.split('"')[1] not in moved
+
+
+def test_late_panels_of_an_earlier_face_never_show_the_next_faces_input(handlers, celeba):
+    first = handlers.prepare(str(PHOTO), False, celeba.name, *controls())[0]
+    second = handlers.prepare(Image.new("RGB", (80, 80), (20, 90, 160)), False, celeba.name, *controls())
+    late = handlers.update(first, celeba.name, *controls(k=8))[PANELS]  # answered after the second upload's view
+    assert handlers.props["reference"] in second[2] and handlers.props["reference"] not in late
+    assert len(_images(late)) == len(_images(second[2])) - 1  # the first face's panels, its input's place left empty

@@ -58,7 +58,7 @@ def test_inline_pngs_hold_the_exact_pixels_at_one_pixel_per_pixel():
 
 
 def test_panels_html_titles_captions_and_reference():
-    html = render.panels_html(_image(0), _panels(), 64)
+    html = render.with_reference(render.panels_html("ab12", _panels(), 64), "ab12", render.reference_html(_image(0), 64))
     figures = re.findall(r'<figure class="panel ([a-z]*)" id="panel-(\d+)">', html)
     assert figures == [("reference", "0"), ("", "1"), ("", "2"), ("", "3")]
     titles = re.findall(r'<figcaption class="title">([^<]*)</figcaption>', html)
@@ -73,23 +73,37 @@ def test_panels_html_titles_captions_and_reference():
     assert "-0.000" not in html and render.EXPLAIN in html
     sources = re.findall(r'<img src="([^"]+)" alt="([^"]*)">', html)
     assert len(sources) == 4 and np.array_equal(_decoded(sources[1][0]), render.pixels(_panels()[0].image))
-    assert np.array_equal(_decoded(sources[0][0]), render.pixels(_image(0)))
+    assert np.array_equal(_decoded(sources[0][0]), render.pixels(_image(0))) and sources[0][1] == "Model input (64x64)"
+
+
+def test_the_panels_hold_a_slot_for_the_model_input_not_the_image():
+    panels = render.panels_html("ab12", _panels(), 64)
+    assert panels.count("<img") == 3 and render.reference_slot("ab12") in panels  # the three panels, not the input
+    reference = render.reference_html(_image(0), 64)
+    assert render.with_reference(panels, "cd34", reference) == panels  # another view's input never fills this slot
+    assert render.with_reference(panels, "ab12", reference).count("<img") == 4
+
+
+def test_the_template_fills_the_slot_of_its_view():
+    """PANELS_TEMPLATE is JavaScript (the browser test runs it); its literal pieces are the slot's."""
+    assert render.PANELS_TEMPLATE == "${value.replace('<!--reference ' + view + '-->', () => reference)}"
+    assert render.reference_slot("ab12") == "<!--reference ab12-->"
 
 
 def test_a_reference_made_once_is_embedded_as_given():
     url = render.png_data_url(_image(0))
-    assert render.panels_html(url, _panels(), 64) == render.panels_html(_image(0), _panels(), 64)
+    assert render.reference_html(url, 64) == render.reference_html(_image(0), 64)
 
 
 def test_a_hidden_extra_attack_gets_a_panel_saying_why():
-    html = render.panels_html(_image(0), _panels(), 64, ("Learned attack (keep k)", "no file beside the model"))
+    html = render.panels_html("ab12", _panels(), 64, ("Learned attack (keep k)", "no file beside the model"))
     hidden = re.search(r'<figure class="panel hidden" id="panel-4">(.*?)</figure>', html)
     assert hidden is not None and "Learned attack (keep k)" in hidden.group(1) and '<div class="empty"></div>' in hidden.group(1)
     assert "not shown: no file beside the model" in hidden.group(1) and "<img" not in hidden.group(1)
 
 
 def test_titles_and_messages_are_escaped():
-    html = render.panels_html(_image(0), [Panel("x", "<b>k' & co</b>", _image(1), 1.0, 0.5)], 8)
+    html = render.panels_html("ab12", [Panel("x", "<b>k' & co</b>", _image(1), 1.0, 0.5)], 8)
     assert "<b>" not in html and "&lt;b&gt;k&#x27; &amp; co&lt;/b&gt;" in html
     assert render.empty_panels("<script>") == '<div class="panels-empty" id="panels">&lt;script&gt;</div>'
 

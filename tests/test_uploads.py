@@ -14,7 +14,7 @@ from sae.app.face_cache import GONE
 from sae.app.handlers import Handlers
 from sae.app.settings import ShareSettings
 from sae.app.uploads import Uploads, content_key
-from tests.conftest import REPO
+from tests.conftest import REPO, Page
 
 EXAMPLES = REPO / "assets" / "examples"
 
@@ -71,12 +71,13 @@ def test_examples_and_files_elsewhere_are_kept(tmp_path):
 
 
 @pytest.fixture
-def uploaded(served_models, tmp_path) -> tuple[Handlers, Path]:
-    """Handlers whose Gradio upload folder is a temporary one (it keeps the example face), and that folder."""
+def uploaded(served_models, tmp_path) -> tuple[Page, Path]:
+    """Handlers whose Gradio upload folder is a temporary one (it keeps the example face), as a page shows their
+    outputs, and that folder."""
     folder = tmp_path / "gradio"
     folder.mkdir()
     uploads = Uploads(folder, keep=[EXAMPLES / "astronaut_face.png"])
-    return Handlers(served_models, outbox=tmp_path / "outbox", uploads=uploads, cache_size=2), folder
+    return Page(Handlers(served_models, outbox=tmp_path / "outbox", uploads=uploads, cache_size=2)), folder
 
 
 def _controls(k: int = 4) -> list:

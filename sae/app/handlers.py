@@ -7,6 +7,7 @@ never raised at the page: the view is reset and one plain sentence says what hap
 
 from __future__ import annotations
 
+import hashlib
 import html
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -38,22 +39,31 @@ START = "Upload a photo, use the webcam, or pick an example."
 
 @dataclass(frozen=True)
 class ExploreView:
-    """What the Explore tab shows: the face note, the panels, the chart, the linkage and budget lines."""
+    """What the Explore tab shows: the face note, the panels, the chart, the linkage and budget lines; `view` and
+    `reference` are the panels' props (`render.PANELS_TEMPLATE`): which face the panels show and its model input."""
 
     note: str
     panels: str
     chart: str
     linkage: str
     budget: str
+    view: str = ""
+    reference: str = ""
 
-    def as_tuple(self) -> tuple[str, str, str, str, str]:
-        return (self.note, self.panels, self.chart, self.linkage, self.budget)
+    def as_tuple(self) -> tuple[str, gr.HTML, str, str, str]:
+        """The whole view, for a new face or model: the panels with their model input."""
+        panels = gr.HTML(value=self.panels, view=self.view, reference=self.reference)
+        return (self.note, panels, self.chart, self.linkage, self.budget)
+
+    def moved(self) -> tuple[str, str, str, str]:
+        """A control change of the same face: panels, chart, linkage, budget; the model input stays in the page."""
+        return (self.panels, self.chart, self.linkage, self.budget)
 
 
 @dataclass(frozen=True)
 class FaceExtras:
-    """What every control change of one face under one model reuses: its quality curve and its model input as a
-    data: URL (the reference panel is the same image on every move)."""
+    """What every control change of one face under one model reuses: its quality curve and its model input's <img>
+    (the panels' `reference` prop, sent with a new face or model only)."""
 
     curve: QualityCurve
     reference: str
@@ -87,6 +97,11 @@ def linkage_text(found: int, elsewhere: int, total: int, keyed: bool) -> str:
         f"**Linkage**: an attacker who has this photo finds **{found} of its {total} values** in the public code "
         f"(in the code of the same photo mirrored, another image: {elsewhere}); {verdict}"
     )
+
+
+def view_id(ref: FaceRef, served: ServedModel) -> str:
+    """A short id of what the panels show (upload, crop, model): names the reference slot (`render.reference_slot`)."""
+    return hashlib.blake2s(f"{ref.key}|{ref.whole}|{served.name}".encode(), digest_size=6).hexdigest()
 
 
 def preview_seed(ref: FaceRef) -> int:
@@ -131,7 +146,11 @@ class Handlers:
 
     def _extras(self, ref: FaceRef, served: ServedModel) -> FaceExtras:
         return self.faces.extras(
-            ref, served, lambda view: FaceExtras(quality_curve(served.model, view.face), render.png_data_url(view.face.image))
+            ref,
+            served,
+            lambda view: FaceExtras(
+                quality_curve(served.model, view.face), render.reference_html(view.face.image, served.model.image_size)
+            ),
         )
 
     def explore(self, ref: FaceRef | None, served: ServedModel, settings: ShareSettings) -> ExploreView:
@@ -145,19 +164,20 @@ class Handlers:
         if shown.hidden:
             hidden = (catalogue.ATTACKS[settings.extra_attack].title, shown.hidden)
         extras = self._extras(ref, served)
-        panels = render.panels_html(extras.reference, shown.panels, served.model.image_size, hidden)
+        view_key = view_id(ref, served)
+        panels = render.panels_html(view_key, shown.panels, served.model.image_size, hidden)
         curve = extras.curve
         holder = shown.panels[0].psnr
         levels = {p.title: p.psnr for p in shown.panels[1:]}
         chart = render.chart_html(curve, settings.k, served.model.k_max, levels, holder)
         total = settings.k * served.model.num_groups
         linkage = linkage_text(shown.found, shown.found_elsewhere, total, settings.keyed)
-        return ExploreView(view.message, panels, chart, linkage, budget)
+        return ExploreView(view.message, panels, chart, linkage, budget, view_key, extras.reference)
 
     def _reset(self, served: ServedModel | None, settings: ShareSettings | None, message: str) -> tuple:
         """The view with no face, and one plain message: what every failed upload or lookup shows."""
         budget = "" if served is None or settings is None else budget_text(served, settings)
-        return (None, failure(message), render.empty_panels(message), "", "", budget, [])
+        return (None, failure(message), gr.HTML(value=render.empty_panels(message), view="", reference=""), "", "", budget, [])
 
     # -- events --------------------------------------------------------------------------------------------------
 
@@ -213,10 +233,11 @@ class Handlers:
         return (ref, *shown.as_tuple(), table)
 
     def update(self, ref: FaceRef | None, model_name: str, *controls) -> tuple:
-        """A control change: panels, chart, linkage and budget (the face note and table stay as they are)."""
+        """A control change: panels, chart, linkage and budget (the face note, the table and the model input stay as
+        they are)."""
         try:
             served = self.served(model_name)
-            return self.explore(ref, served, self._settings(served, controls)).as_tuple()[1:]
+            return self.explore(ref, served, self._settings(served, controls)).moved()
         except (PhotoError, SettingsError) as error:
             return (render.empty_panels(str(error)), "", "", "")
 

@@ -2,8 +2,8 @@
 the comparison image a teacher downloads.
 
 Sending HTML strings keeps a slider move cheap on both ends: no image files written to Gradio's cache and fetched
-back, no plotting library in the browser. Colours come from the page's theme (CSS variables), so light and dark mode
-both read.
+back, no plotting library in the browser, and the model input sent once per face (`PANELS_TEMPLATE`). Colours come
+from the page's theme (CSS variables), so light and dark mode both read.
 """
 
 from __future__ import annotations
@@ -58,28 +58,56 @@ def png_data_url(image: torch.Tensor) -> str:
     return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode("ascii")
 
 
-def _figure(index: int, title: str, image: torch.Tensor | str | None, text: str, kind: str = "") -> str:
-    if image is None:
-        picture = '<div class="empty"></div>'
-    else:
-        source = image if isinstance(image, str) else png_data_url(image)
-        picture = f'<img src="{source}" alt="{html.escape(title)}">'
+def _figure(index: int, title: str, picture: str, text: str, kind: str = "") -> str:
     return (
         f'<figure class="panel {kind}" id="panel-{index}"><figcaption class="title">{html.escape(title)}</figcaption>'
         f'{picture}<div class="caption" id="caption-{index}">{html.escape(text)}</div></figure>'
     )
 
 
-def panels_html(reference: torch.Tensor | str | None, panels: list[Panel], size: int, hidden: tuple[str, str] | None = None) -> str:
-    """The model input (an image, or its `png_data_url` made once per face) and each panel side by side, titles above
-    and PSNR/SSIM below (a CSS grid of figures).
+def _img(image: torch.Tensor | str, title: str) -> str:
+    source = image if isinstance(image, str) else png_data_url(image)
+    return f'<img src="{source}" alt="{html.escape(title)}">'
+
+
+def reference_title(size: int) -> str:
+    return f"Model input ({size}x{size})"
+
+
+# The model input is the same image on every control change of a face, so it is not resent with each move: the panels
+# hold a slot named for the view (face, crop, model) and the panels' gr.HTML fills it from its `reference` prop, sent
+# only when the face or the model changes. A slot whose view is not the prop's stays empty: panels that arrive late
+# from an earlier face never show the next face's input.
+SLOT_OPEN, SLOT_CLOSE = "<!--reference ", "-->"
+PANELS_TEMPLATE = f"${{value.replace('{SLOT_OPEN}' + view + '{SLOT_CLOSE}', () => reference)}}"
+
+
+def reference_slot(view: str) -> str:
+    """Where the panels' template puts the model input of `view` (a short id without quotes or dashes)."""
+    return f"{SLOT_OPEN}{view}{SLOT_CLOSE}"
+
+
+def reference_html(image: torch.Tensor | str, size: int) -> str:
+    """The model input's <img> (from an image, or its `png_data_url` made once per face): the `reference` prop."""
+    return _img(image, reference_title(size))
+
+
+def with_reference(panels: str, view: str, reference: str) -> str:
+    """What `PANELS_TEMPLATE` shows for these props: the slot of `view` replaced by `reference` (the first one only,
+    as JavaScript's String.replace does)."""
+    return panels.replace(reference_slot(view), reference, 1)
+
+
+def panels_html(view: str, panels: list[Panel], size: int, hidden: tuple[str, str] | None = None) -> str:
+    """The model input's slot (`reference_slot`) and each panel side by side, titles above and PSNR/SSIM below (a CSS
+    grid of figures).
 
     `hidden` (title, reason) adds a panel saying why the chosen extra attack is not shown.
     """
-    figures = [_figure(0, f"Model input ({size}x{size})", reference, "the reference", "reference")]
-    figures += [_figure(i, p.title, p.image, caption(p.psnr, p.ssim)) for i, p in enumerate(panels, start=1)]
+    figures = [_figure(0, reference_title(size), reference_slot(view), "the reference", "reference")]
+    figures += [_figure(i, p.title, _img(p.image, p.title), caption(p.psnr, p.ssim)) for i, p in enumerate(panels, start=1)]
     if hidden is not None:
-        figures.append(_figure(len(figures), hidden[0], None, f"not shown: {hidden[1]}", "hidden"))
+        figures.append(_figure(len(figures), hidden[0], '<div class="empty"></div>', f"not shown: {hidden[1]}", "hidden"))
     return f'<div class="panels" id="panels">{"".join(figures)}</div><p class="explain">{html.escape(EXPLAIN)}</p>'
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from sae.app import render
 from sae.app.face_cache import FACE_CACHE_SIZE
 from sae.app.handlers import EXAMPLES, Handlers
 from sae.app.models import ServedModel
@@ -199,7 +200,7 @@ def build(
                         )
                         extra = gr.Dropdown(_extra_choices(), value=defaults.extra_attack, label="Extra attack", elem_id="extra-attack")
             start = handlers.explore(None, first, defaults)
-            panels = gr.HTML(start.panels, elem_id="panels-block")
+            panels = gr.HTML(start.panels, html_template=render.PANELS_TEMPLATE, view="", reference="", elem_id="panels-block")
             linkage = gr.Markdown(elem_id="linkage")
             budget = gr.Markdown(start.budget, elem_id="budget")
             chart = gr.HTML(elem_id="chart-block")
