@@ -7,7 +7,7 @@ steps, then two passes of slider steps. The first records a CPU profile (Chrome 
 thread's JavaScript time per step, the part spent under a component's `get_data` (Gradio copying a component's state:
 Svelte's `$state.snapshot` clones every primitive leaf with `structuredClone`), the garbage collector's, and the
 functions with the most time of their own. The second counts the page's `structuredClone` calls per step, the text
-they copy, and which part of Gradio asked: reading the event's inputs, status updates (each status message of any
+they copy, and which part of Gradio asked: reading the event's inputs and trigger components, status updates (each status message of any
 event re-reads every component that has been an input or output so far), or elsewhere. Profiled steps run slower than
 `benchmarks.browser`'s; compare apps within one run.
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,8 +30,9 @@ WARM_STEPS = 4
 # Gradio's function names in the frontend bundle (its minifier keeps method names): who asked for a component's state,
 # checked in this order. Every update_state that copies a component's state is a status update (a value update does
 # not copy): the loading-status rounds and the reset of each input's status when an event's stream starts.
-CALLERS = {"event inputs": ("gather_state", "set_event_args"), "status updates": ("update_state",)}
+CALLERS = {"event inputs and triggers": ("gather_state", "set_event_args"), "status updates": ("update_state",)}
 COUNT_CLONES = r"""() => {
+  Error.stackTraceLimit = Infinity;  // a deep state's copy sits many frames below the Gradio function that asked
   const original = window.structuredClone;
   const tally = window.__clones = {calls: 0, chars: 0, callers: {}};
   const callers = CALLERS_JSON;
@@ -143,8 +145,8 @@ def run(models: list[str], steps: int, replay: bool) -> dict[str, dict]:
 
 def markdown(results: dict[str, dict]) -> str:
     lines = [
-        "| app | step median, profiled (ms) | main-thread JS per step (ms) | of it copying component state | garbage "
-        "collector | structuredClone calls per step: event inputs / status updates / elsewhere | text copied "
+        "| app | step median, profiled (ms) | main-thread JS per step (ms) | of it copying component state | of it the garbage "
+        "collector | structuredClone calls per step: event inputs and triggers / status updates / elsewhere | text copied "
         "per step | most own time (ms per step) |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -159,11 +161,11 @@ def markdown(results: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def document(table: str, out: str) -> str:
-    """The --out file: how it was made, what the columns mean (this module's docstring), then the table."""
+def document(table: str, argv: list[str]) -> str:
+    """The --out file: the command that made it, what the columns mean (this module's docstring), then the table."""
     how = " ".join(__doc__.split("\n\n", 2)[2].split())
     stamp = time.strftime("%Y-%m-%dT%H:%M%z")
-    command = f"python -m benchmarks.browser_profile --replay --out {out}"
+    command = " ".join(["python -m benchmarks.browser_profile", *argv])
     return f"# Where a slider step's browser time goes\n\nWritten by `{command}` ({stamp}).\n\n{how}\n\n{table}"
 
 
@@ -182,7 +184,7 @@ def main(argv: list[str] | None = None) -> dict:
     table = markdown(results)
     print(table)
     if args.out:
-        Path(args.out).write_text(document(table, args.out))
+        Path(args.out).write_text(document(table, sys.argv[1:] if argv is None else argv))
     return results
 
 

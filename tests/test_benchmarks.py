@@ -175,7 +175,15 @@ def test_a_cpu_profile_splits_into_javascript_copies_and_the_collector():
     row = profile_summary(profile, steps=2)
     assert row["js_ms"] == 4.25 and row["snapshot_ms"] == 2.5 and row["gc_ms"] == 0.25
     assert row["top"] == [("structuredClone (native)", 2.0), ("render (HTML.js)", 1.5), ("get_data (src.js)", 0.5)]
-    callers = {"event inputs": 100.0, "status updates": 750.0, "elsewhere": 50.0}
+    callers = {"event inputs and triggers": 100.0, "status updates": 750.0, "elsewhere": 50.0}
     row |= {"step_ms": 70.0, "clones": 900.0, "cloned_kb": 512.0, "callers": callers}
     line = markdown({"ours": row}).splitlines()[2]
     assert line.startswith("| ours | 70 | 4.2 | 2.5 | 0.2 | 900: 100 / 750 / 50 | 512 kB | structuredClone (native) 2.0;")
+
+
+def test_the_profile_document_names_the_command_that_made_it():
+    from benchmarks.browser_profile import document
+
+    text = document("| t |\n", ["--steps", "5", "--out", "docs/x.md"])
+    assert "`python -m benchmarks.browser_profile --steps 5 --out docs/x.md`" in text and text.endswith("| t |\n")
+    assert "structuredClone" in text  # what the columns mean

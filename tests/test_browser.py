@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from benchmarks.serving import OURS, AppProcess, chromium_available, launch_chromium
+from sae.app import render
 from sae.zoo import files
 from tests.conftest import REPO
 
@@ -195,6 +196,23 @@ def test_a_slider_move_keeps_the_model_input_in_the_page(page):
     page.wait_for_function(f"(h) => ({SOURCE})(1) !== h && ({SOURCE})(1) !== ''", arg=holder)
     page.wait_for_timeout(300)
     assert page.evaluate(SOURCE, 0) == reference and page.locator("#panel-0 img").count() == 1
+
+
+# How Gradio's HTML component evaluates a template without Handlebars tags: a JavaScript template literal over its props.
+TEMPLATE = "([template, props]) => new Function(...Object.keys(props), 'return `' + template + '`;')(...Object.values(props))"
+
+
+def test_the_panels_template_fills_only_its_own_views_slot(page):
+    slot = render.reference_slot("ab12")
+    panels = f"<div>{slot}</div>"
+
+    def shown(value, view, reference):
+        return page.evaluate(TEMPLATE, [render.PANELS_TEMPLATE, {"value": value, "view": view, "reference": reference}])
+
+    assert shown(panels, "ab12", "<img src=x>") == render.with_reference(panels, "ab12", "<img src=x>") == "<div><img src=x></div>"
+    assert shown(panels, "cd34", "<img src=x>") == panels  # another view's input
+    assert shown(panels, "ab12", "$& $1") == "<div>$& $1</div>"  # taken literally, not as a replacement pattern
+    assert shown(None, "", "") == ""
 
 
 BAD = {

@@ -535,9 +535,31 @@ def test_a_move_does_not_resend_the_model_input(served_models, celeba, tmp_path)
     assert isinstance(moved, str) and reference_slot(view) in moved and reference.split('"')[1] not in moved
 
 
-def test_late_panels_of_an_earlier_face_never_show_the_next_faces_input(handlers, celeba):
+@pytest.mark.parametrize("after", ["another upload", "the whole image", "another model"])
+def test_late_panels_of_an_earlier_view_never_show_the_next_views_input(handlers, celeba, utkface, after):
     first = handlers.prepare(str(PHOTO), False, celeba.name, *controls())[0]
-    second = handlers.prepare(Image.new("RGB", (80, 80), (20, 90, 160)), False, celeba.name, *controls())
-    late = handlers.update(first, celeba.name, *controls(k=8))[PANELS]  # answered after the second upload's view
-    assert handlers.props["reference"] in second[2] and handlers.props["reference"] not in late
-    assert len(_images(late)) == len(_images(second[2])) - 1  # the first face's panels, its input's place left empty
+    if after == "another upload":
+        shown = handlers.prepare(Image.new("RGB", (80, 80), (20, 90, 160)), False, celeba.name, *controls())[2]
+    elif after == "the whole image":
+        shown = handlers.select(first, True, celeba.name, *controls())[2]
+    else:
+        shown = handlers.switch(first, utkface.name, *controls())[3]
+    late = handlers.update(first, celeba.name, *controls(k=8))[PANELS]  # answered after the next view's
+    assert handlers.props["reference"] in shown and handlers.props["reference"] not in late
+    assert late == handlers.handlers.update(first, celeba.name, *controls(k=8))[PANELS]  # its slot left empty
+
+
+def test_every_reset_clears_the_model_input(served_models, celeba, utkface, tmp_path):
+    raw = Handlers(served_models, outbox=tmp_path / "outbox", uploads=Uploads(tmp_path / "gradio"))
+    ref = raw.prepare(str(PHOTO), False, celeba.name, *controls())[0]
+    text = tmp_path / "notes.png"
+    text.write_bytes(b"not an image")
+    resets = [
+        raw.prepare(str(text), False, celeba.name, *controls())[2],
+        raw.prepare(str(PHOTO), False, "nope", *controls())[2],
+        raw.select(ref, True, "nope", *controls())[2],
+        raw.switch(ref, "nope", *controls())[3],
+    ]
+    for panels in resets:
+        assert isinstance(panels, gr.HTML) and panels.props == {"view": "", "reference": ""}
+        assert panels.value.startswith('<div class="panels-empty"')

@@ -86,7 +86,7 @@ def test_the_panels_hold_a_slot_for_the_model_input_not_the_image():
 
 def test_the_template_fills_the_slot_of_its_view():
     """PANELS_TEMPLATE is JavaScript (the browser test runs it); its literal pieces are the slot's."""
-    assert render.PANELS_TEMPLATE == "${value.replace('<!--reference ' + view + '-->', () => reference)}"
+    assert render.PANELS_TEMPLATE == "${(value ?? '').replace('<!--reference ' + view + '-->', () => reference)}"
     assert render.reference_slot("ab12") == "<!--reference ab12-->"
 
 

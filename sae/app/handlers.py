@@ -51,7 +51,9 @@ class ExploreView:
     reference: str = ""
 
     def as_tuple(self) -> tuple[str, gr.HTML, str, str, str]:
-        """The whole view, for a new face or model: the panels with their model input."""
+        """The whole view, for a new face or model: the panels with their model input (an API client receives the
+        panels as Gradio's update dict, {"value": HTML, "props": {"view", "reference"}}; /update's panels keep the
+        slot unfilled)."""
         panels = gr.HTML(value=self.panels, view=self.view, reference=self.reference)
         return (self.note, panels, self.chart, self.linkage, self.budget)
 

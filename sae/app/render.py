@@ -79,7 +79,7 @@ def reference_title(size: int) -> str:
 # only when the face or the model changes. A slot whose view is not the prop's stays empty: panels that arrive late
 # from an earlier face never show the next face's input.
 SLOT_OPEN, SLOT_CLOSE = "<!--reference ", "-->"
-PANELS_TEMPLATE = f"${{value.replace('{SLOT_OPEN}' + view + '{SLOT_CLOSE}', () => reference)}}"
+PANELS_TEMPLATE = f"${{(value ?? '').replace('{SLOT_OPEN}' + view + '{SLOT_CLOSE}', () => reference)}}"
 
 
 def reference_slot(view: str) -> str:
