@@ -71,19 +71,20 @@ def _img(image: torch.Tensor | str, title: str) -> str:
 
 
 def reference_title(size: int) -> str:
+    """The model input panel's title, and its image's alt text."""
     return f"Model input ({size}x{size})"
 
 
 # The model input is the same image on every control change of a face, so it is not resent with each move: the panels
 # hold a slot named for the view (face, crop, model) and the panels' gr.HTML fills it from its `reference` prop, sent
-# only when the face or the model changes. A slot whose view is not the prop's stays empty: panels that arrive late
-# from an earlier face never show the next face's input.
+# only when the face, the crop or the model changes. A slot whose view is not the prop's stays empty: panels that
+# arrive late from an earlier view never show the next view's input.
 SLOT_OPEN, SLOT_CLOSE = "<!--reference ", "-->"
 PANELS_TEMPLATE = f"${{(value ?? '').replace('{SLOT_OPEN}' + view + '{SLOT_CLOSE}', () => reference)}}"
 
 
 def reference_slot(view: str) -> str:
-    """Where the panels' template puts the model input of `view` (a short id without quotes or dashes)."""
+    """Where the panels' template puts the model input of `view` (a short id that cannot end the comment: hex)."""
     return f"{SLOT_OPEN}{view}{SLOT_CLOSE}"
 
 
