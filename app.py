@@ -12,6 +12,11 @@ import sys
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported: no usage reporting
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# After every event Gradio's queue rebuilds a pandas summary of its recorded events (up to GRADIO_ANALYTICS_MAX_EVENTS)
+# for a monitoring page this app never enables, so each event costs more the longer a class runs. Keep few records
+# and rebuild the summary once per thousand events (read when the queue is made; an operator may override both).
+os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "1000")
+os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "1000")
 
 import gradio as gr
 import torch

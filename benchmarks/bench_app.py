@@ -14,9 +14,12 @@ its start, each beside the floor app (`benchmarks.floor_app`) or a target, measu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import statistics
 import tempfile
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -116,6 +119,56 @@ def start_seconds(models: list[str], starts: int) -> dict[str, float]:
     return {"ours_s": ours_s, "floor_s": floor_s, "ratio": ours_s / floor_s, "ours_all": ours, "floor_all": floor}
 
 
+def analytics_ms_per_event(recorded: int, max_events: int, every: int, events: int = 200) -> float:
+    """Milliseconds per event that Gradio's queue spends on its analytics summary (`Queue.compute_analytics_summary`,
+    called after every event) over `events` events, once `recorded` events were served, keeping at most `max_events`
+    records and rebuilding the summary every `every` events: Gradio's defaults against app.py's settings."""
+    from gradio.queueing import Queue
+
+    with _environment(GRADIO_ANALYTICS_MAX_EVENTS=str(max_events), GRADIO_ANALYTICS_CACHE_FREQUENCY=str(every)):
+        queue = Queue(live_updates=False, concurrency_count=1, update_intervals=1, max_size=None, blocks=None)
+    records = [
+        {"time": float(i), "status": "success", "process_time": 0.03, "function": ("update", "prepare")[i % 2], "session_hash": str(i % 30)}
+        for i in range(min(recorded, queue.ANALYTICS_MAX_EVENTS))
+    ]
+    queue.events_recorded = queue.event_count_at_last_cache = recorded
+    started = time.perf_counter()
+    for _ in range(events):
+        queue.events_recorded += 1
+        queue.compute_analytics_summary(list(records))
+    return 1000 * (time.perf_counter() - started) / events
+
+
+GRADIO_ANALYTICS_DEFAULTS = (10_000, 1)  # gradio.queueing: records kept, events between rebuilds of the summary
+ANALYTICS_SERVED = (2_500, 10_000)  # events served: about one 2-minute class of 30 (benchmarks.load), then the cap
+
+
+def analytics_costs() -> dict[str, dict[str, float]]:
+    """`analytics_ms_per_event` after each of ANALYTICS_SERVED events, with Gradio's defaults and with app.py's."""
+    import app  # noqa: F401  (app.py sets its analytics defaults in the environment)
+
+    ours = int(os.environ["GRADIO_ANALYTICS_MAX_EVENTS"]), int(os.environ["GRADIO_ANALYTICS_CACHE_FREQUENCY"])
+    costs = {}
+    for served in ANALYTICS_SERVED:
+        gradio_ms = analytics_ms_per_event(served, *GRADIO_ANALYTICS_DEFAULTS)
+        costs[str(served)] = {"gradio_ms": gradio_ms, "ours_ms": analytics_ms_per_event(served, *ours)}
+    return costs
+
+
+@contextlib.contextmanager
+def _environment(**values: str):
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def run(models: list[str], repeats: int, moves: int, starts: int) -> dict:
     result: dict = {"handlers": {}, "server_cpu": {}}
     for model in models:
@@ -128,6 +181,7 @@ def run(models: list[str], repeats: int, moves: int, starts: int) -> dict:
         model: server_cpu_per_move(REPLAY, ["--model", model], moves, ours=True, warm=COUNTED_KS) for model in models
     }
     result["start"] = start_seconds(models, starts)
+    result["analytics"] = analytics_costs()
     return result
 
 
@@ -146,6 +200,9 @@ def markdown(result: dict) -> str:
     start = result["start"]
     lines += ["", f"Start to serving: ours {start['ours_s']:.2f} s, floor {start['floor_s']:.2f} s, ratio {start['ratio']:.2f}x "
               f"(target {START_RATIO_TARGET}x)."]  # fmt: skip
+    for served, cost in result.get("analytics", {}).items():
+        lines.append(f"Gradio's analytics summary per event after {served} events: {cost['gradio_ms']:.2f} ms with its defaults, "
+                     f"{cost['ours_ms']:.3f} ms with app.py's.")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

@@ -134,6 +134,7 @@ def test_app_rows_split_the_servers_cpu_into_carrying_outputs_and_the_handler(mo
     cpu = {"floor": {"cpu_ms_per_move": 30.0, "text_kb_per_move": 0.01}, model: {"cpu_ms_per_move": 39.0, "text_kb_per_move": 123.4}}
     result = {"handlers": handlers, "server_cpu": cpu, "server_cpu_replayed": {model: {"cpu_ms_per_move": 12.0}}}
     result["start"] = {"ours_s": 4.2, "floor_s": 4.0, "ratio": 1.05}
+    result["analytics"] = {"10000": {"gradio_ms": 7.5, "ours_ms": 0.002}}
     monkeypatch.setattr(bench_app, "run", lambda *args: result)
     rows, _ = run.app_rows([model], 2, 40, 1)
     replayed = rows[2]  # right after the model's own server CPU row
@@ -145,45 +146,31 @@ def test_app_rows_split_the_servers_cpu_into_carrying_outputs_and_the_handler(mo
         in table
     )
     assert next(row.ours for row in rows if row.measure.startswith("sent to the browser")) == "123 kB"
+    analytics = rows[-1]
+    assert "after 10,000 events" in analytics.measure and (analytics.ours, analytics.reference) == ("0.002 ms", "Gradio's defaults 7.50 ms")
+    assert "after 10000 events: 7.50 ms with its defaults, 0.002 ms with app.py's." in table
 
 
-def test_text_bytes_counts_the_text_outputs_in_utf8():
-    from benchmarks.bench_app import text_bytes
+def test_the_apps_analytics_settings_take_the_summary_off_every_event(monkeypatch):
+    """app.py keeps 1,000 records and rebuilds Gradio's analytics summary once per 1,000 events, where Gradio's
+    defaults rebuild a table of up to 10,000 records after every event."""
+    import gradio as gr
+    from gradio.queueing import Queue
 
-    assert text_bytes(("<p>é</p>", None, {"path": "/tmp/x.png"}, "ab")) == len("<p>é</p>".encode()) + 2 == 11
-    assert text_bytes("abc") == 3 and text_bytes(None) == 0
+    import app  # noqa: F401  (sets the environment the queue reads)
+    from benchmarks.bench_app import GRADIO_ANALYTICS_DEFAULTS, analytics_ms_per_event
 
-
-def test_a_cpu_profile_splits_into_javascript_copies_and_the_collector():
-    from benchmarks.browser_profile import markdown, profile_summary
-
-    def node(id_, name, url="", children=()):
-        return {"id": id_, "callFrame": {"functionName": name, "url": url}, "children": list(children)}
-
-    profile = {
-        "nodes": [
-            node(1, "(root)", children=[2, 3, 4, 5]),
-            node(2, "(idle)"),
-            node(3, "get_data", "http://x/assets/src.js", [6]),
-            node(4, "(garbage collector)"),
-            node(5, "render", "http://x/assets/HTML.js"),
-            node(6, "structuredClone"),
-        ],
-        "samples": [2, 6, 6, 3, 4, 5, 2],
-        "timeDeltas": [0, 1000, 2000, 2000, 1000, 500, 3000],  # microseconds; a sample lasts until the next
-    }
-    row = profile_summary(profile, steps=2)
-    assert row["js_ms"] == 4.25 and row["snapshot_ms"] == 2.5 and row["gc_ms"] == 0.25
-    assert row["top"] == [("structuredClone (native)", 2.0), ("render (HTML.js)", 1.5), ("get_data (src.js)", 0.5)]
-    callers = {"event inputs and triggers": 100.0, "status updates": 750.0, "elsewhere": 50.0}
-    row |= {"step_ms": 70.0, "clones": 900.0, "cloned_kb": 512.0, "callers": callers}
-    line = markdown({"ours": row}).splitlines()[2]
-    assert line.startswith("| ours | 70 | 4.2 | 2.5 | 0.2 | 900: 100 / 750 / 50 | 512 kB | structuredClone (native) 2.0;")
-
-
-def test_the_profile_document_names_the_command_that_made_it():
-    from benchmarks.browser_profile import document
-
-    text = document("| t |\n", ["--steps", "5", "--out", "docs/x.md"])
-    assert "`python -m benchmarks.browser_profile --steps 5 --out docs/x.md`" in text and text.endswith("| t |\n")
-    assert "structuredClone" in text  # what the columns mean
+    rebuilt = []
+    table = Queue._get_df
+    monkeypatch.setattr(Queue, "_get_df", staticmethod(lambda records: rebuilt.append(len(records)) or table(records)))
+    ours = int(os.environ["GRADIO_ANALYTICS_MAX_EVENTS"]), int(os.environ["GRADIO_ANALYTICS_CACHE_FREQUENCY"])
+    assert ours == (1000, 1000)
+    with gr.Blocks() as demo:
+        gr.Markdown()
+    queue = demo.queue()._queue  # the app's queue is made the same way, after app.py has set the environment
+    assert (queue.ANALYTICS_MAX_EVENTS, queue.ANAYLTICS_CACHE_FREQUENCY) == ours
+    analytics_ms_per_event(2000, *GRADIO_ANALYTICS_DEFAULTS, events=20)
+    assert rebuilt == [2000] * 20
+    rebuilt.clear()
+    analytics_ms_per_event(2000, *ours, events=1500)
+    assert rebuilt == [1000]  # one rebuild in 1,500 events, of at most 1,000 records
