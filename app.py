@@ -12,11 +12,6 @@ import sys
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported: no usage reporting
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-# After every event Gradio's queue rebuilds a pandas summary of its recorded events (up to GRADIO_ANALYTICS_MAX_EVENTS)
-# for a monitoring page this app never enables, so each event costs more the longer a class runs. Keep few records
-# and rebuild the summary once per thousand events (read when the queue is made; an operator may override both).
-os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "1000")
-os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "1000")
 
 import gradio as gr
 import torch
@@ -34,6 +29,18 @@ MAX_UPLOAD = "20mb"  # Gradio refuses bigger uploads before they reach a handler
 WORKERS = 2
 QUEUE_SIZE = 64
 TORCH_THREADS = 1  # per handler: WORKERS handlers already use the cores, and a second thread on tiny tensors only spins
+# After every event Gradio's queue rebuilds a pandas summary of its recorded events (up to GRADIO_ANALYTICS_MAX_EVENTS)
+# for a monitoring page this app never enables, so each event costs more the longer a class runs: keep few records
+# and rebuild the summary once per thousand events. The queue reads these when it is made; an operator's values win.
+QUEUE_ANALYTICS = {"GRADIO_ANALYTICS_MAX_EVENTS": "1000", "GRADIO_ANALYTICS_CACHE_FREQUENCY": "1000"}
+
+
+def queue(demo: gr.Blocks) -> gr.Blocks:
+    """The app's queue on `demo`: WORKERS handlers at a time, QUEUE_SIZE waiting, QUEUE_ANALYTICS (set in this
+    process's environment unless already set)."""
+    for name, value in QUEUE_ANALYTICS.items():
+        os.environ.setdefault(name, value)
+    return demo.queue(default_concurrency_limit=WORKERS, max_size=QUEUE_SIZE)
 
 
 def serve(
@@ -52,7 +59,7 @@ def serve(
     (None: never), kept as `demo.memory_trimmer` so a caller can stop it."""
     torch.set_num_threads(TORCH_THREADS)
     demo = build(models, failures, face_cache, handlers)
-    demo.queue(default_concurrency_limit=WORKERS, max_size=QUEUE_SIZE)
+    queue(demo)
     trimmer = MemoryTrimmer(trim_interval_s).start() if trim_interval_s else None  # before a launch that blocks
     # What start-up made (torch, Gradio, the models, the UI) lives as long as the process: take it out of the garbage
     # collector's reach, so a full collection while serving scans only what requests made instead of stalling every

@@ -145,9 +145,9 @@ ANALYTICS_SERVED = (2_500, 10_000)  # events served: about one 2-minute class of
 
 def analytics_costs() -> dict[str, dict[str, float]]:
     """`analytics_ms_per_event` after each of ANALYTICS_SERVED events, with Gradio's defaults and with app.py's."""
-    import app  # noqa: F401  (app.py sets its analytics defaults in the environment)
+    from app import QUEUE_ANALYTICS
 
-    ours = int(os.environ["GRADIO_ANALYTICS_MAX_EVENTS"]), int(os.environ["GRADIO_ANALYTICS_CACHE_FREQUENCY"])
+    ours = tuple(int(os.environ.get(name, value)) for name, value in QUEUE_ANALYTICS.items())  # as app.queue sets them
     costs = {}
     for served in ANALYTICS_SERVED:
         gradio_ms = analytics_ms_per_event(served, *GRADIO_ANALYTICS_DEFAULTS)

@@ -152,23 +152,23 @@ def test_app_rows_split_the_servers_cpu_into_carrying_outputs_and_the_handler(mo
 
 
 def test_the_apps_analytics_settings_take_the_summary_off_every_event(monkeypatch):
-    """app.py keeps 1,000 records and rebuilds Gradio's analytics summary once per 1,000 events, where Gradio's
-    defaults rebuild a table of up to 10,000 records after every event."""
+    """The app's queue keeps 1,000 records and rebuilds Gradio's analytics summary once per 1,000 events, where
+    Gradio's defaults rebuild a table of up to 10,000 records after every event."""
     import gradio as gr
     from gradio.queueing import Queue
 
-    import app  # noqa: F401  (sets the environment the queue reads)
+    import app
     from benchmarks.bench_app import GRADIO_ANALYTICS_DEFAULTS, analytics_ms_per_event
 
+    monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items() if k not in app.QUEUE_ANALYTICS})
+    with gr.Blocks() as demo:
+        gr.Markdown()
+    queue = app.queue(demo)._queue
+    ours = (queue.ANALYTICS_MAX_EVENTS, queue.ANAYLTICS_CACHE_FREQUENCY)
+    assert ours == (1000, 1000) and queue.default_concurrency_limit == app.WORKERS
     rebuilt = []
     table = Queue._get_df
     monkeypatch.setattr(Queue, "_get_df", staticmethod(lambda records: rebuilt.append(len(records)) or table(records)))
-    ours = int(os.environ["GRADIO_ANALYTICS_MAX_EVENTS"]), int(os.environ["GRADIO_ANALYTICS_CACHE_FREQUENCY"])
-    assert ours == (1000, 1000)
-    with gr.Blocks() as demo:
-        gr.Markdown()
-    queue = demo.queue()._queue  # the app's queue is made the same way, after app.py has set the environment
-    assert (queue.ANALYTICS_MAX_EVENTS, queue.ANAYLTICS_CACHE_FREQUENCY) == ours
     analytics_ms_per_event(2000, *GRADIO_ANALYTICS_DEFAULTS, events=20)
     assert rebuilt == [2000] * 20
     rebuilt.clear()
