@@ -30,8 +30,9 @@ WORKERS = 2
 QUEUE_SIZE = 64
 TORCH_THREADS = 1  # per handler: WORKERS handlers already use the cores, and a second thread on tiny tensors only spins
 # After every event Gradio's queue rebuilds a pandas summary of its recorded events (up to GRADIO_ANALYTICS_MAX_EVENTS)
-# for a monitoring page this app never enables, so each event costs more the longer a class runs: keep few records
-# and rebuild the summary once per thousand events. The queue reads these when it is made; an operator's values win.
+# for its monitoring page, even when the page is off (as `serve` sets it), so each event costs more the longer a class
+# runs: keep few records and rebuild the summary once per thousand events. The queue reads these when it is made; an
+# operator's values win.
 QUEUE_ANALYTICS = {"GRADIO_ANALYTICS_MAX_EVENTS": "1000", "GRADIO_ANALYTICS_CACHE_FREQUENCY": "1000"}
 
 
@@ -75,6 +76,7 @@ def serve(
             css=CSS,
             theme=theme(),
             footer_links=["gradio"],
+            enable_monitoring=False,  # Gradio's default serves a summary of every event at /monitoring/summary
             # No run history: Gradio would keep every visitor's inputs and outputs (faces) in the browser's storage
             # and rewrite that growing record on each event, so each slider move would take longer than the last.
             run_history=False,

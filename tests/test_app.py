@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -230,6 +231,10 @@ def test_named_endpoints(app_url):
     assert not {"/select", "/share_preview", "/decode_received"} & named
     with urllib.request.urlopen(app_url + "config", timeout=10) as response:
         assert json.load(response)["run_history"] is False  # browsers keep no record of visitors' runs (their faces)
+    for path in ("monitoring/summary", "gradio_api/monitoring"):  # Gradio serves both unless monitoring is off
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(app_url + path, timeout=10)
+        assert refused.value.code in (403, 404), path
 
 
 def test_every_endpoint_in_a_session(app_url, models):

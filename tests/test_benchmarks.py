@@ -174,3 +174,45 @@ def test_the_apps_analytics_settings_take_the_summary_off_every_event(monkeypatc
     rebuilt.clear()
     analytics_ms_per_event(2000, *ours, events=1500)
     assert rebuilt == [1000]  # one rebuild in 1,500 events, of at most 1,000 records
+
+
+def test_text_bytes_counts_the_text_outputs_in_utf8():
+    from benchmarks.bench_app import text_bytes
+
+    assert text_bytes(("<p>é</p>", None, {"path": "/tmp/x.png"}, "ab")) == len("<p>é</p>".encode()) + 2 == 11
+    assert text_bytes("abc") == 3 and text_bytes(None) == 0
+
+
+def test_a_cpu_profile_splits_into_javascript_copies_and_the_collector():
+    from benchmarks.browser_profile import markdown, profile_summary
+
+    def node(id_, name, url="", children=()):
+        return {"id": id_, "callFrame": {"functionName": name, "url": url}, "children": list(children)}
+
+    profile = {
+        "nodes": [
+            node(1, "(root)", children=[2, 3, 4, 5]),
+            node(2, "(idle)"),
+            node(3, "get_data", "http://x/assets/src.js", [6]),
+            node(4, "(garbage collector)"),
+            node(5, "render", "http://x/assets/HTML.js"),
+            node(6, "structuredClone"),
+        ],
+        "samples": [2, 6, 6, 3, 4, 5, 2],
+        "timeDeltas": [0, 1000, 2000, 2000, 1000, 500, 3000],  # microseconds; a sample lasts until the next
+    }
+    row = profile_summary(profile, steps=2)
+    assert row["js_ms"] == 4.25 and row["snapshot_ms"] == 2.5 and row["gc_ms"] == 0.25
+    assert row["top"] == [("structuredClone (native)", 2.0), ("render (HTML.js)", 1.5), ("get_data (src.js)", 0.5)]
+    callers = {"event inputs and triggers": 100.0, "status updates": 750.0, "elsewhere": 50.0}
+    row |= {"step_ms": 70.0, "clones": 900.0, "cloned_kb": 512.0, "callers": callers}
+    line = markdown({"ours": row}).splitlines()[2]
+    assert line.startswith("| ours | 70 | 4.2 | 2.5 | 0.2 | 900: 100 / 750 / 50 | 512 kB | structuredClone (native) 2.0;")
+
+
+def test_the_profile_document_names_the_command_that_made_it():
+    from benchmarks.browser_profile import document
+
+    text = document("| t |\n", ["--steps", "5", "--out", "docs/x.md"])
+    assert "`python -m benchmarks.browser_profile --steps 5 --out docs/x.md`" in text and text.endswith("| t |\n")
+    assert "structuredClone" in text  # what the columns mean
