@@ -151,6 +151,7 @@ def test_app_rows_split_the_servers_cpu_into_carrying_outputs_and_the_handler(mo
     assert "after 10000 events: 7.50 ms with its defaults, 0.002 ms with app.py's." in table
 
 
+@pytest.mark.filterwarnings("ignore:'future.no_silent_downcasting'", "ignore:The copy keyword is deprecated")  # Gradio's pandas calls
 def test_the_apps_analytics_settings_take_the_summary_off_every_event(monkeypatch):
     """The app's queue keeps 1,000 records and rebuilds Gradio's analytics summary once per 1,000 events, where
     Gradio's defaults rebuild a table of up to 10,000 records after every event."""
