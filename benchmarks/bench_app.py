@@ -14,7 +14,6 @@ its start, each beside the floor app (`benchmarks.floor_app`) or a target, measu
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import statistics
@@ -22,6 +21,7 @@ import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from unittest import mock
 
 import torch
 
@@ -130,7 +130,8 @@ def analytics_ms_per_event(recorded: int, max_events: int, every: int, events: i
     events = max(200, 2 * every) if events is None else events
     from gradio.queueing import Queue
 
-    with _environment(GRADIO_ANALYTICS_MAX_EVENTS=str(max_events), GRADIO_ANALYTICS_CACHE_FREQUENCY=str(every)):
+    settings = {"GRADIO_ANALYTICS_MAX_EVENTS": str(max_events), "GRADIO_ANALYTICS_CACHE_FREQUENCY": str(every)}
+    with mock.patch.dict(os.environ, settings):  # read by the queue when it is made
         queue = Queue(live_updates=False, concurrency_count=1, update_intervals=1, max_size=None, blocks=None)
     names = APP_EVENTS
     records = [
@@ -159,20 +160,6 @@ def analytics_costs() -> dict[str, dict[str, float]]:
         gradio_ms = analytics_ms_per_event(served, *GRADIO_ANALYTICS_DEFAULTS)
         costs[str(served)] = {"gradio_ms": gradio_ms, "ours_ms": analytics_ms_per_event(served, *ours)}
     return costs
-
-
-@contextlib.contextmanager
-def _environment(**values: str):
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def run(models: list[str], repeats: int, moves: int, starts: int) -> dict:
