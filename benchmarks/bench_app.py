@@ -133,9 +133,14 @@ def analytics_ms_per_event(recorded: int, max_events: int, every: int, events: i
     settings = {"GRADIO_ANALYTICS_MAX_EVENTS": str(max_events), "GRADIO_ANALYTICS_CACHE_FREQUENCY": str(every)}
     with mock.patch.dict(os.environ, settings):  # read by the queue when it is made
         queue = Queue(live_updates=False, concurrency_count=1, update_intervals=1, max_size=None, blocks=None)
-    names = APP_EVENTS
     records = [
-        {"time": float(i), "status": "success", "process_time": 0.03, "function": names[i % len(names)], "session_hash": str(i % 30)}
+        {
+            "time": float(i),
+            "status": "success",
+            "process_time": 0.03,
+            "function": APP_EVENTS[i % len(APP_EVENTS)],
+            "session_hash": str(i % 30),
+        }
         for i in range(min(recorded, queue.ANALYTICS_MAX_EVENTS))
     ]
     queue.events_recorded = queue.event_count_at_last_cache = recorded

@@ -56,33 +56,46 @@ def _read(page, selector: str, attribute: str | None = None) -> str | None:
     return element.get_attribute(attribute) if attribute else element.text_content()
 
 
+def open_app(browser, url: str):
+    """A 1366x768 page on the app (ours or the floor), once its slider is there."""
+    page = browser.new_page(viewport={"width": 1366, "height": 768})
+    page.goto(url, wait_until="load", timeout=TIMEOUT_MS)
+    page.wait_for_selector("#k-slider input[type=range]", timeout=TIMEOUT_MS)
+    return page
+
+
+def upload(page, image: str, photo: Path) -> float:
+    """Seconds from handing `photo` to the page until `image`'s src changes."""
+    before = _read(page, image, "src")
+    started = time.perf_counter()
+    page.locator("#photo input[type=file]").set_input_files(str(photo))
+    _wait_change(page, image, before, "src")
+    return time.perf_counter() - started
+
+
+def slider_step(page, caption: str, step: int) -> float:
+    """Seconds from one arrow key on the focused slider (right on even steps, left on odd) until `caption`'s text
+    changes; then a pause of STEP_GAP_S, so that the next step is not merged into this one."""
+    before = _read(page, caption)
+    started = time.perf_counter()
+    page.keyboard.press("ArrowRight" if step % 2 == 0 else "ArrowLeft")
+    _wait_change(page, caption, before)
+    elapsed = time.perf_counter() - started
+    page.wait_for_timeout(int(STEP_GAP_S * 1000))
+    return elapsed
+
+
 def measure(url: str, caption: str, image: str, photos: list[Path], steps: int, browser, warm_steps: int = 0) -> dict[str, list[float]]:
     """Seconds of each upload (until `image`'s src changes) and each slider step (until `caption`'s text changes);
     the first `warm_steps` steps are taken but not counted."""
-    page = browser.new_page(viewport={"width": 1366, "height": 768})
+    page = open_app(browser, url)
     try:
-        page.goto(url, wait_until="load", timeout=TIMEOUT_MS)
-        page.wait_for_selector("#k-slider input[type=range]", timeout=TIMEOUT_MS)
-        upload = page.locator("#photo input[type=file]")
         uploads = []
         for photo in photos:
-            before = _read(page, image, "src")
-            started = time.perf_counter()
-            upload.set_input_files(str(photo))
-            _wait_change(page, image, before, "src")
-            uploads.append(time.perf_counter() - started)
+            uploads.append(upload(page, image, photo))
             page.wait_for_timeout(300)
-        slider = page.locator("#k-slider input[type=range]")
-        slider.focus()
-        moves = []
-        for step in range(warm_steps + steps):
-            before = _read(page, caption)
-            started = time.perf_counter()
-            page.keyboard.press("ArrowRight" if step % 2 == 0 else "ArrowLeft")
-            _wait_change(page, caption, before)
-            if step >= warm_steps:
-                moves.append(time.perf_counter() - started)
-            page.wait_for_timeout(int(STEP_GAP_S * 1000))
+        page.locator("#k-slider input[type=range]").focus()
+        moves = [slider_step(page, caption, step) for step in range(warm_steps + steps)][warm_steps:]
         return {"upload": uploads, "step": moves}
     finally:
         page.close()

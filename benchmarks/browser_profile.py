@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.browser import FLOOR_CAPTION, REPLAY_WARM_STEPS, STEP_GAP_S, TIMEOUT_MS, _faces, _read, _wait_change
+from benchmarks.browser import FLOOR_CAPTION, REPLAY_WARM_STEPS, _faces, open_app, slider_step, upload
 from benchmarks.serving import FLOOR, OURS, REPLAY, AppProcess, chromium_available, launch_chromium, percentile
 from sae.zoo import files
 
@@ -45,16 +45,6 @@ COUNT_CLONES = r"""() => {
     return original.call(this, value, options);
   };
 }"""
-
-
-def _step(page, caption: str, step: int) -> float:
-    before = _read(page, caption)
-    started = time.perf_counter()
-    page.keyboard.press("ArrowRight" if step % 2 == 0 else "ArrowLeft")
-    _wait_change(page, caption, before)
-    elapsed = time.perf_counter() - started
-    page.wait_for_timeout(int(STEP_GAP_S * 1000))
-    return elapsed
 
 
 def profile_summary(profile: dict, steps: int, top: int = 5) -> dict:
@@ -90,26 +80,21 @@ def profile_summary(profile: dict, steps: int, top: int = 5) -> dict:
 
 def measure(url: str, caption: str, image: str, photo: Path, steps: int, browser, warm_steps: int) -> dict:
     """One upload, `warm_steps` uncounted steps, then the CPU profile and the clone count over `steps` steps each."""
-    page = browser.new_page(viewport={"width": 1366, "height": 768})
+    page = open_app(browser, url)
     try:
-        page.set_default_timeout(TIMEOUT_MS)
-        page.goto(url, wait_until="load")
-        page.wait_for_selector("#k-slider input[type=range]")
-        before = _read(page, image, "src")
-        page.locator("#photo input[type=file]").set_input_files(str(photo))
-        _wait_change(page, image, before, "src")
+        upload(page, image, photo)
         page.locator("#k-slider input[type=range]").focus()
         for step in range(warm_steps):
-            _step(page, caption, step)
+            slider_step(page, caption, step)
         cdp = page.context.new_cdp_session(page)
         cdp.send("Profiler.enable")
         cdp.send("Profiler.setSamplingInterval", {"interval": 100})
         cdp.send("Profiler.start")
-        times = [_step(page, caption, step) for step in range(steps)]
+        times = [slider_step(page, caption, step) for step in range(steps)]
         profiled = profile_summary(cdp.send("Profiler.stop")["profile"], steps)
         page.evaluate(COUNT_CLONES.replace("CALLERS_JSON", json.dumps({name: list(fns) for name, fns in CALLERS.items()})))
         for step in range(steps):
-            _step(page, caption, step)
+            slider_step(page, caption, step)
         clones = page.evaluate("() => window.__clones")
     finally:
         page.close()

@@ -6,7 +6,7 @@ The same layout, outputs and queue as `app.py` on the same model; only /update (
 other control) remembers each rendered view (the model, the attacks, the scores, the PNGs and the HTML) by face and
 settings and returns it when asked again. The browser benchmark's steps go back and forth between two k, so from the
 third step on every answer is a replay: what is left of a step is what Gradio, the page and the browser spend to carry
-our outputs (five panels, the chart, the notes), which no faster handler removes. A benchmark's tool, never to serve a
+our outputs (the panels, the chart, the notes), which no faster handler removes. A benchmark's tool, never to serve a
 class: it keeps every view, failures included.
 """
 

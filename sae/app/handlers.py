@@ -179,7 +179,7 @@ class Handlers:
     def _reset(self, served: ServedModel | None, settings: ShareSettings | None, message: str) -> tuple:
         """The view with no face, and one plain message: what every failed upload or lookup shows."""
         budget = "" if served is None or settings is None else budget_text(served, settings)
-        return (None, failure(message), gr.HTML(value=render.empty_panels(message), view="", reference=""), "", "", budget, [])
+        return (None, *ExploreView(failure(message), render.empty_panels(message), "", "", budget).as_tuple(), [])
 
     # -- events --------------------------------------------------------------------------------------------------
 
