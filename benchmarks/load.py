@@ -37,7 +37,7 @@ import numpy as np
 from PIL import Image
 
 from benchmarks import floor_app
-from benchmarks.serving import FLOOR, OURS, PHOTO, REPO, AppProcess, percentile
+from benchmarks.serving import FLOOR, OURS, PHOTO, REPO, AppProcess, percentile, server_stack
 from sae.app.memory import TRIM_INTERVAL_S
 from sae.app.outbox import OUTBOX_MAX_AGE
 from sae.app.settings import ShareSettings
@@ -259,7 +259,8 @@ def table(result: LoadResult) -> str:
     lines = [
         f"{result.students} students for {result.duration_s:g} s, one slider move every 1-2 s each (after one upload); "
         f"workers {result.settings['workers']}, queue size {result.settings['queue size']}; model {result.settings['model']}; "
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores shared by the server and the students",
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores shared by the server and the students; "
+        f"served by {server_stack()}",
         "",
         "| measure | value | target |",
         "|---|---:|---:|",

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from benchmarks import bench_app, browser, load
-from benchmarks.serving import PHOTO, chromium_available, percentile
+from benchmarks.serving import PHOTO, chromium_available, percentile, server_stack
 from benchmarks.timing import timings_ms
 from sae.app.pipeline import encode_face, quality_curve
 from sae.cli.evaluate import evaluate_model, fit_pca_cached
@@ -97,6 +97,7 @@ def machine() -> dict:
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "python": platform.python_version(),
+        "server": server_stack(),
     }
 
 
@@ -370,7 +371,8 @@ def _percentiles(summary: dict) -> str:
 
 def markdown(info: dict, rows: list[Row], skipped: dict[str, str]) -> str:
     lines = [
-        f"{info['date']}; {info['cpu']}, {info['cores']} cores, torch {info['torch']} ({info['torch_threads']} threads in this process)",
+        f"{info['date']}; {info['cpu']}, {info['cores']} cores, torch {info['torch']} ({info['torch_threads']} threads in this "
+        f"process); apps served by {info['server']}",
         "",
         "| part | model | measure | ours | baseline, floor or target | ours vs it |",
         "|---|---|---|---|---|---|",

@@ -20,6 +20,17 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
 
 
+def server_stack() -> str:
+    """The event loop and HTTP implementation uvicorn (under Gradio) runs the apps with: its "auto" choices, which
+    take uvloop and httptools where installed (requirements.txt)."""
+    import uvicorn
+    from uvicorn.loops.auto import auto_loop_factory
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    loop = auto_loop_factory(use_subprocess=False).__module__.split(".")[0]
+    return f"uvicorn {uvicorn.__version__}, {loop} loop, {AutoHTTPProtocol.__name__}"
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

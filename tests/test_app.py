@@ -3,6 +3,7 @@ what `import app` loads, and the launched app driven over HTTP as a visitor's br
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import socket
@@ -14,8 +15,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import uvicorn
 from gradio_client import Client, handle_file
 
+from benchmarks.serving import server_stack
 from sae.zoo import files
 from tests.conftest import REPO, Page
 
@@ -175,6 +178,33 @@ def test_serving_takes_what_start_up_made_out_of_the_garbage_collectors_reach(ti
     assert result.returncode == 0, result.stderr
     (counts,) = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert counts["frozen"] > 100_000 and counts["tracked"] < counts["frozen"] // 10
+
+
+_SERVER_STACK = """
+import json, sys
+import app
+from sae.app.models import load_served
+models, failures = load_served(sys.argv[1:-1])
+demo = app.serve(models, "127.0.0.1", int(sys.argv[-1]), block=False, trim_interval_s=None, failures=failures)
+loop = type(demo.server.servers[0].get_loop())
+print(json.dumps({"http": demo.server.config.http_protocol_class.__name__, "loop": loop.__module__}))
+demo.close()
+"""
+
+
+def test_the_server_runs_on_uvloop_and_httptools_where_installed(tiny_model_dirs):
+    """requirements.txt installs uvloop (not on Windows) and httptools for the server Gradio starts (uvicorn's "auto"
+    choices): the launched app must run on them, not on Python's own loop and HTTP parser."""
+    arguments = [str(tiny_model_dirs["celeba"]), str(_free_port())]
+    env = os.environ | {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-c", _SERVER_STACK, *arguments]
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    (stack,) = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert stack["http"] == "HttpToolsProtocol"
+    expected = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    assert stack["loop"].split(".")[0] == expected and (expected == "uvloop" or sys.platform == "win32")
+    assert server_stack() == f"uvicorn {uvicorn.__version__}, {expected} loop, HttpToolsProtocol"
 
 
 # ---------------------------------------------------------------------------------------------------
