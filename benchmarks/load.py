@@ -101,6 +101,16 @@ class LoadResult:
             return float("nan"), float("nan"), float("nan")
         return percentile(values, 50), percentile(values, 95), percentile(values, 99)
 
+    def p95_by_part_ms(self, endpoint: str, parts: int = 4) -> list[float]:
+        """p95 of an endpoint's answered requests by the part of the run they started in (`parts` equal spans), by
+        `serving.percentile`: whether a class's answers slow down as it goes on (NaN for a part with none)."""
+        span = self.duration_s / parts
+        values: list[list[float]] = [[] for _ in range(parts)]
+        for request in self.requests:
+            if request.error is None and request.endpoint == endpoint:
+                values[min(parts - 1, int(request.started // span))].append(1000 * request.seconds)
+        return [percentile(part, 95) if part else float("nan") for part in values]
+
     @property
     def memory_flat(self) -> tuple[bool | None, str]:
         """Whether the server's RSS, after the warm-up, stayed within MEMORY_SLACK of its level then.
@@ -256,6 +266,7 @@ def table(result: LoadResult) -> str:
     done = [r for r in result.requests if r.error is None]
     memory_text = result.memory_flat[1]
     rss = " / ".join(f"{rss:.0f}" for _, rss in result.memory[:: max(1, len(result.memory) // 6)])
+    quarters = result.p95_by_part_ms("/update")
     lines = [
         f"{result.students} students for {result.duration_s:g} s, one slider move every 1-2 s each (after one upload); "
         f"workers {result.settings['workers']}, queue size {result.settings['queue size']}; model {result.settings['model']}; "
@@ -272,6 +283,7 @@ def table(result: LoadResult) -> str:
             for endpoint in ("/prepare", "/upload")
             if len(result.latencies_ms(endpoint))
         ),
+        f"| slider move /update p95 in each quarter of the run (ms) | {' / '.join(f'{p:.0f}' for p in quarters)} | |",
         f"| moves answered per second | {len(result.latencies_ms('/update')) / result.duration_s:.1f} | |",
         f"| server CPU per request (ms) | {result.cpu_ms_per_request:.1f} | |",
         f"| server RSS over the run (MB) | {rss} | |",

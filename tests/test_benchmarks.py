@@ -69,6 +69,9 @@ def test_load_rows_put_the_floor_app_beside_each_model(monkeypatch):
     assert [row.model for row in rows] == ["floor app"] * 2 + ["utkface128"] * 3
     assert raw["floor"]["p50_ms"] < raw["utkface128"]["p50_ms"] and raw["utkface128"]["cpu_ms_per_request"] == 20.0
     assert rows[2].reference.startswith(f"floor app {raw['floor']['p95_ms']:.0f} / {raw['floor']['p99_ms']:.0f} ms; target")
+    quarters = raw["utkface128"]["p95_by_quarter_ms"]  # moves started in 0-30, 30-60, 60-90 and 90-120 s
+    assert len(quarters) == 4 and quarters == sorted(quarters) and 300 < quarters[0] < 330 < quarters[1]
+    assert rows[2].comparison == "0 errors; p95 in each quarter of the run " + " / ".join(f"{q:.0f}" for q in quarters) + " ms"
 
 
 def test_the_replay_app_renders_each_view_once_and_replays_it(served_models, tmp_path):

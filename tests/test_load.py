@@ -73,3 +73,13 @@ def test_the_load_tables_and_benchmarks_run_read_one_percentile():
     summary = run.load_summary(result)
     assert (summary["p50_ms"], summary["p95_ms"], summary["p99_ms"]) == expected and summary["memory_verdict"] == "-"
     assert "| 250 / 1300 / 1300 |" in load.table(result)
+
+
+def test_the_table_gives_the_slider_p95_of_each_quarter_of_the_run():
+    """A class that slows down as it goes on shows it: each quarter's p95 from the moves started in it."""
+    requests = [load.Request("/update", float(at), (1 + at // 30) / 8, None) for at in range(120)]
+    requests += [load.Request("/update", 100.0, 9.0, "timeout"), load.Request("/prepare", 1.0, 5.0, None)]
+    result = load.LoadResult(30, 120.0, requests, [], 1.0, [], SETTINGS)
+    assert result.p95_by_part_ms("/update") == [125.0, 250.0, 375.0, 500.0]
+    assert "| slider move /update p95 in each quarter of the run (ms) | 125 / 250 / 375 / 500 | |" in load.table(result)
+    assert all(v != v for v in load.LoadResult(30, 120.0, [], [], 1.0, [], SETTINGS).p95_by_part_ms("/update"))
