@@ -332,7 +332,7 @@ def main(argv: list[str] | None = None) -> LoadResult:
     print()
     print(table(result))
     if args.out:
-        Path(args.out).write_text(page(result, argv))
+        Path(args.out).write_text(page(result, sys.argv[1:] if argv is None else argv))
     if args.json:
         Path(args.json).write_text(result.to_json())
     if not result.ok:

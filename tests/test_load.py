@@ -3,6 +3,8 @@ left on disk; and its verdict on memory."""
 
 from __future__ import annotations
 
+import sys
+
 import torch
 
 from benchmarks import load
@@ -10,10 +12,14 @@ from sae.core.model import SparseAutoencoder
 from tests.conftest import TINY
 
 
-def test_short_load_run(tmp_path, capsys):
+def test_short_load_run(tmp_path, capsys, monkeypatch):
+    """Run from the command line (arguments in sys.argv), as docs/load.md was: the page names the command it ran."""
     torch.manual_seed(0)
     SparseAutoencoder(**TINY).save_pretrained(tmp_path / "model")
-    result = load.main(["--short", "--model", str(tmp_path / "model")])
+    arguments = ["--short", "--model", str(tmp_path / "model"), "--out", str(tmp_path / "load.md")]
+    monkeypatch.setattr(sys, "argv", ["benchmarks/load.py", *arguments])
+    result = load.main()
+    assert f"Written by `python -m benchmarks.load {' '.join(arguments)}`" in (tmp_path / "load.md").read_text()
     assert (result.students, result.duration_s) == (4, 15.0)
     assert result.errors == [] and len(result.latencies_ms("/prepare")) == 4 and len(result.latencies_ms("/update")) >= 4
     assert result.uploads_left == [] and result.cpu_s > 0 and all(rss > 0 for _, rss in result.memory)
