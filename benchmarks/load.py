@@ -25,6 +25,7 @@ import json
 import os
 import platform
 import random
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -108,7 +109,7 @@ class LoadResult:
         values: list[list[float]] = [[] for _ in range(parts)]
         for request in self.requests:
             if request.error is None and request.endpoint == endpoint:
-                values[min(parts - 1, int(request.started // span))].append(1000 * request.seconds)
+                values[min(parts - 1, max(0, int(request.started // span)))].append(1000 * request.seconds)
         return [percentile(part, 95) if part else float("nan") for part in values]
 
     @property
@@ -266,7 +267,7 @@ def table(result: LoadResult) -> str:
     done = [r for r in result.requests if r.error is None]
     memory_text = result.memory_flat[1]
     rss = " / ".join(f"{rss:.0f}" for _, rss in result.memory[:: max(1, len(result.memory) // 6)])
-    quarters = result.p95_by_part_ms("/update")
+    quarters = " / ".join("-" if np.isnan(p95) else f"{p95:.0f}" for p95 in result.p95_by_part_ms("/update"))
     lines = [
         f"{result.students} students for {result.duration_s:g} s, one slider move every 1-2 s each (after one upload); "
         f"workers {result.settings['workers']}, queue size {result.settings['queue size']}; model {result.settings['model']}; "
@@ -283,7 +284,7 @@ def table(result: LoadResult) -> str:
             for endpoint in ("/prepare", "/upload")
             if len(result.latencies_ms(endpoint))
         ),
-        f"| slider move /update p95 in each quarter of the run (ms) | {' / '.join(f'{p:.0f}' for p in quarters)} | |",
+        f"| slider move /update p95 in each quarter of the run (ms) | {quarters} | |",
         f"| moves answered per second | {len(result.latencies_ms('/update')) / result.duration_s:.1f} | |",
         f"| server CPU per request (ms) | {result.cpu_ms_per_request:.1f} | |",
         f"| server RSS over the run (MB) | {rss} | |",
@@ -296,7 +297,7 @@ def table(result: LoadResult) -> str:
 
 def page(result: LoadResult, argv: list[str] | None) -> str:
     """docs/load.md: what was run, the table, and what the app does to keep a class's memory flat."""
-    command = "python -m benchmarks.load" + ("" if not argv else " " + " ".join(argv))
+    command = "python -m benchmarks.load" + ("" if not argv else " " + shlex.join(argv))
     return (
         "# A class at once\n\n"
         f"Written by `{command}` on {time.strftime('%Y-%m-%d %H:%M %Z')}: the app in a child process with its own queue "

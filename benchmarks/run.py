@@ -341,6 +341,7 @@ def load_summary(result: load.LoadResult) -> dict:
 
 
 def _errors_and_quarters(summary: dict) -> str:
+    """A class's errors and its slider p95 in each quarter of the run (a noisy spell or a slowing class shows where)."""
     quarters = " / ".join(f"{p95:.0f}" for p95 in summary["p95_by_quarter_ms"])
     return f"{summary['errors']} errors; p95 in each quarter of the run {quarters} ms"
 

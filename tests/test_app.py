@@ -192,9 +192,11 @@ demo.close()
 """
 
 
-def test_the_server_runs_on_uvloop_and_httptools_where_installed(tiny_model_dirs):
+def test_the_server_runs_on_uvloop_and_httptools(tiny_model_dirs):
     """requirements.txt installs uvloop (not on Windows) and httptools for the server Gradio starts (uvicorn's "auto"
     choices): the launched app must run on them, not on Python's own loop and HTTP parser."""
+    required = (REPO / "requirements.txt").read_text()
+    assert all(f"\n{name}>=" in required for name in ("uvicorn", "uvloop", "httptools"))
     arguments = [str(tiny_model_dirs["celeba"]), str(_free_port())]
     env = os.environ | {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
     command = [sys.executable, "-c", _SERVER_STACK, *arguments]
