@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import shlex
 import sys
 import tempfile
 import time
@@ -150,7 +151,7 @@ def document(table: str, argv: list[str]) -> str:
     """The --out file: the command that made it, what the columns mean (this module's docstring), then the table."""
     how = " ".join(__doc__.split("\n\n", 2)[2].split())
     stamp = time.strftime("%Y-%m-%dT%H:%M%z")
-    command = " ".join(["python -m benchmarks.browser_profile", *argv])
+    command = " ".join(["python -m benchmarks.browser_profile", shlex.join(argv)]).rstrip()
     return f"# Where a slider step's browser time goes\n\nWritten by `{command}` ({stamp}).\n\n{how}\n\n{table}"
 
 

@@ -31,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -258,16 +259,19 @@ def run_fresh(model: str | None, students: int = 30, duration: float = 120.0) ->
         return LoadResult.from_json(out.read_text())
 
 
+def milliseconds(values: Iterable[float]) -> str:
+    """Latencies in ms as the load tables print them: whole numbers joined by " / ", "-" for none answered (NaN)."""
+    return " / ".join("-" if np.isnan(value) else f"{value:.0f}" for value in values)
+
+
 def _percentiles(result: LoadResult, endpoint: str) -> str:
-    p50, p95, p99 = result.percentiles_ms(endpoint)
-    return "-" if np.isnan(p50) else f"{p50:.0f} / {p95:.0f} / {p99:.0f}"
+    return milliseconds(result.percentiles_ms(endpoint))
 
 
 def table(result: LoadResult) -> str:
     done = [r for r in result.requests if r.error is None]
     memory_text = result.memory_flat[1]
     rss = " / ".join(f"{rss:.0f}" for _, rss in result.memory[:: max(1, len(result.memory) // 6)])
-    quarters = " / ".join("-" if np.isnan(p95) else f"{p95:.0f}" for p95 in result.p95_by_part_ms("/update"))
     lines = [
         f"{result.students} students for {result.duration_s:g} s, one slider move every 1-2 s each (after one upload); "
         f"workers {result.settings['workers']}, queue size {result.settings['queue size']}; model {result.settings['model']}; "
@@ -284,7 +288,7 @@ def table(result: LoadResult) -> str:
             for endpoint in ("/prepare", "/upload")
             if len(result.latencies_ms(endpoint))
         ),
-        f"| slider move /update p95 in each quarter of the run (ms) | {quarters} | |",
+        f"| slider move /update p95 in each quarter of the run (ms) | {milliseconds(result.p95_by_part_ms('/update'))} | |",
         f"| moves answered per second | {len(result.latencies_ms('/update')) / result.duration_s:.1f} | |",
         f"| server CPU per request (ms) | {result.cpu_ms_per_request:.1f} | |",
         f"| server RSS over the run (MB) | {rss} | |",

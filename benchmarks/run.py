@@ -342,8 +342,7 @@ def load_summary(result: load.LoadResult) -> dict:
 
 def _errors_and_quarters(summary: dict) -> str:
     """A class's errors and its slider p95 in each quarter of the run (a noisy spell or a slowing class shows where)."""
-    quarters = " / ".join(f"{p95:.0f}" for p95 in summary["p95_by_quarter_ms"])
-    return f"{summary['errors']} errors; p95 in each quarter of the run {quarters} ms"
+    return f"{summary['errors']} errors; p95 in each quarter of the run {load.milliseconds(summary['p95_by_quarter_ms'])} ms"
 
 
 def load_rows_of_each(models: list[str], students: int, duration: float) -> tuple[list[Row], dict]:
@@ -373,7 +372,7 @@ def load_rows_of_each(models: list[str], students: int, duration: float) -> tupl
 
 
 def _percentiles(summary: dict) -> str:
-    return f"{summary['p50_ms']:.0f} / {summary['p95_ms']:.0f} / {summary['p99_ms']:.0f} ms"
+    return f"{load.milliseconds((summary['p50_ms'], summary['p95_ms'], summary['p99_ms']))} ms"
 
 
 def markdown(info: dict, rows: list[Row], skipped: dict[str, str]) -> str:

@@ -157,39 +157,36 @@ def test_import_app_loads_no_more_of_torch_distributed(imported):
     assert _named(loaded, "torch.distributed", "torch._dynamo", "torchvision") == []
 
 
-_FROZEN = """
+_SERVED = """
 import gc, json, sys
 import app
 from sae.app.models import load_served
 models, failures = load_served(sys.argv[1:-1])
-assert gc.get_freeze_count() == 0
+frozen_before = gc.get_freeze_count()
 demo = app.serve(models, "127.0.0.1", int(sys.argv[-1]), block=False, trim_interval_s=None, failures=failures)
-print(json.dumps({"frozen": gc.get_freeze_count(), "tracked": len(gc.get_objects())}))
+print(json.dumps(REPORT))
 demo.close()
 """
+
+
+def _served_report(model_dirs: list[Path], report: str) -> dict:
+    """`report` (a Python expression over the script's names, `demo` the served app) evaluated in a fresh interpreter
+    that serves `model_dirs` through `app.serve`, as `python app.py` does."""
+    env = os.environ | {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-c", _SERVED.replace("REPORT", report), *map(str, model_dirs), str(_free_port())]
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    (reported,) = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    return reported
 
 
 def test_serving_takes_what_start_up_made_out_of_the_garbage_collectors_reach(tiny_model_dirs):
     """app.serve freezes the start-up objects (torch, Gradio, models, UI), so a full collection while serving scans
     only what requests made: far fewer objects than were frozen."""
-    arguments = [str(tiny_model_dirs["celeba"]), str(tiny_model_dirs["utkface"]), str(_free_port())]
-    env = os.environ | {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, "-c", _FROZEN, *arguments], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    (counts,) = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    report = '{"before": frozen_before, "frozen": gc.get_freeze_count(), "tracked": len(gc.get_objects())}'
+    counts = _served_report([tiny_model_dirs["celeba"], tiny_model_dirs["utkface"]], report)
+    assert counts["before"] == 0
     assert counts["frozen"] > 100_000 and counts["tracked"] < counts["frozen"] // 10
-
-
-_SERVER_STACK = """
-import json, sys
-import app
-from sae.app.models import load_served
-models, failures = load_served(sys.argv[1:-1])
-demo = app.serve(models, "127.0.0.1", int(sys.argv[-1]), block=False, trim_interval_s=None, failures=failures)
-loop = type(demo.server.servers[0].get_loop())
-print(json.dumps({"http": demo.server.config.http_protocol_class.__name__, "loop": loop.__module__}))
-demo.close()
-"""
 
 
 def test_the_server_runs_on_uvloop_and_httptools(tiny_model_dirs):
@@ -197,12 +194,8 @@ def test_the_server_runs_on_uvloop_and_httptools(tiny_model_dirs):
     choices): the launched app must run on them, not on Python's own loop and HTTP parser."""
     required = (REPO / "requirements.txt").read_text()
     assert all(f"\n{name}>=" in required for name in ("uvicorn", "uvloop", "httptools"))
-    arguments = [str(tiny_model_dirs["celeba"]), str(_free_port())]
-    env = os.environ | {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
-    command = [sys.executable, "-c", _SERVER_STACK, *arguments]
-    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    (stack,) = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    report = '{"http": demo.server.config.http_protocol_class.__name__, "loop": type(demo.server.servers[0].get_loop()).__module__}'
+    stack = _served_report([tiny_model_dirs["celeba"]], report)
     assert stack["http"] == "HttpToolsProtocol"
     expected = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     assert stack["loop"].split(".")[0] == expected and (expected == "uvloop" or sys.platform == "win32")
