@@ -3,7 +3,8 @@ its start, each beside the floor app (`benchmarks.floor_app`) or a target, measu
 
     python -m benchmarks.bench_app [--models DIR ...] [--moves 40] [--starts 3] [--threads 1]
 
-- handlers: called in this process on the astronaut photo (median and p90 of `--repeats` calls);
+- handlers: called in this process on the astronaut photo (median and p90 of `--repeats` calls), and the upload work
+  on a phone photo (the astronaut at 4032x3024, JPEG, EXIF-rotated) beside that photo's full-size decode alone;
 - server CPU per slider move: the app in a child process, one gradio_client session uploads the photo and then makes
   `--moves` sequential /update calls; the child's own CPU time (/proc) over those moves, divided by their number, and
   the floor app's for the same number of its moves; and the same for `benchmarks.replay_app` (the handler's work
@@ -24,6 +25,7 @@ from pathlib import Path
 from unittest import mock
 
 import torch
+from PIL import Image
 
 from benchmarks.serving import FLOOR, OURS, PHOTO, REPLAY, AppProcess, percentile
 from benchmarks.timing import timings_ms
@@ -40,17 +42,37 @@ COUNTED_KS = range(8, 24)  # the k the counted slider moves cycle through (the r
 START_RATIO_TARGET = 1.2
 
 
+PHONE_SIZE = (4032, 3024)  # a 12-megapixel phone camera's frame
+
+
+def phone_photo(folder: Path) -> Path:
+    """The astronaut as a phone saves a portrait photo: 4032x3024 JPEG (quality 90) with EXIF orientation 6 (rotate)."""
+    path = folder / "phone.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.open(PHOTO).convert("RGB").resize(PHONE_SIZE, Image.Resampling.BICUBIC).save(path, quality=90, exif=exif)
+    return path
+
+
+def _full_decode(path: Path) -> None:
+    with Image.open(path) as opened:
+        opened.load()
+
+
 def handler_timings(model_dir: str, repeats: int) -> dict[str, dict[str, float]]:
     """Median and p90 milliseconds of each step of the app, handlers called directly."""
     served = serve(load_model(model_dir, fallback=None))
     with tempfile.TemporaryDirectory(prefix="sae-bench-") as outbox:
         handlers = Handlers([served], Path(outbox))
+        phone = phone_photo(Path(outbox))
         settings = ShareSettings(k=min(ShareSettings.k, served.model.k_max))
         values = settings.widget_values()
         ref = handlers.prepare(str(PHOTO), False, served.name, *values)[0]
         face = handlers.faces.view(ref, served).face
         steps = {
             "upload work: decode, detect, crop for every model, encode": lambda: handlers.faces.crops(load_photo(PHOTO)),
+            "the same, a 12-megapixel phone photo (JPEG, rotated)": lambda: handlers.faces.crops(load_photo(phone)),
+            "that photo's full-size decode alone (reference)": lambda: _full_decode(phone),
             "one share, 3 attacks, one batched decode, PSNR/SSIM (pipeline)": lambda: privacy_view(served, face, settings),
             "slider move (handler: panels, chart, linkage, budget)": lambda: handlers.update(ref, served.name, *values),
             "quality curve (every k sampled, one decode)": lambda: quality_curve(served.model, face),

@@ -9,7 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from sae.core.faces import CROP_STYLES, PhotoError, centre_square, face_box, face_input, load_photo, locate_face
+from sae.core.faces import CROP_STYLES, DECODE_SIDE, MIN_FACE, PhotoError, centre_square, face_box, face_input, load_photo, locate_face
+from sae.core.metrics import psnr
+from sae.core.presets import PRESETS
 
 
 def _png(image: Image.Image, **kwargs) -> io.BytesIO:
@@ -45,6 +47,46 @@ def test_exif_rotation_is_applied(tmp_path):
     path = tmp_path / "rotated.jpg"
     image.save(path, exif=exif)
     assert load_photo(path).size == (20, 40)
+
+
+def _floats(image: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 255
+
+
+def _phone_photo(size: tuple[int, int]) -> Image.Image:
+    return Image.open("assets/examples/astronaut.png").convert("RGB").resize(size, Image.Resampling.BICUBIC)
+
+
+@pytest.mark.parametrize(
+    ("size", "decoded"),
+    [((4032, 3024), (2016, 1512)), ((2 * DECODE_SIDE, 2 * DECODE_SIDE), (DECODE_SIDE, DECODE_SIDE)), ((2 * DECODE_SIDE - 1, 3000), None)],
+)
+def test_a_large_jpeg_is_decoded_at_a_reduced_scale_with_the_same_content(size, decoded):
+    """libjpeg's scaled decoding (a power of two) keeps DECODE_SIDE pixels a side; what it decodes is the full decode
+    scaled down, to within JPEG's own rounding."""
+    photo = load_photo(_png(_phone_photo(size), format="JPEG", quality=92))
+    assert photo.size == (decoded or size)
+    if decoded:
+        full = Image.open(_png(_phone_photo(size), format="JPEG", quality=92)).convert("RGB").resize(decoded, Image.Resampling.BOX)
+        assert psnr(_floats(full), _floats(photo))[0] > 40
+
+
+def test_a_large_png_is_decoded_whole():
+    """Only JPEG decodes at a reduced scale; other formats are decoded as they are."""
+    assert load_photo(_png(_phone_photo((2 * DECODE_SIDE, DECODE_SIDE)))).size == (2 * DECODE_SIDE, DECODE_SIDE)
+
+
+def test_a_rotated_phone_photo_is_upright_after_the_reduced_decode():
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    assert load_photo(_png(_phone_photo((4032, 3024)), format="JPEG", exif=exif)).size == (1512, 2016)
+
+
+def test_the_reduced_decode_keeps_the_smallest_face_as_large_as_every_models_input():
+    """The smallest face detection looks for in a photo decoded at DECODE_SIDE, framed the tightest way, covers at least
+    the largest preset's input: a phone photo's face is never upscaled to fill the model's input."""
+    largest = max(values["image_size"] for values in PRESETS.values())
+    assert MIN_FACE * DECODE_SIDE * min(style.scale for style in CROP_STYLES.values()) >= largest
 
 
 def test_transparent_pixels_become_white():

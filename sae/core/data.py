@@ -43,9 +43,9 @@ def preprocess(image: Image.Image, crop_box: tuple[int, int, int, int] | None = 
     """Crop (optional) and resize a PIL image to a (3, size, size) uint8 model input (bicubic, antialiased).
 
     PyTorch resizes uint8 images itself (the same kernel torchvision's resize dispatches to, bit for bit)."""
-    image = image.convert("RGB")
     if crop_box is not None:
-        image = image.crop(crop_box)
+        image = image.crop(crop_box)  # before converting: a phone photo's crop is a fraction of its pixels
+    image = image.convert("RGB")
     pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1)
     return F.interpolate(pixels[None], size=(size, size), mode="bicubic", antialias=True, align_corners=False)[0]
 
