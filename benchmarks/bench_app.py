@@ -75,7 +75,7 @@ def handler_timings(model_dir: str, repeats: int) -> dict[str, dict[str, float]]
             "that photo's full-size decode alone (reference)": lambda: _full_decode(phone),
             "one share, 3 attacks, one batched decode, PSNR/SSIM (pipeline)": lambda: privacy_view(served, face, settings),
             "slider move (handler: panels, chart, linkage, budget)": lambda: handlers.update(ref, served.name, *values),
-            "quality curve (every k sampled, one decode)": lambda: quality_curve(served.model, face),
+            "quality curve (its sampled k, one decode)": lambda: quality_curve(served.model, face),
         }
         result = {}
         for name, step in steps.items():

@@ -14,8 +14,10 @@ import pytest
 import torch
 
 from benchmarks import load, run
+from sae.app.pipeline import curve_ks
 from sae.core.model import SparseAutoencoder
 from sae.core.presets import PRESETS
+from sae.zoo.hub import load_model
 
 QUICK = ["--threads", "1", "--repeats", "2", "--train-presets", "tiny", "--train-batch", "4", "--train-steps", "1"]
 
@@ -34,13 +36,16 @@ def test_quality_throughput_and_training_rows_compare(tiny_dir, fake_celeba, tmp
     result = run.main([*args, "--out", str(table), "--parts", "quality", "throughput", "training", *QUICK])
     printed = capsys.readouterr().out
     parts, threads = [row["part"] for row in result["rows"]], len(run.target_threads())
-    assert parts.count("quality") == 2 * len(run.BUDGETS) and parts.count("throughput") == 4 + 2 * threads and parts.count("training") == 1
+    assert parts.count("quality") == 2 * len(run.BUDGETS) and parts.count("throughput") == 4 + 3 * threads and parts.count("training") == 1
     assert [row["budget"] for row in result["quality model"]["rows"]] == list(run.BUDGETS)
     assert all(row["comparison"].endswith("SSIM") for row in result["rows"] if row["part"] == "quality")
     assert sum("x JPEG's time" in row["comparison"] for row in result["rows"]) == 4
-    assert sum("x the target" in row["comparison"] for row in result["rows"]) == 2 * threads  # the 128x128 speed targets
+    assert sum("x the target" in row["comparison"] for row in result["rows"]) == 3 * threads  # the 128x128 speed targets
     measured = [row["measure"] for row in result["rows"] if "x the target" in row["comparison"]]
     assert [m for m in measured if m.startswith("encode + decode")][0].startswith("encode + decode one face, 1 torch thread:")
+    k_max = load_model(str(tiny_dir), fallback=None).model.k_max  # the app's curve and the every-k one name their k
+    assert f"the app's quality curve ({len(curve_ks(k_max))} k), 1 torch thread: median ms" in measured
+    assert f"the quality curve at every k ({k_max} k), 1 torch thread: median ms" in measured
     assert result["training"]["tiny"] > 0 and "cores, torch" in printed
     assert json.loads(out.read_text())["machine"]["cores"] >= 1 and table.read_text().startswith("# Benchmarks")
 
