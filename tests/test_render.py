@@ -90,11 +90,6 @@ def test_the_template_fills_the_slot_of_its_view():
     assert render.reference_slot("ab12") == "<!--reference ab12-->"
 
 
-def test_a_reference_made_once_is_embedded_as_given():
-    url = render.png_data_url(_image(0))
-    assert render.reference_html(url, 64) == render.reference_html(_image(0), 64)
-
-
 def test_a_hidden_extra_attack_gets_a_panel_saying_why():
     html = render.panels_html("ab12", _panels(), 64, ("Learned attack (keep k)", "no file beside the model"))
     hidden = re.search(r'<figure class="panel hidden" id="panel-4">(.*?)</figure>', html)

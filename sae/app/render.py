@@ -65,9 +65,8 @@ def _figure(index: int, title: str, picture: str, text: str, kind: str = "") -> 
     )
 
 
-def _img(image: torch.Tensor | str, title: str) -> str:
-    source = image if isinstance(image, str) else png_data_url(image)
-    return f'<img src="{source}" alt="{html.escape(title)}">'
+def _img(image: torch.Tensor, title: str) -> str:
+    return f'<img src="{png_data_url(image)}" alt="{html.escape(title)}">'
 
 
 def reference_title(size: int) -> str:
@@ -88,8 +87,8 @@ def reference_slot(view: str) -> str:
     return f"{SLOT_OPEN}{view}{SLOT_CLOSE}"
 
 
-def reference_html(image: torch.Tensor | str, size: int) -> str:
-    """The model input's <img> (from an image, or its `png_data_url` made once per face): the `reference` prop."""
+def reference_html(image: torch.Tensor, size: int) -> str:
+    """The model input's <img>: the `reference` prop, made once per face."""
     return _img(image, reference_title(size))
 
 
