@@ -46,15 +46,21 @@ PHONE_SIZE = (4032, 3024)  # a 12-megapixel phone camera's frame
 
 
 def phone_photo(folder: Path) -> Path:
-    """The astronaut as a phone saves a portrait photo: 4032x3024 JPEG (quality 90) with EXIF orientation 6 (rotate)."""
+    """The astronaut as a phone saves a portrait: an upright 3024x4032 picture (the photo's 3:4 centre, scaled up)
+    stored on its side as 4032x3024 JPEG (quality 90) with EXIF orientation 6, which the app turns upright again."""
     path = folder / "phone.jpg"
+    photo = Image.open(PHOTO).convert("RGB")
+    width = photo.height * PHONE_SIZE[1] // PHONE_SIZE[0]
+    left = (photo.width - width) // 2
+    upright = photo.crop((left, 0, left + width, photo.height)).resize(PHONE_SIZE[::-1], Image.Resampling.BICUBIC)
     exif = Image.Exif()
-    exif[0x0112] = 6
-    Image.open(PHOTO).convert("RGB").resize(PHONE_SIZE, Image.Resampling.BICUBIC).save(path, quality=90, exif=exif)
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    upright.transpose(Image.Transpose.ROTATE_90).save(path, quality=90, exif=exif)
     return path
 
 
 def _full_decode(path: Path) -> None:
+    """Decode a photo at full size and nothing else: what any reader of the file pays at least, the reference row."""
     with Image.open(path) as opened:
         opened.load()
 

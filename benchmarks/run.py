@@ -55,8 +55,9 @@ DATA = {
 BUDGETS = (320, 640, 1280, 2560)
 PARTS = ("quality", "throughput", "app", "browser", "training", "load")
 ROUND_TRIP, APP_CURVE, EVERY_K_CURVE = "encode + decode one face", "the app's quality curve", "the quality curve at every k"
-# The 128x128 model's targets; the app draws its curve through `curve_ks`, the every-k curve is measured beside it.
-SPEED_TARGETS_MS = {ROUND_TRIP: 10.0, APP_CURVE: 300.0, EVERY_K_CURVE: 300.0}
+# The 128x128 model's targets. The app draws its curve through `curve_ks`; the curve at every k, which the app never
+# computes, is measured beside it for reference and compared with the app's.
+SPEED_TARGETS_MS = {ROUND_TRIP: 10.0, APP_CURVE: 300.0}
 TARGET_CORES = 2  # the speed targets are for a 2-core machine (a free Space)
 
 
@@ -174,26 +175,23 @@ def throughput_rows(model_dir: str, repeats: int) -> tuple[list[Row], dict]:
                 )
             )
     encoded = encode_face(model, crop)
+    counts = {ROUND_TRIP: "", APP_CURVE: f" ({len(curve_ks(model.k_max))} k)", EVERY_K_CURVE: f" ({model.k_max} k, reference)"}
     for threads in target_threads():
         with torch_threads(threads):
             round_trip = timings_ms(lambda: model.decode(model.sparsify(model.encode(face), k)), repeats)
             curve = timings_ms(lambda: quality_curve(model, encoded), max(5, repeats // 3))
             every_k = timings_ms(lambda: quality_curve(model, encoded, list(range(1, model.k_max + 1))), max(5, repeats // 3))
-        counts = {ROUND_TRIP: "", APP_CURVE: f" ({len(curve_ks(model.k_max))} k)", EVERY_K_CURVE: f" ({model.k_max} k)"}
+        app_curve = statistics.median(curve)
         for measure, times in ((ROUND_TRIP, round_trip), (APP_CURVE, curve), (EVERY_K_CURVE, every_k)):
             median = statistics.median(times)
-            target = SPEED_TARGETS_MS[measure]
             raw[f"{measure}, {threads} threads"] = {"median_ms": median, "p90_ms": percentile(times, 90)}
-            rows.append(
-                Row(
-                    "throughput",
-                    name,
-                    f"{measure}{counts[measure]}, {threads} torch thread{'s' if threads > 1 else ''}: median ms",
-                    f"{median:.1f}",
-                    f"{target:.0f} ms target (128x128, {TARGET_CORES} cores)",
-                    f"{median / target:.2f}x the target",
-                )
-            )
+            if measure in SPEED_TARGETS_MS:
+                target = SPEED_TARGETS_MS[measure]
+                against = (f"{target:.0f} ms target (128x128, {TARGET_CORES} cores)", f"{median / target:.2f}x the target")
+            else:
+                against = (f"the app's curve {app_curve:.1f} ms", f"{median / app_curve:.2f}x the app's curve")
+            threads_text = f"{threads} torch thread{'s' if threads > 1 else ''}"
+            rows.append(Row("throughput", name, f"{measure}{counts[measure]}, {threads_text}: median ms", f"{median:.1f}", *against))
     return rows, raw
 
 

@@ -25,6 +25,7 @@ from sae.core.faces import load_photo, locate_face
 from sae.core.metrics import psnr, ssim
 from sae.privacy.catalogue import ATTACKS, EXTRA_ATTACKS
 from sae.privacy.scheme import restrict, reveal
+from sae.zoo import files
 from sae.zoo.hub import load_model
 from tests.conftest import SHIPPED_K, SHIPPED_K_PRIME
 
@@ -81,7 +82,8 @@ def test_the_curve_drawn_through_its_points_stays_on_the_curve_of_every_k():
     """The chart joins the sampled k with straight lines: on a real face, with each bundled model, those lines stay
     within 0.1 dB and 0.01 SSIM of the scores at every k."""
     photo = load_photo(EXAMPLES / "astronaut.png")
-    bundled, _ = load_served([])
+    bundled, failures = load_served([])
+    assert not failures and sorted(served.loaded.directory.name for served in bundled) == sorted(files.bundled_models())
     for served in bundled:
         model = served.model
         box = locate_face(photo, style=served.crop_style).box

@@ -55,7 +55,7 @@ def curve_ks(k_max: int) -> list[int]:
 
 @dataclass(frozen=True)
 class QualityCurve:
-    """PSNR and SSIM of one face's reconstruction at each k of `curve_ks` (what the chart draws)."""
+    """PSNR and SSIM of one face's reconstruction at each of the k in `ks` (the app's: `curve_ks`, what the chart draws)."""
 
     ks: np.ndarray
     psnr: np.ndarray

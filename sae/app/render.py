@@ -165,7 +165,7 @@ def chart_html(curve: QualityCurve, k: int, k_max: int, levels: dict[str, float]
         parts.append(f'<circle cx="{x_of(k):.1f}" cy="{y_of(holder):.1f}" r="5" fill="{PSNR_COLOUR}" class="holder"/>')
     parts.append("</svg>")
     legend = [
-        ("PSNR of the model at each k", PSNR_COLOUR, "solid"),
+        ("PSNR of the model against k", PSNR_COLOUR, "solid"),
         ("SSIM (right axis)", SSIM_COLOUR, "dashed"),
         (f"key holder at k = {k}: {number(holder, 2)} dB", PSNR_COLOUR, "dot"),
     ]

@@ -207,7 +207,7 @@ def build(
             with gr.Row():
                 compare = gr.Button("Download the comparison (PNG)", elem_id="compare-button", scale=0, min_width=320, size="sm")
                 compare_file = gr.File(visible=False, elem_id="compare-file")
-            with gr.Accordion("The numbers: PSNR and SSIM at each k", open=False):
+            with gr.Accordion("The numbers: PSNR and SSIM at sampled k (every k to 8, then four per doubling)", open=False):
                 table = gr.Dataframe(headers=["k", "PSNR (dB)", "SSIM"], interactive=False)
             examples = sorted(str(p) for p in EXAMPLES.glob("*.png"))
             if examples:

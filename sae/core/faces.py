@@ -20,7 +20,7 @@ from PIL import Image, ImageOps
 from sae.core.data import IMAGE_SIZE, preprocess, to_float
 
 MAX_PIXELS = 40_000_000  # beyond this an upload is refused before decoding (decompression bombs)
-# A large JPEG (a phone photo) is decoded at a reduced scale (libjpeg's 1/2, 1/4 or 1/8) that keeps at least this many
+# A large JPEG (a phone photo) is decoded at a reduced scale (libjpeg's 1/2, or 1/4 under MAX_PIXELS) that keeps at least this many
 # pixels on each side: the smallest face detection looks for (MIN_FACE of the shorter side), framed the tightest way
 # (CROP_STYLES), must still span every model's input size (tests check it).
 DECODE_SIDE = 1400
@@ -57,7 +57,7 @@ def load_photo(source: str | Path | BinaryIO | Image.Image | np.ndarray) -> Imag
 def _open_checked(source: str | Path | BinaryIO) -> Image.Image:
     """Read the header, refuse too many pixels before decoding any (our check replaces PIL's bomb warning), then decode,
     a large JPEG at the smallest of libjpeg's scales that keeps DECODE_SIDE pixels a side (a 12-megapixel photo at half
-    its size: a quarter of the decoding time and memory, and every later step on a quarter of the pixels)."""
+    its size: every later step, rotation, conversion, detection and crops, works on a quarter of the pixels)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         with Image.open(source) as opened:
@@ -119,6 +119,10 @@ class CropStyle:
 CROP_STYLES = {"celeba": CropStyle(1.70, -0.14), "utkface": CropStyle(1.19, 0.06)}  # python -m sae.cli.crop_style
 DETECT_SIDE = 640  # detection runs on a copy scaled to at most this many pixels a side (speed)
 MIN_FACE = 0.08  # smallest face considered, as a fraction of the image's shorter side
+# A detection backed by fewer than 1/WEAKEST_FACE of the strongest one's neighbours (the overlapping windows the cascade
+# merged into it) is dropped: a face gathers dozens, while a false detection on clothing or a background, which can be
+# larger than the face and would be taken first, gathers a handful.
+WEAKEST_FACE = 3
 
 
 def crop_style_for(dataset: str) -> str:
@@ -165,7 +169,7 @@ def _cascade():
 
 
 def detect_faces(photo: Image.Image) -> list[tuple[int, int, int, int]]:
-    """Face boxes (x, y, w, h) in the photo's pixels, largest first."""
+    """Face boxes (x, y, w, h) in the photo's pixels, largest first, without the weak detections (WEAKEST_FACE)."""
     cv2 = _cv2()
     scale = min(1.0, DETECT_SIDE / max(photo.size))
     small = photo.convert("L")
@@ -173,8 +177,10 @@ def detect_faces(photo: Image.Image) -> list[tuple[int, int, int, int]]:
         small = small.resize((max(1, round(photo.width * scale)), max(1, round(photo.height * scale))), Image.Resampling.BILINEAR)
     gray = cv2.equalizeHist(np.asarray(small))
     smallest = max(20, round(MIN_FACE * min(small.size)))
-    found = _cascade().detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(smallest, smallest))
-    boxes = [tuple(round(v / scale) for v in box) for box in np.asarray(found).reshape(-1, 4)]
+    found, neighbours = _cascade().detectMultiScale2(gray, scaleFactor=1.1, minNeighbors=5, minSize=(smallest, smallest))
+    neighbours = np.asarray(neighbours, dtype=np.int64).reshape(-1)
+    kept = np.asarray(found).reshape(-1, 4)[neighbours * WEAKEST_FACE >= neighbours.max(initial=0)]
+    boxes = [tuple(round(v / scale) for v in box) for box in kept]
     return sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)
 
 
