@@ -19,6 +19,7 @@ import uvicorn
 from gradio_client import Client, handle_file
 
 from benchmarks.serving import server_stack
+from sae.app.pipeline import curve_ks
 from sae.zoo import files
 from tests.conftest import REPO, Page
 
@@ -270,7 +271,7 @@ def test_every_endpoint_in_a_session(app_url, models):
     note, panels, chart, linkage, budget, table = page.show(prepared)
     assert "Face found" in note and panels.count("<figure") == 5 and panels.count("<img") == 5 and "<svg" in chart
     assert "Linkage" in linkage and "16 non-zeros" in budget
-    assert len(table["data"]) == 16
+    assert [row[0] for row in table["data"]] == curve_ks(16)
     panels, chart, linkage, budget = page.show(client.predict(celeba, 8, *CONTROLS[1:], api_name="/update"))
     assert "key holder at k = 8" in chart and "32 non-zeros" in budget and panels.count("<img") == 5
     assert page.props["reference"] not in client.predict(celeba, 8, *CONTROLS[1:], api_name="/update")[0]  # not resent

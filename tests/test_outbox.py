@@ -107,7 +107,8 @@ def test_share_files_are_swept_on_a_timer(tmp_path):
     outbox = Outbox(tmp_path / "outbox", max_age=0.2, sweep_every=0.1)
     paths = _share(outbox)
     deadline = time.monotonic() + 10
-    while any(path.exists() for path in paths) and time.monotonic() < deadline:
+    # The sweeper deletes a share's files, then its folder: wait for both, or a check between the two fails.
+    while any((tmp_path / "outbox").iterdir()) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(path.exists() for path in paths) and list((tmp_path / "outbox").iterdir()) == []
 
