@@ -4,7 +4,8 @@ its start, each beside the floor app (`benchmarks.floor_app`) or a target, measu
     python -m benchmarks.bench_app [--models DIR ...] [--moves 40] [--starts 3] [--threads 1]
 
 - handlers: called in this process on the astronaut photo (median and p90 of `--repeats` calls), and the upload work
-  on a phone photo (the astronaut at 4032x3024, JPEG, EXIF-rotated) beside that photo's full-size decode alone;
+  on a phone photo (`phone_photo`: her portrait as a 12-megapixel JPEG stored on its side) beside its full-size decode
+  alone;
 - server CPU per slider move: the app in a child process, one gradio_client session uploads the photo and then makes
   `--moves` sequential /update calls; the child's own CPU time (/proc) over those moves, divided by their number, and
   the floor app's for the same number of its moves; and the same for `benchmarks.replay_app` (the handler's work

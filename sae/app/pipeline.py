@@ -43,7 +43,7 @@ def encode_face(model: SparseAutoencoder, pixels: torch.Tensor) -> EncodedFace:
 def curve_ks(k_max: int) -> list[int]:
     """The k of the quality curve: every k up to 8, then four per doubling of k (24 points for k_max 128). PSNR and SSIM
     bend most at low k and flatten with each doubling, so the chart's straight lines between these points stay on the
-    curve of every k (tests bound the gap), at a fifth of its decodes."""
+    curve of every k (tests bound the gap), at a fraction of its decodes."""
     ks, k, step = [], 1, 1
     while k <= k_max:
         ks.append(k)

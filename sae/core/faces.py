@@ -20,9 +20,9 @@ from PIL import Image, ImageOps
 from sae.core.data import IMAGE_SIZE, preprocess, to_float
 
 MAX_PIXELS = 40_000_000  # beyond this an upload is refused before decoding (decompression bombs)
-# A large JPEG (a phone photo) is decoded at a reduced scale (libjpeg's 1/2, or 1/4 under MAX_PIXELS) that keeps at least this many
-# pixels on each side: the smallest face detection looks for (MIN_FACE of the shorter side), framed the tightest way
-# (CROP_STYLES), must still span every model's input size (tests check it).
+# A large JPEG (a phone photo) is decoded at a reduced scale (libjpeg's 1/2, or 1/4 under MAX_PIXELS) that keeps at
+# least this many pixels on each side: the smallest face detection looks for (MIN_FACE of the shorter side), framed
+# the tightest way (CROP_STYLES), must still span every model's input size (tests check it).
 DECODE_SIDE = 1400
 MIN_SIDE = 16
 
