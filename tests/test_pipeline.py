@@ -6,8 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from sae.app import pipeline
+from sae.app.face_cache import FaceRef, FaceStore
 from sae.app.handlers import EXAMPLES
 from sae.app.models import load_served, serve
 from sae.app.pipeline import (
@@ -20,8 +22,7 @@ from sae.app.pipeline import (
     sparsify_each,
 )
 from sae.app.settings import NO_EXTRA, ShareSettings
-from sae.core.data import preprocess
-from sae.core.faces import load_photo, locate_face
+from sae.app.uploads import Uploads
 from sae.core.metrics import psnr, ssim
 from sae.privacy.catalogue import ATTACKS, EXTRA_ATTACKS
 from sae.privacy.scheme import restrict, reveal
@@ -81,13 +82,13 @@ def test_curve_ks_is_dense_at_low_k_and_ends_at_k_max():
 def test_the_curve_drawn_through_its_points_stays_on_the_curve_of_every_k():
     """The chart joins the sampled k with straight lines: on a real face, with each bundled model, those lines stay
     within 0.1 dB and 0.01 SSIM of the scores at every k."""
-    photo = load_photo(EXAMPLES / "astronaut.png")
     bundled, failures = load_served([])
     assert not failures and sorted(served.loaded.directory.name for served in bundled) == sorted(files.bundled_models())
+    store = FaceStore(bundled, Uploads(keep=()))  # the app's own path from a photo to each model's encoded face
+    ref = FaceRef(store.add(Image.open(EXAMPLES / "astronaut.png")), whole=False)
     for served in bundled:
         model = served.model
-        box = locate_face(photo, style=served.crop_style).box
-        every = quality_curve(model, encode_face(model, preprocess(photo, box, model.image_size)), list(range(1, model.k_max + 1)))
+        every = quality_curve(model, store.view(ref, served).face, list(range(1, model.k_max + 1)))
         sampled = np.array(curve_ks(model.k_max))
         for scores, bound in ((every.psnr, 0.1), (every.ssim, 0.01)):
             assert np.abs(np.interp(every.ks, sampled, scores[sampled - 1]) - scores).max() <= bound, served.name
