@@ -17,16 +17,16 @@ import gradio as gr
 import torch
 
 from sae.app.face_cache import FACE_CACHE_SIZE
+from sae.app.gate import WORKERS
 from sae.app.handlers import Handlers
 from sae.app.memory import TRIM_INTERVAL_S, MemoryTrimmer
 from sae.app.models import ServedModel, load_served
 from sae.app.ui import CSS, build, theme
 
 MAX_UPLOAD = "20mb"  # Gradio refuses bigger uploads before they reach a handler
-# Every event shares one concurrency group (sae.app.ui.CPU), so WORKERS bounds all model work together: one handler per
-# core of a free Space (more on 2 cores only interleave). QUEUE_SIZE caps the events waiting beyond those, so a flood is
-# told "queue full" at once instead of waiting minutes (docs/benchmarks.md: a class of 30 at these settings).
-WORKERS = 2
+# WORKERS (sae.app.gate) bounds all model work together, the queued events' and the slider's. QUEUE_SIZE caps the queued
+# events waiting beyond those, so a flood of uploads is told "queue full" at once instead of waiting minutes
+# (docs/benchmarks.md: a class of 30 at these settings).
 QUEUE_SIZE = 64
 TORCH_THREADS = 1  # per handler: WORKERS handlers already use the cores, and a second thread on tiny tensors only spins
 # After every event Gradio's queue rebuilds a pandas summary of its recorded events (up to GRADIO_ANALYTICS_MAX_EVENTS)

@@ -6,10 +6,11 @@ its start, each beside the floor app (`benchmarks.floor_app`) or a target, measu
 - handlers: called in this process on the astronaut photo (median and p90 of `--repeats` calls), and the upload work
   on a phone photo (`phone_photo`: her portrait as a 12-megapixel JPEG stored on its side) beside its full-size decode
   alone;
-- server CPU per slider move: the app in a child process, one gradio_client session uploads the photo and then makes
-  `--moves` sequential /update calls; the child's own CPU time (/proc) over those moves, divided by their number, and
-  the floor app's for the same number of its moves; and the same for `benchmarks.replay_app` (the handler's work
-  replayed), which leaves what Gradio costs the server to carry our outputs;
+- server CPU per slider move: the app in a child process, one session calling it as its page does
+  (`benchmarks.serving.PageSession`) uploads the photo and then makes `--moves` sequential /update calls; the child's
+  own CPU time (/proc) over those moves, divided by their number, and the floor app's for the same number of its
+  moves; and the same for `benchmarks.replay_app` (the handler's work replayed), which leaves what Gradio costs the
+  server to carry our outputs;
 - start: process start until the page answers HTTP 200, `--starts` times alternating with the floor app; medians.
 """
 
@@ -28,7 +29,7 @@ from unittest import mock
 import torch
 from PIL import Image
 
-from benchmarks.serving import FLOOR, OURS, PHOTO, REPLAY, AppProcess, percentile
+from benchmarks.serving import FLOOR, OURS, PHOTO, REPLAY, AppProcess, PageSession, percentile
 from benchmarks.timing import timings_ms
 from sae.app.handlers import Handlers
 from sae.app.models import serve
@@ -105,25 +106,27 @@ def server_cpu_per_move(
     cycling through COUNTED_KS), after uncounted moves to each k of `warm`; and the kilobytes of text outputs each move
     sends (ours: every panel inline but the model input, sent with the face; the floor's image is a file fetched
     apart, so its figure is the caption's alone)."""
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
 
     with AppProcess(command, extra) as app:
-        client = Client(app.url, verbose=False, download_files=False)
+        session = PageSession(app.url)
+        client = session.client
         if ours:
             config = client.view_api(return_format="dict", print_info=False)
             model = json.loads(Path(extra[1], files.CONFIG).read_text()) if extra else None
             settings = ShareSettings(k=min(ShareSettings.k, model["k_max"]) if model else ShareSettings.k)
             name = _default_model(config)
             client.predict(handle_file(str(PHOTO)), False, name, *settings.widget_values(), api_name="/prepare")
-            call = lambda k: client.predict(name, k, *settings.widget_values()[1:], api_name="/update")  # noqa: E731
+            call = lambda k: session.call("/update", name, k, *settings.widget_values()[1:])  # noqa: E731
         else:
-            call = lambda k: client.predict(k, api_name="/update")  # noqa: E731
+            call = lambda k: session.call("/update", k)  # noqa: E731
         for k in warm:
             call(k)
         before, sent = app.cpu_seconds(), []
         for step in range(moves):
             sent.append(text_bytes(call(COUNTED_KS[step % len(COUNTED_KS)])))
         spent = app.cpu_seconds() - before
+        session.close()
     return {"cpu_ms_per_move": 1000 * spent / moves, "moves": moves, "text_kb_per_move": statistics.mean(sent) / 1000}
 
 

@@ -4,7 +4,8 @@
 
 It imports torch and gradio like the app, serves one slider, and answers each move with one 256x256 image (a torch
 tensor made into a numpy array) and a one-line caption; an uploaded photo comes back resized to 256x256 with a caption.
-What the app takes beyond this, in the same run on the same machine, is the app's own cost.
+Its events are set as the app's (the slider's outside the queue, uploads queued; no run history), so that what the app
+takes beyond this, in the same run on the same machine, is the app's own cost.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ def build() -> gr.Blocks:
         k = gr.Slider(1, K_MAX, value=K_MAX // 2, step=1, label="k", elem_id="k-slider")
         image = gr.Image(format="png", interactive=False, elem_id="floor-image")
         caption = gr.Markdown(elem_id="floor-caption")
-        moves = dict(trigger_mode="always_last", show_progress="hidden")  # as the app's slider: no overlay per step
+        # As the app's slider: no overlay per step, only the last of quick steps, and not through the queue.
+        moves = dict(trigger_mode="always_last", show_progress="hidden", queue=False)
         k.input(picture, k, [image, caption], api_name="update", **moves)
         k.release(picture, k, [image, caption], api_name="release", **moves)
         photo.change(shown, photo, [image, caption], api_name="upload")

@@ -1,4 +1,4 @@
-"""A class at once: simulated students against the app on loopback, through gradio_client; prints a Markdown table.
+"""A class at once: simulated students against the app on loopback, calling it as its page does; prints a Markdown table.
 
     python -m benchmarks.load                      # 30 students, 2 minutes, the default (first bundled) model
     python -m benchmarks.load --model DIR          # the app serving DIR first
@@ -7,11 +7,12 @@
     python -m benchmarks.load --json result.json   # also the raw result, for `run_fresh` (benchmarks.run)
 
 The app runs with its own queue settings in a child process (`benchmarks.serving.AppProcess`, its own Gradio folder).
-Each student is one gradio_client session: it uploads a photo of its own (crops, flips and tints of the public-domain
+Each student is one session (`benchmarks.serving.PageSession`: queued events through gradio_client, the unqueued
+slider as the page's own POST): it uploads a photo of its own (crops, flips and tints of the public-domain
 astronaut, all different), then moves the k slider to a random k once every 1-2 s (uniform) until the time is up.
-Latency is measured at the student from request to result (queue wait included). The students share the machine's
+Latency is measured at the student from request to result (any wait included). The students share the machine's
 cores with the server, so the server's own CPU time per request (from /proc) is reported too, and the same class
-against the floor app (one image and a caption per move, queued with the app's settings) shows what the machine, Gradio and the
+against the floor app (one image and a caption per move, its events set as the app's) shows what the machine, Gradio and the
 simulated students cost by themselves. The server's memory is sampled every few seconds: after the warm-up its peaks
 must stay within 10% of its peak just after it. Requests are bounded by the duration; any still pending at its end
 plus a grace period count as errors. Exit status 1 when the run was not clean.
@@ -39,7 +40,7 @@ import numpy as np
 from PIL import Image
 
 from benchmarks import floor_app
-from benchmarks.serving import FLOOR, OURS, PHOTO, REPO, AppProcess, percentile, server_stack
+from benchmarks.serving import FLOOR, OURS, PHOTO, REPO, AppProcess, PageSession, percentile, server_stack
 from sae.app.memory import TRIM_INTERVAL_S
 from sae.app.outbox import OUTBOX_MAX_AGE
 from sae.app.settings import ShareSettings
@@ -160,7 +161,7 @@ class LoadResult:
 def _student(index: int, url: str, photo: Path, model: str | None, k_max: int, start: float, stop_at: float, records, lock) -> None:
     """One session: upload a photo, then move the slider once every 1-2 s until `stop_at` (model None: the floor app's
     endpoints, which take the photo and k alone)."""
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
 
     rng = random.Random(index)
     settings = ShareSettings(k=min(ShareSettings.k, k_max))
@@ -170,31 +171,34 @@ def _student(index: int, url: str, photo: Path, model: str | None, k_max: int, s
         began = time.monotonic()
         error = None
         try:
-            client.submit(*args, api_name=endpoint).result(timeout=max(1.0, stop_at + GRACE_S - began))
+            session.call(endpoint, *args, timeout=max(1.0, stop_at + GRACE_S - began))
         except Exception as failure:  # any failure of one request is what this benchmark counts
             error = f"{failure.__class__.__name__}: {str(failure).strip().splitlines()[0] if str(failure).strip() else ''}"
         with lock:
             records.append(Request(endpoint, began - start, time.monotonic() - began, error))
 
     try:
-        client = Client(url, verbose=False, download_files=False)
+        session = PageSession(url)
     except Exception as failure:
         with lock:
             records.append(Request("connect", time.monotonic() - start, 0.0, f"{failure.__class__.__name__}: {failure}"))
         return
-    if model is None:
-        call("/upload", handle_file(str(photo)))
-    else:
-        call("/prepare", handle_file(str(photo)), False, model, *values)
-    while True:
-        time.sleep(rng.uniform(1.0, 2.0))
-        if time.monotonic() >= stop_at:
-            return
-        k = rng.randint(1, k_max)
+    try:
         if model is None:
-            call("/update", k)
+            call("/upload", handle_file(str(photo)))
         else:
-            call("/update", model, k, *values[1:])
+            call("/prepare", handle_file(str(photo)), False, model, *values)
+        while True:
+            time.sleep(rng.uniform(1.0, 2.0))
+            if time.monotonic() >= stop_at:
+                return
+            k = rng.randint(1, k_max)
+            if model is None:
+                call("/update", k)
+            else:
+                call("/update", model, k, *values[1:])
+    finally:
+        session.close()
 
 
 def run(model: str | None, students: int = 30, duration: float = 120.0, log=print) -> LoadResult:
@@ -305,8 +309,8 @@ def page(result: LoadResult, argv: list[str] | None) -> str:
     return (
         "# A class at once\n\n"
         f"Written by `{command}` on {time.strftime('%Y-%m-%d %H:%M %Z')}: the app in a child process with its own queue "
-        "settings, simulated students as gradio_client sessions on the same machine (they share its cores with the "
-        "server, hence the server's own CPU time per request).\n\n"
+        "settings, simulated students calling it as its page does (`benchmarks.serving.PageSession`) on the same machine "
+        "(they share its cores with the server, hence the server's own CPU time per request).\n\n"
         + table(result)
         + "\nWhat keeps a long class's memory flat: every upload is read once and deleted; crops and codes live in one "
         "bounded cache shared by all sessions (`sae/app/face_cache.py`); a session holds only a reference; glibc's arenas "

@@ -95,6 +95,47 @@ class AppProcess:
         self.stop()
 
 
+class PageSession:
+    """One visitor's session, calling endpoints the way the page does: a queued event through Gradio's queue
+    (gradio_client), an unqueued one (the app's slider) as one POST to /gradio_api/run/<name>, which is what the page
+    sends and gradio_client never does (it queues every call). Session state stays on the server, as the page leaves it:
+    its inputs go as null."""
+
+    def __init__(self, url: str, timeout: float = 60.0):
+        import httpx
+        from gradio_client import Client
+
+        self.client = Client(url, verbose=False, download_files=False)
+        self.http = httpx.Client(base_url=url.rstrip("/") + "/", timeout=timeout)
+        types = {component["id"]: component["type"] for component in self.client.config["components"]}
+        self.unqueued = {
+            f"/{dep['api_name']}": (dep["id"], [types[i] == "state" for i in dep["inputs"]], [types[i] == "state" for i in dep["outputs"]])
+            for dep in self.client.config["dependencies"]
+            if dep.get("api_name") and dep.get("queue") is False
+        }
+
+    def call(self, api_name: str, *args: object, timeout: float = 60.0) -> tuple:
+        """The endpoint's outputs (the session's state outputs left out, as gradio_client does)."""
+        if api_name not in self.unqueued:
+            result = self.client.submit(*args, api_name=api_name).result(timeout=timeout)
+            return result if isinstance(result, tuple) else (result,)
+        fn_index, state_in, state_out = self.unqueued[api_name]
+        if len(args) != state_in.count(False):
+            raise TypeError(f"{api_name} takes {state_in.count(False)} values, got {len(args)}")
+        values = iter(args)
+        data = [None if state else next(values) for state in state_in]
+        body = {"data": data, "fn_index": fn_index, "session_hash": self.client.session_hash, "event_data": None, "trigger_id": None}
+        response = self.http.post(f"gradio_api/run{api_name}", json=body, timeout=timeout)
+        if response.status_code != 200:
+            raise RuntimeError(f"{api_name}: HTTP {response.status_code}: {response.text[:200]}")
+        outputs = response.json()["data"]
+        return tuple(value for value, state in zip(outputs, state_out, strict=True) if not state)
+
+    def close(self) -> None:
+        self.http.close()
+        self.client.close()
+
+
 def chromium_available() -> bool:
     import shutil
 

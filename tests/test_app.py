@@ -389,6 +389,25 @@ def test_two_uploads_racing_on_one_session(app_url, models, served_models, tmp_p
     assert shown in [_holder(panels) for panels in expected]  # the session shows one of its own two uploads
 
 
+def test_the_page_s_slider_call_skips_the_queue_and_sees_its_session(app_url, models):
+    """The slider's event is not queued: the page POSTs it to /run/update with its session's hash, as
+    `benchmarks.serving.PageSession` does; the answer comes from the face that session uploaded, the same as a queued
+    call's."""
+    from benchmarks.serving import PageSession
+
+    session = PageSession(app_url)
+    try:
+        assert "/update" in session.unqueued and "/prepare" not in session.unqueued
+        session.call("/prepare", handle_file(str(EXAMPLE)), False, models[0], *CONTROLS)
+        direct = session.call("/update", models[0], *CONTROLS)
+        queued = session.client.predict(models[0], *CONTROLS, api_name="/update")
+        with pytest.raises(TypeError, match="takes 10 values"):
+            session.call("/update", *CONTROLS)
+    finally:
+        session.close()
+    assert direct == tuple(queued) and direct[0].count("<img") == 4 and "Key holder (all of the key)" in direct[0]
+
+
 def _join(http, api_name: str, data: list, session: str) -> None:
     """Queue one event the way the browser does (POST queue/join), without a client library in between."""
     fn_index = next(d["id"] for d in http.get("config").json()["dependencies"] if d.get("api_name") == api_name)

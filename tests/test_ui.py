@@ -75,7 +75,18 @@ def test_the_switch_updates_k_and_the_whole_view(demo):
 def test_build_can_be_given_its_handlers(served_models, tmp_path):
     handlers = Handlers(served_models, outbox=tmp_path / "outbox")
     demo = ui.build(served_models, handlers=handlers)
-    assert _events(demo)["prepare"].fn == handlers.prepare and _component(demo, "model").info is None  # nothing failed
+    assert _events(demo)["prepare"].fn.__wrapped__ == handlers.prepare and _component(demo, "model").info is None  # nothing failed
+
+
+def test_every_model_event_passes_the_gate_and_only_the_slider_skips_the_queue(demo):
+    """The slider's event is not queued (its status messages cost the page more than its work), so the queue's limit
+    no longer bounds it: every event that touches a model runs through the one WorkGate instead."""
+    events = _events(demo)
+    gated = ("prepare", "select", "switch", "update", "comparison", "share", "share_preview", "decode_received", "decode")
+    gates = {events[name].fn.gate for name in gated}
+    assert len(gates) == 1 and next(iter(gates)).workers == ui.WORKERS
+    assert [name for name in gated if not events[name].queue] == ["update"]
+    assert all(events[name].concurrency_id == ui.CPU for name in gated if name != "update")
 
 
 def test_the_panels_are_two_a_row_on_a_phone():

@@ -12,6 +12,7 @@ import gradio as gr
 
 from sae.app import render
 from sae.app.face_cache import FACE_CACHE_SIZE
+from sae.app.gate import WORKERS, WorkGate
 from sae.app.handlers import EXAMPLES, Handlers
 from sae.app.models import ServedModel
 from sae.app.outbox import OUTBOX_MAX_AGE
@@ -22,7 +23,7 @@ from sae.privacy.scheme import SCHEMES, default_k
 from sae.zoo import files
 
 SCHEME_LABELS = {"keyed": "keyed", "paper": "as in the paper"}
-CPU = "model"  # one concurrency group for every event: the queue's limit then bounds all model work together
+CPU = "model"  # one concurrency group for every queued event (the slider's is not queued: sae.app.gate)
 
 EXPLANATION = """
 ### What am I looking at?
@@ -108,11 +109,17 @@ def _extra_choices() -> list[tuple[str, str]]:
 
 
 def build(
-    models: list[ServedModel], failures: list[str] | None = None, face_cache: int = FACE_CACHE_SIZE, handlers: Handlers | None = None
+    models: list[ServedModel],
+    failures: list[str] | None = None,
+    face_cache: int = FACE_CACHE_SIZE,
+    handlers: Handlers | None = None,
+    workers: int = WORKERS,
 ) -> gr.Blocks:
-    """The Blocks layout (`handlers` may be passed in by a caller that inspects them while serving)."""
+    """The Blocks layout (`handlers` may be passed in by a caller that inspects them while serving); at most `workers`
+    handlers that touch a model run at once."""
     failures = failures or []
     handlers = handlers or Handlers(models, cache_size=face_cache)
+    gate = WorkGate(workers)
     first = models[0]
     defaults = ShareSettings(k=default_k(first.model.k_max))
     queued, private = dict(concurrency_id=CPU), dict(concurrency_id=CPU, api_visibility="private")
@@ -248,28 +255,28 @@ def build(
         controls = [k, owner, scheme, decoys, fill_all, ratio, permute, known, extra]
         view = [face_state, face_note, panels, chart, linkage, budget, table]
         photo.change(
-            handlers.prepare, [photo, whole, model_choice, *controls], view, api_name="prepare", trigger_mode="always_last", **queued
+            gate(handlers.prepare), [photo, whole, model_choice, *controls], view, api_name="prepare", trigger_mode="always_last", **queued
         )
-        whole.change(handlers.select, [face_state, whole, model_choice, *controls], view, api_name="select", **private)
-        model_choice.change(handlers.switch, [face_state, model_choice, *controls], [k, *view], api_name="switch", **queued)
+        whole.change(gate(handlers.select), [face_state, whole, model_choice, *controls], view, api_name="select", **private)
+        model_choice.change(gate(handlers.switch), [face_state, model_choice, *controls], [k, *view], api_name="switch", **queued)
         moves = [k.input, k.release, owner.input, owner.release, known.input, known.release, ratio.input, ratio.release]
         changes = [scheme.change, decoys.change, fill_all.change, permute.change, extra.change]
         gr.on(
             [*moves, *changes],
-            handlers.update,
+            gate(handlers.update),
             [face_state, model_choice, *controls],
             [panels, chart, linkage, budget],
             trigger_mode="always_last",
             show_progress="hidden",  # a slider step just changes the panels: no loading overlay on every output
             api_name="update",
-            **queued,
+            queue=False,  # the queue's per-event machinery weighs on every move (sae.app.gate bounds the work instead)
         )
-        compare.click(handlers.comparison, [face_state, model_choice, *controls], compare_file, api_name="comparison", **queued).then(
+        compare.click(gate(handlers.comparison), [face_state, model_choice, *controls], compare_file, api_name="comparison", **queued).then(
             None, compare_file, None, js=DOWNLOAD_JS
         )
-        share_tab.select(handlers.share_preview, [face_state, model_choice, *controls], [share_face, share_what], **private)
+        share_tab.select(gate(handlers.share_preview), [face_state, model_choice, *controls], [share_face, share_what], **private)
         share_button.click(
-            handlers.make_share,
+            gate(handlers.make_share),
             [face_state, model_choice, passphrase, *controls],
             [public_out, key_out, share_note],
             api_name="share",
@@ -278,9 +285,13 @@ def build(
         public_in.upload(lambda path: handlers.receive(path, "public code"), public_in, [public_data, public_in, public_note], **private)
         key_in.upload(lambda path: handlers.receive(path, "key"), key_in, [key_data, key_in, key_note], **private)
         decode_button.click(
-            handlers.decode_received, [public_data, key_data, model_choice, decode_pass, fraction], [decoded, decode_note], **private
+            gate(handlers.decode_received), [public_data, key_data, model_choice, decode_pass, fraction], [decoded, decode_note], **private
         )
         decode_files.click(
-            handlers.decode, [public_in, key_in, model_choice, decode_pass, fraction], [decoded, decode_note], api_name="decode", **queued
+            gate(handlers.decode),
+            [public_in, key_in, model_choice, decode_pass, fraction],
+            [decoded, decode_note],
+            api_name="decode",
+            **queued,
         )
     return demo
