@@ -108,8 +108,7 @@ def server_cpu_per_move(
     apart, so its figure is the caption's alone)."""
     from gradio_client import handle_file
 
-    with AppProcess(command, extra) as app:
-        session = PageSession(app.url)
+    with AppProcess(command, extra) as app, PageSession(app.url) as session:
         client = session.client
         if ours:
             config = client.view_api(return_format="dict", print_info=False)
@@ -126,7 +125,6 @@ def server_cpu_per_move(
         for step in range(moves):
             sent.append(text_bytes(call(COUNTED_KS[step % len(COUNTED_KS)])))
         spent = app.cpu_seconds() - before
-        session.close()
     return {"cpu_ms_per_move": 1000 * spent / moves, "moves": moves, "text_kb_per_move": statistics.mean(sent) / 1000}
 
 

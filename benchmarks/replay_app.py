@@ -27,7 +27,8 @@ class ReplayHandlers(Handlers):
         super().__init__(*args, **kwargs)
         self.rendered: dict[tuple, tuple] = {}
 
-    def update(self, ref: FaceRef | None, model_name: str, *controls: object) -> tuple:
+    def update(self, ref: FaceRef | None, model_name: str, *controls: object, session: str | None = None) -> tuple:
+        ref = self.sessions.latest(session, ref)  # the face the app would draw
         key = (ref, model_name, controls)  # the FaceRef whole: the same upload's crop and whole image differ
         if key not in self.rendered:
             self.rendered[key] = super().update(ref, model_name, *controls)

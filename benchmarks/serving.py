@@ -97,11 +97,11 @@ class AppProcess:
 
 class PageSession:
     """One visitor's session, calling endpoints the way the page does: a queued event through Gradio's queue
-    (gradio_client), an unqueued one (the app's slider) as one POST to /gradio_api/run/<name>, which is what the page
-    sends and gradio_client never does (it queues every call). Session state stays on the server, as the page leaves it:
-    its inputs go as null."""
+    (gradio_client), an unqueued one (the app's slider) as one POST to /gradio_api/run/predict naming the event by its
+    fn_index, which is what the page sends and gradio_client never does (it queues every call). Session state stays on
+    the server, as the page leaves it: its inputs go as null. A context manager (closes its connections)."""
 
-    def __init__(self, url: str, timeout: float = 60.0):
+    def __init__(self, url: str, timeout: float = 60.0) -> None:
         import httpx
         from gradio_client import Client
 
@@ -125,7 +125,7 @@ class PageSession:
         values = iter(args)
         data = [None if state else next(values) for state in state_in]
         body = {"data": data, "fn_index": fn_index, "session_hash": self.client.session_hash, "event_data": None, "trigger_id": None}
-        response = self.http.post(f"gradio_api/run{api_name}", json=body, timeout=timeout)
+        response = self.http.post("gradio_api/run/predict", json=body, timeout=timeout)
         if response.status_code != 200:
             raise RuntimeError(f"{api_name}: HTTP {response.status_code}: {response.text[:200]}")
         outputs = response.json()["data"]
@@ -134,6 +134,12 @@ class PageSession:
     def close(self) -> None:
         self.http.close()
         self.client.close()
+
+    def __enter__(self) -> PageSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def chromium_available() -> bool:

@@ -390,7 +390,7 @@ def test_two_uploads_racing_on_one_session(app_url, models, served_models, tmp_p
 
 
 def test_the_page_s_slider_call_skips_the_queue_and_sees_its_session(app_url, models):
-    """The slider's event is not queued: the page POSTs it to /run/update with its session's hash, as
+    """The slider's event is not queued: the page POSTs it to /run/predict with its fn_index and its session's hash, as
     `benchmarks.serving.PageSession` does; the answer comes from the face that session uploaded, the same as a queued
     call's."""
     from benchmarks.serving import PageSession

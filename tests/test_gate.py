@@ -58,3 +58,41 @@ def test_the_wrapped_handler_keeps_its_signature_and_names_its_gate():
 def test_no_worker_is_refused():
     with pytest.raises(ValueError, match="at least 1"):
         WorkGate(0)
+
+
+def test_past_max_waiting_a_caller_is_told_the_server_is_busy():
+    import gradio as gr
+
+    gate = WorkGate(1, max_waiting=1)
+    started, release = threading.Event(), threading.Event()
+
+    @gate
+    def hold() -> str:
+        started.set()
+        release.wait(10)
+        return "done"
+
+    with ThreadPoolExecutor(2) as pool:
+        running = pool.submit(hold)
+        started.wait(10)
+        waiting = pool.submit(hold)  # takes the one waiting place
+        deadline = time.monotonic() + 10
+        while gate._waiting < 1 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        with pytest.raises(gr.Error, match="busy"):
+            hold()  # a third caller is refused at once, holding no thread
+        release.set()
+        assert running.result(10) == waiting.result(10) == "done"
+    assert gate(lambda: "served")() == "served"  # every slot and waiting place given back
+
+
+def test_a_generator_or_coroutine_cannot_be_gated():
+    def frames():
+        yield 1
+
+    async def later() -> int:
+        return 1
+
+    for fn in (frames, later):
+        with pytest.raises(TypeError, match="plain function"):
+            WorkGate()(fn)

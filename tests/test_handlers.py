@@ -147,6 +147,24 @@ def test_update_follows_the_controls(handlers, celeba, face):
         assert outputs[CHART].count('class="swatch level"') == len(_titles(outputs[PANELS])) - 2  # one per attack panel
 
 
+def test_a_control_change_draws_the_session_s_latest_face(handlers, celeba, utkface, face, tmp_path):
+    """Gradio reads a session's state when the request arrives, before the handler waits for a worker: a move sent
+    during an upload carries the previous face. The upload, whole-image and model handlers record what they give the
+    session, and a move draws that instead; without a session (a direct call) the carried face is drawn."""
+    tinted = tmp_path / "tinted.png"
+    Image.open(PHOTO).convert("RGB").point(lambda v: min(255, v + 60)).save(tinted)
+    second = handlers.prepare(str(tinted), False, celeba.name, *controls(), session="visitor")[0]
+    assert second != face and handlers.sessions.latest("visitor", face) == second
+    stale = handlers.update(face, celeba.name, *controls(k=2), session="visitor")  # the move carried the first face
+    assert stale == handlers.update(second, celeba.name, *controls(k=2)) != handlers.update(face, celeba.name, *controls(k=2))
+    whole = handlers.select(face, True, celeba.name, *controls(), session="visitor")[0]
+    assert whole == FaceRef(second.key, True) == handlers.sessions.latest("visitor", None)  # the toggle of the latest upload
+    assert handlers.switch(face, utkface.name, *controls(), session="visitor")[1] == whole
+    handlers.prepare(str(tmp_path / "missing.png"), False, celeba.name, *controls(), session="visitor")  # a failed upload
+    assert handlers.sessions.latest("visitor", face) is None  # the view was reset: a move shows no face either
+    assert 'class="panels-empty"' in handlers.update(face, celeba.name, *controls(), session="visitor")[PANELS]
+
+
 def test_a_hidden_extra_attack_is_explained(handlers, celeba, face):
     panels = handlers.update(face, celeba.name, *controls(scheme="paper", extra_attack="learned (keep k)"))[PANELS]
     assert _titles(panels)[-1] == "Learned attack (keep k)" and 'class="panel hidden"' in panels

@@ -3,6 +3,7 @@ what the page needs (every model and what failed in About; two panels a row on a
 
 from __future__ import annotations
 
+import inspect
 import re
 
 import gradio as gr
@@ -75,11 +76,18 @@ def test_the_switch_updates_k_and_the_whole_view(demo):
 def test_build_can_be_given_its_handlers(served_models, tmp_path):
     handlers = Handlers(served_models, outbox=tmp_path / "outbox")
     demo = ui.build(served_models, handlers=handlers)
-    assert _events(demo)["prepare"].fn.__wrapped__ == handlers.prepare and _component(demo, "model").info is None  # nothing failed
+    assert _events(demo)["prepare"].fn.__wrapped__.handler == handlers.prepare and _component(demo, "model").info is None
+
+
+def test_the_face_handlers_get_the_visitor_s_session():
+    seen = []
+    call = ui.with_session(lambda *args, session: seen.append((args, session)) or "shown")
+    assert call(gr.Request(session_hash="visitor"), 1, "m") == "shown" and seen == [((1, "m"), "visitor")]
+    assert list(inspect.signature(call).parameters) == ["request", "args"]  # Gradio fills `request` from its annotation
 
 
 def test_every_model_event_passes_the_gate_and_only_the_slider_skips_the_queue(demo):
-    """The slider's event is not queued (its status messages cost the page more than its work), so the queue's limit
+    """The slider's event is not queued (sae.app.gate says why), so the queue's limit
     no longer bounds it: every event that touches a model runs through the one WorkGate instead."""
     events = _events(demo)
     gated = ("prepare", "select", "switch", "update", "comparison", "share", "share_preview", "decode_received", "decode")

@@ -21,6 +21,7 @@ from sae.app.face_cache import FACE_CACHE_SIZE, GONE, FaceRef, FaceStore
 from sae.app.models import ServedModel
 from sae.app.outbox import OUTBOX_MAX_AGE, Outbox
 from sae.app.pipeline import QualityCurve, privacy_view, quality_curve
+from sae.app.sessions import SessionFaces
 from sae.app.settings import CONTROLS, SettingsError, ShareSettings
 from sae.app.uploads import Uploads
 from sae.core.faces import PhotoError
@@ -132,6 +133,7 @@ class Handlers:
         self.outbox = Outbox(outbox, OUTBOX_MAX_AGE)
         self.uploads = uploads or Uploads(keep=sorted(EXAMPLES.glob("*.png")))
         self.faces = FaceStore(models, self.uploads, cache_size)
+        self.sessions = SessionFaces()
 
     # -- helpers -------------------------------------------------------------------------------------------------
 
@@ -183,8 +185,14 @@ class Handlers:
 
     # -- events --------------------------------------------------------------------------------------------------
 
-    def prepare(self, photo: str | Image.Image | None, whole: bool, model_name: str, *controls: object) -> tuple:
-        """An upload (or a cleared photo) -> the session's face reference and the whole Explore view."""
+    def prepare(self, photo: str | Image.Image | None, whole: bool, model_name: str, *controls, session: str | None = None) -> tuple:
+        """An upload (or a cleared photo) -> the session's face reference and the whole Explore view (`session`: the
+        visitor's session id, under which the new reference is recorded for the control changes that follow)."""
+        result = self._prepare(photo, whole, model_name, *controls)
+        self.sessions.record(session, result[0])
+        return result
+
+    def _prepare(self, photo: str | Image.Image | None, whole: bool, model_name: str, *controls: object) -> tuple:
         try:
             served = self.served(model_name)
             settings = self._settings(served, controls)
@@ -200,16 +208,24 @@ class Handlers:
         except PhotoError as error:
             return self._reset(served, settings, str(error))
 
-    def select(self, ref: FaceRef | None, whole: bool, model_name: str, *controls) -> tuple:
+    def select(self, ref: FaceRef | None, whole: bool, model_name: str, *controls, session: str | None = None) -> tuple:
         """The whole-image toggle: the other cached crop of the same upload (the file itself is gone)."""
-        return (
-            self.prepare(None, whole, model_name, *controls)
+        ref = self.sessions.latest(session, ref)
+        result = (
+            self._prepare(None, whole, model_name, *controls)
             if ref is None
             else self._refresh(FaceRef(ref.key, bool(whole)), model_name, controls)
         )
+        self.sessions.record(session, result[0])
+        return result
 
-    def switch(self, ref: FaceRef | None, model_name: str, *controls) -> tuple:
+    def switch(self, ref: FaceRef | None, model_name: str, *controls, session: str | None = None) -> tuple:
         """Another model: same photo and settings (k capped at its k_max), encoded once by it."""
+        result = self._switch(self.sessions.latest(session, ref), model_name, *controls)
+        self.sessions.record(session, result[1])
+        return result
+
+    def _switch(self, ref: FaceRef | None, model_name: str, *controls) -> tuple:
         try:
             served = self.served(model_name)
             capped = min(ShareSettings.from_widgets(*controls).k, served.model.k_max)
@@ -234,12 +250,16 @@ class Handlers:
         table = curve_table(self._extras(ref, served).curve)
         return (ref, *shown.as_tuple(), table)
 
-    def update(self, ref: FaceRef | None, model_name: str, *controls) -> tuple:
+    def update(self, ref: FaceRef | None, model_name: str, *controls, session: str | None = None) -> tuple:
         """A control change: panels, chart, linkage and budget (the face note, the table and the model input stay as
-        they are)."""
+        they are), of the session's latest face (`sae.app.sessions`), drawn again if a newer one arrived meanwhile."""
         try:
             served = self.served(model_name)
-            return self.explore(ref, served, self._settings(served, controls)).moved()
+            settings = self._settings(served, controls)
+            ref = self.sessions.latest(session, ref)
+            shown = self.explore(ref, served, settings)
+            newer = self.sessions.latest(session, ref)
+            return (shown if newer == ref else self.explore(newer, served, settings)).moved()
         except (PhotoError, SettingsError) as error:
             return (render.empty_panels(str(error)), "", "", "")
 

@@ -6,7 +6,9 @@ Built for a projector first (1366x768: controls and panels above the fold, the c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import gradio as gr
 
@@ -23,6 +25,7 @@ from sae.privacy.scheme import SCHEMES, default_k
 from sae.zoo import files
 
 SCHEME_LABELS = {"keyed": "keyed", "paper": "as in the paper"}
+R = TypeVar("R")
 CPU = "model"  # one concurrency group for every queued event (the slider's is not queued: sae.app.gate)
 
 EXPLANATION = """
@@ -108,6 +111,18 @@ def _extra_choices() -> list[tuple[str, str]]:
     return [(ATTACKS[name].title, name) for name in EXTRA_ATTACKS] + [("None", NO_EXTRA)]
 
 
+def with_session(handler: Callable[..., R]) -> Callable[..., R]:
+    """`handler` called with the visitor's session id as `session=` (Gradio fills `request` from its annotation), so a
+    control change draws the face the session loaded last (`sae.app.sessions`)."""
+
+    def call(request: gr.Request, *args: object) -> R:
+        return handler(*args, session=request.session_hash)
+
+    call.__name__ = handler.__name__
+    call.handler = handler  # type: ignore[attr-defined]  # what it calls (the layout's tests read it)
+    return call
+
+
 def build(
     models: list[ServedModel],
     failures: list[str] | None = None,
@@ -120,6 +135,8 @@ def build(
     failures = failures or []
     handlers = handlers or Handlers(models, cache_size=face_cache)
     gate = WorkGate(workers)
+    per_session = (handlers.prepare, handlers.select, handlers.switch, handlers.update)  # they read or set its latest face
+    prepare, select, switch, update = (gate(with_session(method)) for method in per_session)
     first = models[0]
     defaults = ShareSettings(k=default_k(first.model.k_max))
     queued, private = dict(concurrency_id=CPU), dict(concurrency_id=CPU, api_visibility="private")
@@ -254,16 +271,14 @@ def build(
 
         controls = [k, owner, scheme, decoys, fill_all, ratio, permute, known, extra]
         view = [face_state, face_note, panels, chart, linkage, budget, table]
-        photo.change(
-            gate(handlers.prepare), [photo, whole, model_choice, *controls], view, api_name="prepare", trigger_mode="always_last", **queued
-        )
-        whole.change(gate(handlers.select), [face_state, whole, model_choice, *controls], view, api_name="select", **private)
-        model_choice.change(gate(handlers.switch), [face_state, model_choice, *controls], [k, *view], api_name="switch", **queued)
+        photo.change(prepare, [photo, whole, model_choice, *controls], view, api_name="prepare", trigger_mode="always_last", **queued)
+        whole.change(select, [face_state, whole, model_choice, *controls], view, api_name="select", **private)
+        model_choice.change(switch, [face_state, model_choice, *controls], [k, *view], api_name="switch", **queued)
         moves = [k.input, k.release, owner.input, owner.release, known.input, known.release, ratio.input, ratio.release]
         changes = [scheme.change, decoys.change, fill_all.change, permute.change, extra.change]
         gr.on(
             [*moves, *changes],
-            gate(handlers.update),
+            update,
             [face_state, model_choice, *controls],
             [panels, chart, linkage, budget],
             trigger_mode="always_last",
