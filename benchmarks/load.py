@@ -9,7 +9,8 @@
 The app runs with its own queue settings in a child process (`benchmarks.serving.AppProcess`, its own Gradio folder).
 Each student is one session (`benchmarks.serving.PageSession`: queued events through gradio_client, the unqueued
 slider as the page's own POST): it uploads a photo of its own (crops, flips and tints of the public-domain
-astronaut, all different), then moves the k slider to a random k once every 1-2 s (uniform) until the time is up.
+astronaut, all different) and redraws once as the page does after a face lands, then moves the k slider to a random k
+once every 1-2 s (uniform) until the time is up.
 Latency is measured at the student from request to result (any wait included). The students share the machine's
 cores with the server, so the server's own CPU time per request (from /proc) is reported too, and the same class
 against the floor app (one image and a caption per move, its events set as the app's) shows what the machine, Gradio and the
@@ -188,6 +189,7 @@ def _student(index: int, url: str, photo: Path, model: str | None, k_max: int, s
             call("/upload", handle_file(str(photo)))
         else:
             call("/prepare", handle_file(str(photo)), False, model, *values)
+            call("/update", model, *values)  # the page redraws once a face has landed (`sae.app.ui`)
         while True:
             time.sleep(rng.uniform(1.0, 2.0))
             if time.monotonic() >= stop_at:

@@ -79,13 +79,15 @@ def page(app, browser):
 STATE = "() => (document.querySelector('#face-note')?.innerText ?? '') + '|' + (document.querySelector('#panels')?.innerHTML ?? '')"
 
 
+BUSY = r"/^\s*(processing|queue|[0-9.]+\s*s\b)/i"  # Gradio's progress timer stands in the face note while a face is drawn
+
+
 def upload(page, path: Path) -> None:
     """Hand a file to the photo box and wait until the server answered (the face note or the panels changed)."""
     before = page.evaluate(STATE)
     page.locator("#photo input[type=file]").set_input_files(str(path))
     page.wait_for_function(f"(b) => ({STATE})() !== b", arg=before)
-    busy = r"/^\s*(processing|queue|[0-9.]+\s*s\b)/i"  # Gradio's progress timer stands in the note while it works
-    page.wait_for_function(f"() => !{busy}.test(document.querySelector('#face-note').innerText)")
+    page.wait_for_function(f"() => !{BUSY}.test(document.querySelector('#face-note').innerText)")
     page.wait_for_timeout(500)
 
 
@@ -196,6 +198,26 @@ def test_a_slider_move_keeps_the_model_input_in_the_page(page):
     page.wait_for_function(f"(h) => ({SOURCE})(1) !== h && ({SOURCE})(1) !== ''", arg=holder)
     page.wait_for_timeout(300)
     assert page.evaluate(SOURCE, 0) == reference and page.locator("#panel-0 img").count() == 1
+
+
+def test_slider_steps_made_while_a_face_is_drawn_are_in_the_final_view(page):
+    """Steps of the slider made after an upload's request left are answered first (before the face is there); once
+    the upload's panels land, drawn at the k its request carried, the page redraws them at the slider's k, so the
+    panels, chart and budget agree with the slider."""
+    slider = page.locator("#k-slider input[type=range]")
+    start = int(slider.input_value())
+    with page.expect_request(lambda request: "queue/join" in request.url):  # the upload's event, carrying k = start
+        page.locator("#photo input[type=file]").set_input_files(str(PHOTO))
+    slider.focus()
+    for _ in range(3):
+        slider.press("ArrowLeft")
+    page.wait_for_function(f"() => !{BUSY}.test(document.querySelector('#face-note').innerText)")
+    panels_shown(page)
+    k = int(slider.input_value())
+    assert k == start - 3
+    page.wait_for_timeout(1500)  # the redraw, and anything else still on its way
+    assert page.locator("#budget").inner_text().startswith(f"k = {k} per group") and int(slider.input_value()) == k
+    assert f"key holder at k = {k}:" in page.locator("#chart").inner_text()
 
 
 # How Gradio's HTML component evaluates a template without Handlebars tags: a JavaScript template literal over its props.

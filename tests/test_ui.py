@@ -97,6 +97,20 @@ def test_every_model_event_passes_the_gate_and_only_the_slider_skips_the_queue(d
     assert all(events[name].concurrency_id == ui.CPU for name in gated if name != "update")
 
 
+def test_the_page_redraws_with_its_controls_once_a_face_has_landed(demo):
+    """An upload, a crop toggle or a model switch draws the controls its request read; a move made meanwhile is answered
+    first. Each is followed by the slider's own handler, unqueued and off the API page, reading the controls anew."""
+    events = _events(demo)
+    update = events["update"]
+    redraws = [fn for fn in demo.fns.values() if fn.fn is update.fn and fn is not update]
+    after = {demo.fns[fn.trigger_after].api_name for fn in redraws}
+    assert after == {"prepare", "select", "switch"} and len(redraws) == 3
+    for fn in redraws:
+        assert not fn.queue and fn.api_visibility == "private" and fn.show_progress == "hidden" and not fn.trigger_only_on_success
+        assert [block._id for block in fn.inputs] == [block._id for block in update.inputs]
+        assert [block._id for block in fn.outputs] == [block._id for block in update.outputs]
+
+
 def test_the_panels_are_two_a_row_on_a_phone():
     grid = re.search(r"@media \(max-width: 640px\) \{ \.panels \{ ([^}]*)\}", ui.CSS)
     assert grid is not None and "grid-template-columns: repeat(2, minmax(0, 1fr))" in grid.group(1)

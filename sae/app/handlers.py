@@ -252,11 +252,15 @@ class Handlers:
 
     def update(self, ref: FaceRef | None, model_name: str, *controls, session: str | None = None) -> tuple:
         """A control change: panels, chart, linkage and budget (the face note, the table and the model input stay as
-        they are), of the session's latest face (`sae.app.sessions`), drawn again if a newer one arrived meanwhile."""
+        they are), of the session's latest face (`sae.app.sessions`), drawn again if a newer one arrived meanwhile.
+        Without a face only the budget changes: the panels keep what they say (the start text, or why the last upload
+        failed), also when the page redraws after a failed upload."""
         try:
             served = self.served(model_name)
             settings = self._settings(served, controls)
             ref = self.sessions.latest(session, ref)
+            if ref is None:
+                return (gr.skip(), gr.skip(), gr.skip(), budget_text(served, settings))
             shown = self.explore(ref, served, settings)
             newer = self.sessions.latest(session, ref)
             return (shown if newer == ref else self.explore(newer, served, settings)).moved()

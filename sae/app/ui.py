@@ -271,21 +271,21 @@ def build(
 
         controls = [k, owner, scheme, decoys, fill_all, ratio, permute, known, extra]
         view = [face_state, face_note, panels, chart, linkage, budget, table]
-        photo.change(prepare, [photo, whole, model_choice, *controls], view, api_name="prepare", trigger_mode="always_last", **queued)
-        whole.change(select, [face_state, whole, model_choice, *controls], view, api_name="select", **private)
-        model_choice.change(switch, [face_state, model_choice, *controls], [k, *view], api_name="switch", **queued)
+        # A control change redraws the panels (no loading overlay on every step), outside the queue, whose per-event
+        # machinery weighs on every move (sae.app.gate bounds the work instead).
+        moved = [panels, chart, linkage, budget]
+        update_event = dict(fn=update, inputs=[face_state, model_choice, *controls], outputs=moved, show_progress="hidden", queue=False)
+        # A face handler draws the controls its request read, and a move made meanwhile is answered first (with the
+        # previous face): once the face has landed, the page redraws with what it shows, whatever order answers came in.
+        redraw = dict(update_event, api_name="redraw", api_visibility="private")
+        photo.change(prepare, [photo, whole, model_choice, *controls], view, api_name="prepare", trigger_mode="always_last", **queued).then(
+            **redraw
+        )
+        whole.change(select, [face_state, whole, model_choice, *controls], view, api_name="select", **private).then(**redraw)
+        model_choice.change(switch, [face_state, model_choice, *controls], [k, *view], api_name="switch", **queued).then(**redraw)
         moves = [k.input, k.release, owner.input, owner.release, known.input, known.release, ratio.input, ratio.release]
         changes = [scheme.change, decoys.change, fill_all.change, permute.change, extra.change]
-        gr.on(
-            [*moves, *changes],
-            update,
-            [face_state, model_choice, *controls],
-            [panels, chart, linkage, budget],
-            trigger_mode="always_last",
-            show_progress="hidden",  # a slider step just changes the panels: no loading overlay on every output
-            api_name="update",
-            queue=False,  # the queue's per-event machinery weighs on every move (sae.app.gate bounds the work instead)
-        )
+        gr.on([*moves, *changes], **update_event, trigger_mode="always_last", api_name="update")
         compare.click(gate(handlers.comparison), [face_state, model_choice, *controls], compare_file, api_name="comparison", **queued).then(
             None, compare_file, None, js=DOWNLOAD_JS
         )
