@@ -217,7 +217,10 @@ def test_slider_steps_made_while_a_face_is_drawn_are_in_the_final_view(page):
     assert k == start - 3
     page.wait_for_timeout(1500)  # the redraw, and anything else still on its way
     assert page.locator("#budget").inner_text().startswith(f"k = {k} per group") and int(slider.input_value()) == k
-    assert f"key holder at k = {k}:" in page.locator("#chart").inner_text()
+    legend = page.locator("#chart").inner_text()
+    assert f"key holder at k = {k}:" in legend
+    holder_db = legend.split(f"key holder at k = {k}:")[1].split("dB")[0].strip()
+    assert f"PSNR {holder_db} dB" in page.locator("#caption-1").inner_text()  # the key holder's panel is at that k too
 
 
 # How Gradio's HTML component evaluates a template without Handlebars tags: a JavaScript template literal over its props.
