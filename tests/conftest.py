@@ -170,7 +170,7 @@ class Page:
 
     def __getattr__(self, name: str):
         method = getattr(self.handlers, name)
-        if name not in ("prepare", "select", "switch", "update"):
+        if name not in ("prepare", "select", "switch", "update", "redraw"):
             return method
         return lambda *args, **kwargs: self.show(method(*args, **kwargs))
 

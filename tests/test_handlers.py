@@ -17,7 +17,7 @@ from PIL import Image
 
 from sae.app import face_cache
 from sae.app.face_cache import FaceRef
-from sae.app.handlers import START, Handlers, budget_text, curve_table, describe, linkage_text, preview_seed
+from sae.app.handlers import START, Handlers, budget_text, curve_table, describe, linkage_text, preview_seed, view_id
 from sae.app.pipeline import QualityCurve, curve_ks, privacy_view
 from sae.app.render import reference_slot, with_reference
 from sae.app.settings import CONTROLS, NO_EXTRA, ShareSettings
@@ -163,6 +163,28 @@ def test_a_control_change_draws_the_session_s_latest_face(handlers, celeba, utkf
     handlers.prepare(str(tmp_path / "missing.png"), False, celeba.name, *controls(), session="visitor")  # a failed upload
     assert handlers.sessions.latest("visitor", face) is None  # the view was reset: a move shows no face either,
     assert handlers.update(face, celeba.name, *controls(), session="visitor")[PANELS] == gr.skip()  # and keeps the message
+    assert handlers.redraw(face, celeba.name, *controls(), session="visitor")[:3] == (gr.skip(),) * 3  # the redraw too
+
+
+def test_the_redraw_once_a_face_lands_sends_only_what_changed(handlers, celeba, utkface, tmp_path):
+    """Once a face handler's answer lands, the page redraws with the controls it shows: nothing is sent when they are
+    the ones the handler drew with; else the whole view with the model input. That also mends an upload and a model
+    switch of one session that ran at once: the switch finished first, the upload (drawn with the model its request
+    read) landed last, and the page showed that model's input under the other model's name."""
+    ref = handlers.prepare(str(PHOTO), False, celeba.name, *controls(), session="visitor")[0]
+    assert handlers.redraw(ref, celeba.name, *controls(), session="visitor") == (gr.skip(),) * 4
+    assert handlers.redraw(ref, celeba.name, *controls(k=2), session="visitor") == handlers.update(ref, celeba.name, *controls(k=2))
+    assert handlers.redraw(ref, celeba.name, *controls(k=2), session="visitor")[BUDGET] != gr.skip()  # drawn was k = 4
+    tinted = tmp_path / "tinted.png"
+    Image.open(PHOTO).convert("RGB").point(lambda v: min(255, v + 60)).save(tinted)
+    handlers.switch(ref, utkface.name, *controls(), session="visitor")
+    upload = handlers.prepare(str(tinted), False, celeba.name, *controls(), session="visitor")[0]
+    shown = dict(handlers.props)
+    assert shown["view"] == view_id(upload, celeba)
+    mended = handlers.redraw(upload, utkface.name, *controls(), session="visitor")  # the dropdown says utkface
+    assert handlers.props["view"] == view_id(upload, utkface) and handlers.props["reference"] != shown["reference"]
+    assert mended == handlers.switch(upload, utkface.name, *controls())[3:7]
+    assert handlers.redraw(upload, utkface.name, *controls(), session="visitor") != (gr.skip(),) * 4  # the upload drew celeba
 
 
 def test_a_hidden_extra_attack_is_explained(handlers, celeba, face):

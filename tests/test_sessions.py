@@ -1,12 +1,14 @@
-"""Each session's latest face (sae.app.sessions): recorded per session, None kept as a reset, unknown sessions and
-direct calls fall back to the face their request carried, least recently used sessions go first."""
+"""Each session's latest face (sae.app.sessions): recorded per session with the view drawn with it, None kept as a
+reset, unknown sessions and direct calls fall back to the face their request carried, least recently used sessions go
+first."""
 
 from __future__ import annotations
 
 import pytest
 
 from sae.app.face_cache import FaceRef
-from sae.app.sessions import SessionFaces
+from sae.app.sessions import Drawn, SessionFaces
+from sae.app.settings import ShareSettings
 
 A, B, C = (FaceRef(key, False) for key in ("a", "b", "c"))
 
@@ -37,3 +39,13 @@ def test_the_least_recently_used_session_goes_first():
     assert faces.latest("two", A) == A and faces.latest("one", None) == A and faces.latest("three", None) == C  # "two" is gone
     with pytest.raises(ValueError, match="at least 1"):
         SessionFaces(capacity=0)
+
+
+def test_the_view_a_face_handler_drew_is_kept_with_its_face():
+    faces = SessionFaces()
+    drawn = Drawn(A, "model", ShareSettings(k=4))
+    faces.record("one", A, drawn)
+    assert faces.drawn("one") == Drawn(A, "model", ShareSettings(k=4)) != Drawn(A, "model", ShareSettings(k=5))
+    faces.record("one", B)  # a face without a recorded view (a reset, or a direct call's)
+    assert faces.drawn("one") is None and faces.latest("one", None) == B
+    assert faces.drawn("stranger") is None and faces.drawn(None) is None

@@ -135,8 +135,8 @@ def build(
     failures = failures or []
     handlers = handlers or Handlers(models, cache_size=face_cache)
     gate = WorkGate(workers)
-    per_session = (handlers.prepare, handlers.select, handlers.switch, handlers.update)  # they read or set its latest face
-    prepare, select, switch, update = (gate(with_session(method)) for method in per_session)
+    per_session = (handlers.prepare, handlers.select, handlers.switch, handlers.update, handlers.redraw)  # its latest face
+    prepare, select, switch, update, redraw_view = (gate(with_session(method)) for method in per_session)
     first = models[0]
     defaults = ShareSettings(k=default_k(first.model.k_max))
     queued, private = dict(concurrency_id=CPU), dict(concurrency_id=CPU, api_visibility="private")
@@ -276,8 +276,9 @@ def build(
         moved = [panels, chart, linkage, budget]
         update_event = dict(fn=update, inputs=[face_state, model_choice, *controls], outputs=moved, show_progress="hidden", queue=False)
         # A face handler draws the controls its request read, and a move made meanwhile is answered first (with the
-        # previous face): once the face has landed, the page redraws with what it shows, whatever order answers came in.
-        redraw = dict(update_event, api_name="redraw", api_visibility="private")
+        # previous face): once the face has landed, the page redraws with what it shows, whatever order answers came in
+        # (nothing to send when that is what the face handler drew).
+        redraw = dict(update_event, fn=redraw_view, api_name="redraw", api_visibility="private")
         photo.change(prepare, [photo, whole, model_choice, *controls], view, api_name="prepare", trigger_mode="always_last", **queued).then(
             **redraw
         )
