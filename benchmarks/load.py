@@ -189,7 +189,7 @@ def _student(index: int, url: str, photo: Path, model: str | None, k_max: int, s
             call("/upload", handle_file(str(photo)))
         else:
             call("/prepare", handle_file(str(photo)), False, model, *values)
-            call("/redraw", model, *values)  # the page redraws once a face has landed (`sae.app.ui`)
+            call("/redraw", False, model, *values)  # the page redraws once a face has landed (`sae.app.ui`)
         while True:
             time.sleep(rng.uniform(1.0, 2.0))
             if time.monotonic() >= stop_at:

@@ -163,28 +163,65 @@ def test_a_control_change_draws_the_session_s_latest_face(handlers, celeba, utkf
     handlers.prepare(str(tmp_path / "missing.png"), False, celeba.name, *controls(), session="visitor")  # a failed upload
     assert handlers.sessions.latest("visitor", face) is None  # the view was reset: a move shows no face either,
     assert handlers.update(face, celeba.name, *controls(), session="visitor")[PANELS] == gr.skip()  # and keeps the message
-    assert handlers.redraw(face, celeba.name, *controls(), session="visitor")[:3] == (gr.skip(),) * 3  # the redraw too
+    redrawn = handlers.redraw(face, False, celeba.name, *controls(k=2), session="visitor")  # the redraw after it too
+    assert redrawn[:5] == (gr.skip(),) * 5 and redrawn[6] == gr.skip() and "k = 2 per group" in redrawn[5]
 
 
-def test_the_redraw_once_a_face_lands_sends_only_what_changed(handlers, celeba, utkface, tmp_path):
-    """Once a face handler's answer lands, the page redraws with the controls it shows: nothing is sent when they are
-    the ones the handler drew with; else the whole view with the model input. That also mends an upload and a model
-    switch of one session that ran at once: the switch finished first, the upload (drawn with the model its request
-    read) landed last, and the page showed that model's input under the other model's name."""
+def _tinted(tmp_path: Path) -> Path:
+    path = tmp_path / "tinted.png"
+    Image.open(PHOTO).convert("RGB").point(lambda v: min(255, v + 60)).save(path)
+    return path
+
+
+def test_the_redraw_once_a_face_lands_shows_the_latest_face_as_the_page_is_set(handlers, celeba, utkface, tmp_path):
+    """Once an upload, a crop toggle or a model switch lands, the page redraws the whole view (model input, note and
+    table included) of the session's latest face with the crop, model and controls it shows then: the same view as a
+    face handler called with those."""
     ref = handlers.prepare(str(PHOTO), False, celeba.name, *controls(), session="visitor")[0]
-    assert handlers.redraw(ref, celeba.name, *controls(), session="visitor") == (gr.skip(),) * 4
-    assert handlers.redraw(ref, celeba.name, *controls(k=2), session="visitor") == handlers.update(ref, celeba.name, *controls(k=2))
-    assert handlers.redraw(ref, celeba.name, *controls(k=2), session="visitor")[BUDGET] != gr.skip()  # drawn was k = 4
-    tinted = tmp_path / "tinted.png"
-    Image.open(PHOTO).convert("RGB").point(lambda v: min(255, v + 60)).save(tinted)
-    handlers.switch(ref, utkface.name, *controls(), session="visitor")
-    upload = handlers.prepare(str(tinted), False, celeba.name, *controls(), session="visitor")[0]
-    shown = dict(handlers.props)
-    assert shown["view"] == view_id(upload, celeba)
-    mended = handlers.redraw(upload, utkface.name, *controls(), session="visitor")  # the dropdown says utkface
-    assert handlers.props["view"] == view_id(upload, utkface) and handlers.props["reference"] != shown["reference"]
-    assert mended == handlers.switch(upload, utkface.name, *controls())[3:7]
-    assert handlers.redraw(upload, utkface.name, *controls(), session="visitor") != (gr.skip(),) * 4  # the upload drew celeba
+    redrawn = handlers.redraw(ref, True, utkface.name, *controls(k=2), session="visitor")
+    assert redrawn[0] == FaceRef(ref.key, True) == handlers.sessions.latest("visitor", None)
+    assert handlers.props["view"] == view_id(redrawn[0], utkface)
+    assert redrawn == handlers.select(ref, True, utkface.name, *controls(k=2))
+    assert redrawn[1:3] != handlers.select(ref, True, celeba.name, *controls(k=2))[1:3]  # the model's own note and panels
+
+
+def test_an_upload_landing_while_a_switch_works_stays_the_session_s_face(handlers, celeba, utkface, face, tmp_path, monkeypatch):
+    """A model switch (or a crop toggle) works on the face it read when it started. An upload that landed meanwhile,
+    drawn with the model its request read, stays the session's face: the switch answers with the previous face but
+    does not record it, and the redraw after it draws the upload under the model the page shows."""
+    handlers.prepare(str(PHOTO), False, celeba.name, *controls(), session="visitor")
+    refresh = Handlers._refresh
+    uploaded = []
+
+    def upload_lands_meanwhile(self, ref, model_name, controls_):
+        if not uploaded:
+            uploaded.append(handlers.prepare(str(_tinted(tmp_path)), False, celeba.name, *controls(), session="visitor")[0])
+        return refresh(self, ref, model_name, controls_)
+
+    monkeypatch.setattr(Handlers, "_refresh", upload_lands_meanwhile)
+    switched = handlers.switch(face, utkface.name, *controls(), session="visitor")
+    monkeypatch.setattr(Handlers, "_refresh", refresh)
+    (upload,) = uploaded
+    assert switched[1] == face != upload and handlers.sessions.latest("visitor", None) == upload
+    redrawn = handlers.redraw(switched[1], False, utkface.name, *controls(), session="visitor")
+    assert redrawn[0] == upload and handlers.props["view"] == view_id(upload, utkface)
+    assert redrawn == handlers.switch(upload, utkface.name, *controls())[1:]
+
+
+def test_a_redraw_that_a_newer_upload_overtook_changes_nothing(handlers, celeba, face, tmp_path, monkeypatch):
+    """The redraw after a face lands is not queued: a failed upload sent right after can be answered while it draws.
+    The failure's message then stands (the redraw changes nothing), as does a newer face."""
+    handlers.prepare(str(PHOTO), False, celeba.name, *controls(), session="visitor")
+    refresh = Handlers._refresh
+
+    def failed_upload_meanwhile(self, ref, model_name, controls_):
+        drawn = refresh(self, ref, model_name, controls_)
+        handlers.prepare(str(tmp_path / "missing.png"), False, celeba.name, *controls(), session="visitor")
+        return drawn
+
+    monkeypatch.setattr(Handlers, "_refresh", failed_upload_meanwhile)
+    assert handlers.redraw(face, False, celeba.name, *controls(), session="visitor") == (gr.skip(),) * 7
+    assert handlers.sessions.latest("visitor", face) is None
 
 
 def test_a_hidden_extra_attack_is_explained(handlers, celeba, face):

@@ -1,14 +1,12 @@
-"""Each session's latest face (sae.app.sessions): recorded per session with the view drawn with it, None kept as a
-reset, unknown sessions and direct calls fall back to the face their request carried, least recently used sessions go
-first."""
+"""Each session's latest face (sae.app.sessions): recorded per session, None kept as a reset, unknown sessions and
+direct calls fall back to the face their request carried, least recently used sessions go first."""
 
 from __future__ import annotations
 
 import pytest
 
 from sae.app.face_cache import FaceRef
-from sae.app.sessions import Drawn, SessionFaces
-from sae.app.settings import ShareSettings
+from sae.app.sessions import SessionFaces
 
 A, B, C = (FaceRef(key, False) for key in ("a", "b", "c"))
 
@@ -41,11 +39,13 @@ def test_the_least_recently_used_session_goes_first():
         SessionFaces(capacity=0)
 
 
-def test_the_view_a_face_handler_drew_is_kept_with_its_face():
+def test_a_handler_records_only_over_the_face_it_started_from():
+    """A crop toggle or a model switch that read face A records its result only if A is still the latest: an upload
+    recorded meanwhile stays the session's face."""
     faces = SessionFaces()
-    drawn = Drawn(A, "model", ShareSettings(k=4))
-    faces.record("one", A, drawn)
-    assert faces.drawn("one") == Drawn(A, "model", ShareSettings(k=4)) != Drawn(A, "model", ShareSettings(k=5))
-    faces.record("one", B)  # a face without a recorded view (a reset, or a direct call's)
-    assert faces.drawn("one") is None and faces.latest("one", None) == B
-    assert faces.drawn("stranger") is None and faces.drawn(None) is None
+    faces.record("one", A)
+    assert faces.record_if("one", A, C) and faces.latest("one", None) == C
+    faces.record("one", B)  # an upload landed while a handler that read C was working
+    assert not faces.record_if("one", C, A) and faces.latest("one", None) == B
+    assert faces.record_if("stranger", A, C) and faces.latest("stranger", None) == C  # unknown: nothing to protect
+    assert faces.record_if(None, A, C) and len(faces) == 2  # a direct call: nothing to remember

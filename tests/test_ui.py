@@ -99,20 +99,20 @@ def test_every_model_event_passes_the_gate_and_only_the_slider_skips_the_queue(d
 
 def test_the_page_redraws_with_its_controls_once_a_face_has_landed(served_models, tmp_path):
     """An upload, a crop toggle or a model switch draws the controls its request read; a move made meanwhile is answered
-    first. Each is followed by the redraw (`Handlers.redraw`), unqueued and off the API page, reading the controls anew,
-    through the same gate and into the same outputs as the slider's handler."""
+    first. Each is followed by the redraw (`Handlers.redraw`), unqueued and off the API page, reading the crop, model
+    and controls anew and drawing the whole view an upload draws, through the same gate as every model event."""
     handlers = Handlers(served_models, outbox=tmp_path / "outbox")
     demo = ui.build(served_models, handlers=handlers)
     events = _events(demo)
-    update = events["update"]
+    prepare, select = events["prepare"], events["select"]
     redraws = [fn for fn in demo.fns.values() if fn.trigger_after is not None and getattr(fn.fn, "gate", None)]
     after = {demo.fns[fn.trigger_after].api_name for fn in redraws}
     assert after == {"prepare", "select", "switch"} and len(redraws) == 3
     for fn in redraws:
-        assert fn.fn.__wrapped__.handler == handlers.redraw and fn.fn.gate is update.fn.gate
+        assert fn.fn.__wrapped__.handler == handlers.redraw and fn.fn.gate is prepare.fn.gate
         assert not fn.queue and fn.api_visibility == "private" and fn.show_progress == "hidden" and not fn.trigger_only_on_success
-        assert [block._id for block in fn.inputs] == [block._id for block in update.inputs]
-        assert [block._id for block in fn.outputs] == [block._id for block in update.outputs]
+        assert [block._id for block in fn.inputs] == [block._id for block in select.inputs]  # face, crop, model, controls
+        assert [block._id for block in fn.outputs] == [block._id for block in prepare.outputs]
 
 
 def test_the_panels_are_two_a_row_on_a_phone():

@@ -21,7 +21,7 @@ from sae.app.face_cache import FACE_CACHE_SIZE, GONE, FaceRef, FaceStore
 from sae.app.models import ServedModel
 from sae.app.outbox import OUTBOX_MAX_AGE, Outbox
 from sae.app.pipeline import QualityCurve, privacy_view, quality_curve
-from sae.app.sessions import Drawn, SessionFaces
+from sae.app.sessions import SessionFaces
 from sae.app.settings import CONTROLS, SettingsError, ShareSettings
 from sae.app.uploads import Uploads
 from sae.core.faces import PhotoError
@@ -189,7 +189,7 @@ class Handlers:
         """An upload (or a cleared photo) -> the session's face reference and the whole Explore view (`session`: the
         visitor's session id, under which the new reference is recorded for the control changes that follow)."""
         result = self._prepare(photo, whole, model_name, *controls)
-        self.sessions.record(session, result[0], self._drawn(result[0], model_name, controls))
+        self.sessions.record(session, result[0])
         return result
 
     def _prepare(self, photo: str | Image.Image | None, whole: bool, model_name: str, *controls: object) -> tuple:
@@ -210,19 +210,20 @@ class Handlers:
 
     def select(self, ref: FaceRef | None, whole: bool, model_name: str, *controls, session: str | None = None) -> tuple:
         """The whole-image toggle: the other cached crop of the same upload (the file itself is gone)."""
-        ref = self.sessions.latest(session, ref)
+        read = self.sessions.latest(session, ref)
         result = (
             self._prepare(None, whole, model_name, *controls)
-            if ref is None
-            else self._refresh(FaceRef(ref.key, bool(whole)), model_name, controls)
+            if read is None
+            else self._refresh(FaceRef(read.key, bool(whole)), model_name, controls)
         )
-        self.sessions.record(session, result[0], self._drawn(result[0], model_name, controls))
+        self.sessions.record_if(session, read, result[0])
         return result
 
     def switch(self, ref: FaceRef | None, model_name: str, *controls, session: str | None = None) -> tuple:
         """Another model: same photo and settings (k capped at its k_max), encoded once by it."""
-        result = self._switch(self.sessions.latest(session, ref), model_name, *controls)
-        self.sessions.record(session, result[1], self._drawn(result[1], model_name, controls))
+        read = self.sessions.latest(session, ref)
+        result = self._switch(read, model_name, *controls)
+        self.sessions.record_if(session, read, result[1])
         return result
 
     def _switch(self, ref: FaceRef | None, model_name: str, *controls) -> tuple:
@@ -255,41 +256,37 @@ class Handlers:
         they are), of the session's latest face (`sae.app.sessions`), drawn again if a newer one arrived meanwhile.
         Without a face only the budget changes: the panels keep what they say (the start text, or why the last upload
         failed)."""
-        return self._draw(ref, model_name, controls, session, redraw=False)
-
-    def redraw(self, ref: FaceRef | None, model_name: str, *controls, session: str | None = None) -> tuple:
-        """The page's redraw once a face handler's answer has landed, with the controls the page shows then (a move
-        made meanwhile was answered first): /update's outputs, all left as they are when the session's latest face
-        handler drew exactly this view, else the whole view with the model input (an upload and a model switch of one
-        session running at once can leave the other model's)."""
-        return self._draw(ref, model_name, controls, session, redraw=True)
-
-    def _draw(self, ref: FaceRef | None, model_name: str, controls: tuple, session: str | None, redraw: bool) -> tuple:
         try:
             served = self.served(model_name)
             settings = self._settings(served, controls)
             ref = self.sessions.latest(session, ref)
             if ref is None:
                 return (gr.skip(), gr.skip(), gr.skip(), budget_text(served, settings))
-            if redraw and self.sessions.drawn(session) == Drawn(ref, served.name, settings):
-                return (gr.skip(),) * 4
             shown = self.explore(ref, served, settings)
             newer = self.sessions.latest(session, ref)
-            if newer != ref:
-                shown = self.explore(newer, served, settings)
-            return shown.as_tuple()[1:] if redraw else shown.moved()
+            return (shown if newer == ref else self.explore(newer, served, settings)).moved()
         except (PhotoError, SettingsError) as error:
             return (render.empty_panels(str(error)), "", "", "")
 
-    def _drawn(self, ref: FaceRef | None, model_name: str, controls: tuple) -> Drawn | None:
-        """The view a face handler that answered with `ref` drew (None: no face)."""
-        if ref is None:
-            return None
-        try:
-            served = self.served(model_name)
-            return Drawn(ref, served.name, self._settings(served, controls))
-        except SettingsError:
-            return None
+    def redraw(self, ref: FaceRef | None, whole: bool, model_name: str, *controls, session: str | None = None) -> tuple:
+        """The page's redraw once an upload, a crop toggle or a model switch has landed: the whole view (the face
+        reference, note, panels with their model input, chart, linkage, budget, table) of the session's latest face,
+        with the crop, model and controls the page shows then. Whatever order the answers came in (a move answered
+        before the face landed; an upload landing while a switch worked on the previous face), the page ends on one
+        consistent view; nothing changes if another face or a failed upload was recorded while it drew (that answer,
+        and the redraw after it, stand). Without a face only the budget changes: the panels keep what they say (the
+        start text, or why the last upload failed)."""
+        read = self.sessions.latest(session, ref)
+        if read is None:
+            try:
+                served = self.served(model_name)
+                return (*(gr.skip(),) * 5, budget_text(served, self._settings(served, controls)), gr.skip())
+            except SettingsError as error:
+                return self._reset(None, None, str(error))
+        result = self._refresh(FaceRef(read.key, bool(whole)), model_name, controls)
+        if not self.sessions.record_if(session, read, result[0]):
+            return (gr.skip(),) * len(result)  # a newer face or a failed upload landed meanwhile: its answer stands
+        return result
 
     def comparison(self, ref: FaceRef | None, model_name: str, *controls) -> str | None:
         """The side-by-side panels with their captions and the settings as one PNG (a file for the browser to save)."""

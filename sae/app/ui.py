@@ -276,9 +276,10 @@ def build(
         moved = [panels, chart, linkage, budget]
         update_event = dict(fn=update, inputs=[face_state, model_choice, *controls], outputs=moved, show_progress="hidden", queue=False)
         # A face handler draws the controls its request read, and a move made meanwhile is answered first (with the
-        # previous face): once the face has landed, the page redraws with what it shows, whatever order answers came in
-        # (nothing to send when that is what the face handler drew).
-        redraw = dict(update_event, fn=redraw_view, api_name="redraw", api_visibility="private")
+        # previous face): once the face has landed, the page redraws the session's latest face with what it shows,
+        # whatever order answers came in.
+        redraw = dict(fn=redraw_view, inputs=[face_state, whole, model_choice, *controls], outputs=view, show_progress="hidden")
+        redraw |= dict(queue=False, api_name="redraw", api_visibility="private")
         photo.change(prepare, [photo, whole, model_choice, *controls], view, api_name="prepare", trigger_mode="always_last", **queued).then(
             **redraw
         )
