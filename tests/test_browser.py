@@ -314,10 +314,12 @@ def test_share_decode_and_a_wrong_key(page, tmp_path):
     page.get_by_role("tab", name="Decode").click()
 
     def send(public: Path, key: Path) -> str:
+        # Each note names its file: waiting for "received" alone can pass on the previous file's note.
+        received = "([id, name]) => document.querySelector(id).innerText.includes('received: ' + name)"
         page.locator("#public-in input[type=file]").set_input_files(str(public))
-        page.wait_for_function("() => document.querySelector('#public-note').innerText.includes('received')")
+        page.wait_for_function(received, arg=["#public-note", public.name])
         page.locator("#key-in input[type=file]").set_input_files(str(key))
-        page.wait_for_function("() => document.querySelector('#key-note').innerText.includes('received')")
+        page.wait_for_function(received, arg=["#key-note", key.name])
         before = page.locator("#decode-note .prose").first.inner_text() if page.locator("#decode-note .prose").count() else ""
         page.locator("#decode-button").click()
         page.wait_for_function(
