@@ -38,6 +38,13 @@ def controls(**changes) -> list:
     return ShareSettings(**({"k": 4} | changes)).widget_values()
 
 
+def _tinted(tmp_path: Path) -> Path:
+    """Another photo of the same face (the example, brighter), for a second upload."""
+    path = tmp_path / "tinted.png"
+    Image.open(PHOTO).convert("RGB").point(lambda v: min(255, v + 60)).save(path)
+    return path
+
+
 @pytest.fixture
 def handlers(served_models, tmp_path) -> Page:
     """The handlers, their outputs as one page shows them (the model input filled into the panels)."""
@@ -151,9 +158,7 @@ def test_a_control_change_draws_the_session_s_latest_face(handlers, celeba, utkf
     """Gradio reads a session's state when the request arrives, before the handler waits for a worker: a move sent
     during an upload carries the previous face. The upload, whole-image and model handlers record what they give the
     session, and a move draws that instead; without a session (a direct call) the carried face is drawn."""
-    tinted = tmp_path / "tinted.png"
-    Image.open(PHOTO).convert("RGB").point(lambda v: min(255, v + 60)).save(tinted)
-    second = handlers.prepare(str(tinted), False, celeba.name, *controls(), session="visitor")[0]
+    second = handlers.prepare(str(_tinted(tmp_path)), False, celeba.name, *controls(), session="visitor")[0]
     assert second != face and handlers.sessions.latest("visitor", face) == second
     stale = handlers.update(face, celeba.name, *controls(k=2), session="visitor")  # the move carried the first face
     assert stale == handlers.update(second, celeba.name, *controls(k=2)) != handlers.update(face, celeba.name, *controls(k=2))
@@ -165,12 +170,6 @@ def test_a_control_change_draws_the_session_s_latest_face(handlers, celeba, utkf
     assert handlers.update(face, celeba.name, *controls(), session="visitor")[PANELS] == gr.skip()  # and keeps the message
     redrawn = handlers.redraw(face, False, celeba.name, *controls(k=2), session="visitor")  # the redraw after it too
     assert redrawn[:5] == (gr.skip(),) * 5 and redrawn[6] == gr.skip() and "k = 2 per group" in redrawn[5]
-
-
-def _tinted(tmp_path: Path) -> Path:
-    path = tmp_path / "tinted.png"
-    Image.open(PHOTO).convert("RGB").point(lambda v: min(255, v + 60)).save(path)
-    return path
 
 
 def test_the_redraw_once_a_face_lands_shows_the_latest_face_as_the_page_is_set(handlers, celeba, utkface, tmp_path):
