@@ -278,8 +278,15 @@ def build(
         # A face handler draws the controls its request read, and a move made meanwhile is answered first (with the
         # previous face): once the face has landed, the page redraws the session's latest face with what it shows,
         # whatever order answers came in.
-        redraw = dict(fn=redraw_view, inputs=[face_state, whole, model_choice, *controls], outputs=view, show_progress="hidden")
-        redraw |= dict(queue=False, api_name="redraw", api_visibility="private")
+        redraw = dict(
+            fn=redraw_view,
+            inputs=[face_state, whole, model_choice, *controls],
+            outputs=view,
+            show_progress="hidden",
+            queue=False,
+            api_name="redraw",
+            api_visibility="private",
+        )
         photo.change(prepare, [photo, whole, model_choice, *controls], view, api_name="prepare", trigger_mode="always_last", **queued).then(
             **redraw
         )
