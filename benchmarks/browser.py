@@ -6,7 +6,9 @@ floor app (`benchmarks.floor_app`) in the same run.
 Headless Debian Chromium driven by Playwright. A slider step is one ArrowRight/ArrowLeft on the focused k slider,
 timed until the key holder's caption (the floor: its caption) shows a new text; steps are spaced so that none is
 merged into the previous one. An upload is timed from handing the file to the page until the panels show the new
-model input (the floor: its image). Medians and 90th percentiles, and each as a multiple of the floor's. `--replay`
+model input (the floor: its image). Every app is served at once and measured in turns (an upload or a step of each in
+turn), so that a slow moment of this shared machine weighs on all of them alike instead of on whichever app it fell
+in. Medians and 90th percentiles, and each as a multiple of the floor's. `--replay`
 adds each model's slider steps with the handler's work taken out (`benchmarks.replay_app`): what carrying our outputs
 costs on its own, so a step's time splits into the floor, our outputs' share and the handler's share.
 """
@@ -17,6 +19,8 @@ import argparse
 import json
 import tempfile
 import time
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.serving import FLOOR, OURS, REPLAY, AppProcess, chromium_available, launch_chromium, percentile
@@ -85,47 +89,72 @@ def slider_step(page, caption: str, step: int) -> float:
     return elapsed
 
 
-def measure(url: str, caption: str, image: str, photos: list[Path], steps: int, browser, warm_steps: int = 0) -> dict[str, list[float]]:
-    """Seconds of each upload (until `image`'s src changes) and each slider step (until `caption`'s text changes);
-    the first `warm_steps` steps are taken but not counted."""
-    page = open_app(browser, url)
-    try:
-        uploads = []
-        for photo in photos:
-            uploads.append(upload(page, image, photo))
-            page.wait_for_timeout(300)
+@dataclass
+class Subject:
+    """One app of the run: its key in the results, how to start it, what to watch, its photos and uncounted steps."""
+
+    name: str
+    command: list[str]
+    args: list[str]
+    caption: str
+    image: str
+    photos: list[Path]
+    warm_steps: int = 0
+
+
+def subjects(models: list[str], photos: list[Path], uploads: int, replay: bool) -> list[Subject]:
+    """The floor, then each model (and with `replay` its replayed slider), each model with its own uploads."""
+    listed = [Subject("floor", FLOOR, [], FLOOR_CAPTION, "#floor-image img", photos[:uploads])]
+    for index, model in enumerate(models, start=1):
+        chosen = photos[index * uploads : (index + 1) * uploads]
+        listed.append(Subject(model, OURS, ["--model", model], "#caption-1", "#panel-0 img", chosen))
+        if replay:
+            replayed = Subject(model + REPLAYED, REPLAY, ["--model", model], "#caption-1", "#panel-0 img", chosen[:1], REPLAY_WARM_STEPS)
+            listed.append(replayed)
+    return listed
+
+
+def measure(listed: list[Subject], pages: dict, steps: int) -> dict[str, dict[str, list[float]]]:
+    """Seconds of each upload (until the subject's image src changes) and each slider step (until its caption's text
+    changes), taken in turns: upload i of every subject, then step i of every subject, so that whatever else the
+    machine does at a moment weighs on every app alike. A subject's first `warm_steps` steps are not counted."""
+    results = {subject.name: {"upload": [], "step": []} for subject in listed}
+    for turn in range(max(len(subject.photos) for subject in listed)):
+        for subject in listed:
+            if turn < len(subject.photos):
+                page = pages[subject.name]
+                page.bring_to_front()
+                results[subject.name]["upload"].append(upload(page, subject.image, subject.photos[turn]))
+                page.wait_for_timeout(300)
+    for subject in listed:
+        page = pages[subject.name]
+        page.bring_to_front()
         page.locator("#k-slider input[type=range]").focus()
-        moves = [slider_step(page, caption, step) for step in range(warm_steps + steps)][warm_steps:]
-        return {"upload": uploads, "step": moves}
-    finally:
-        page.close()
+        for step in range(subject.warm_steps):
+            slider_step(page, subject.caption, step)
+    for step in range(steps):
+        for subject in listed:
+            page = pages[subject.name]
+            page.bring_to_front()
+            results[subject.name]["step"].append(slider_step(page, subject.caption, subject.warm_steps + step))
+    return results
 
 
 def run(models: list[str], steps: int, uploads: int, replay: bool = False) -> dict:
-    """The floor's and each model's steps and uploads; with `replay`, also each model's steps against
-    `benchmarks.replay_app` (key: the model + REPLAYED; one upload, REPLAY_WARM_STEPS uncounted steps so that every
-    counted one is a replay)."""
+    """The floor's and each model's steps and uploads, every app served at once and measured in turns (`measure`); with
+    `replay`, also each model's steps against `benchmarks.replay_app` (key: the model + REPLAYED; one upload,
+    REPLAY_WARM_STEPS uncounted steps so that every counted one is a replay)."""
     from playwright.sync_api import sync_playwright
 
-    results = {}
-    with tempfile.TemporaryDirectory(prefix="sae-browser-") as scratch, sync_playwright() as playwright:
-        photos = _faces(uploads * (len(models) + 1), Path(scratch))
+    with tempfile.TemporaryDirectory(prefix="sae-browser-") as scratch, sync_playwright() as playwright, ExitStack() as apps:
+        listed = subjects(models, _faces(uploads * (len(models) + 1), Path(scratch)), uploads, replay)
         browser = launch_chromium(playwright)
-        try:
-            with AppProcess(FLOOR) as floor:
-                results["floor"] = measure(floor.url, FLOOR_CAPTION, "#floor-image img", photos[:uploads], steps, browser)
-            for index, model in enumerate(models, start=1):
-                with AppProcess(OURS, ["--model", model]) as ours:
-                    chosen = photos[index * uploads : (index + 1) * uploads]
-                    results[model] = measure(ours.url, "#caption-1", "#panel-0 img", chosen, steps, browser)
-                if replay:
-                    with AppProcess(REPLAY, ["--model", model]) as replayed:
-                        results[model + REPLAYED] = measure(
-                            replayed.url, "#caption-1", "#panel-0 img", chosen[:1], steps, browser, REPLAY_WARM_STEPS
-                        )
-        finally:
-            browser.close()
-    return results
+        apps.callback(browser.close)
+        pages = {}
+        for subject in listed:
+            served = apps.enter_context(AppProcess(subject.command, subject.args))
+            pages[subject.name] = open_app(browser, served.url)
+        return measure(listed, pages, steps)
 
 
 def summary(results: dict) -> dict:

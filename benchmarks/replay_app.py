@@ -3,7 +3,7 @@
     python -m benchmarks.replay_app --model DIR --port N
 
 The same layout, outputs and queue as `app.py` on the same model; only /update (the handler of the slider and every
-other control) remembers each rendered view (the model, the attacks, the scores, the PNGs and the HTML) by face and
+other control) remembers each rendered view (the model, the attacks, the scores, the images and the HTML) by face and
 settings and returns it when asked again. The browser benchmark's steps go back and forth between two k, so from the
 third step on every answer is a replay: what is left of a step is what Gradio, the page and the browser spend to carry
 our outputs (the panels, the chart, the notes), which no faster handler removes. A benchmark's tool, never to serve a

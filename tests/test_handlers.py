@@ -75,7 +75,8 @@ def _captions(panels: str) -> list[str]:
 
 
 def _images(panels: str) -> list[np.ndarray]:
-    return [np.asarray(Image.open(io.BytesIO(base64.b64decode(src)))) for src in re.findall(r'src="data:image/png;base64,([^"]+)"', panels)]
+    sources = re.findall(r'src="data:image/webp;base64,([^"]+)"', panels)
+    return [np.asarray(Image.open(io.BytesIO(base64.b64decode(src)))) for src in sources]
 
 
 def _texts(outputs) -> list[str]:
@@ -85,7 +86,7 @@ def _texts(outputs) -> list[str]:
 def _clean(outputs, *paths: Path) -> None:
     """No output names a server path or shows a traceback."""
     for text in _texts(outputs):
-        text = re.sub(r"data:image/png;base64,[^\"]+", "", text)
+        text = re.sub(r"data:image/webp;base64,[^\"]+", "", text)
         assert "Traceback" not in text and not any(str(path) in text for path in paths), text
         assert "/tmp/" not in text and "gradio" not in text.lower(), text
 
@@ -604,7 +605,7 @@ def test_a_move_does_not_resend_the_model_input(served_models, celeba, tmp_path)
     raw = Handlers(served_models, outbox=tmp_path / "outbox", uploads=Uploads(tmp_path / "gradio"))
     ref, _, panels, *_ = raw.prepare(str(PHOTO), False, celeba.name, *controls())
     view, reference = panels.props["view"], panels.props["reference"]
-    assert isinstance(panels, gr.HTML) and reference.startswith('<img src="data:image/png;base64,')
+    assert isinstance(panels, gr.HTML) and reference.startswith('<img src="data:image/webp;base64,')
     assert reference.endswith('alt="Model input (64x64)">')
     assert reference_slot(view) in panels.value and reference not in panels.value
     moved = raw.update(ref, celeba.name, *controls(k=8))[PANELS]

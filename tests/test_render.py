@@ -1,4 +1,4 @@
-"""What the browser is sent (sae.app.render): the panels' HTML with inline PNGs, the SVG chart, the comparison PNG."""
+"""What the browser is sent (sae.app.render): the panels' HTML with inline lossless WebP images, the SVG chart, the comparison PNG."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def _panels(size: int = 8) -> list[Panel]:
 
 
 def _decoded(data_url: str) -> np.ndarray:
-    assert data_url.startswith("data:image/png;base64,")
+    assert data_url.startswith("data:image/webp;base64,")
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1]))))
 
 
@@ -51,9 +51,9 @@ def test_pixels_are_rounded_clamped_uint8_in_hwc():
     assert np.array_equal(render.pixels(image[0]), shown)
 
 
-def test_inline_pngs_hold_the_exact_pixels_at_one_pixel_per_pixel():
+def test_inline_images_hold_the_exact_pixels_at_one_pixel_per_pixel():
     image = _image(0, 16)
-    decoded = _decoded(render.png_data_url(image))
+    decoded = _decoded(render.image_data_url(image))
     assert decoded.shape == (16, 16, 3) and np.array_equal(decoded, render.pixels(image))
 
 

@@ -1,5 +1,5 @@
-"""What the browser is sent: small HTML for the panels (inline 1x PNGs the page scales up crisply), an SVG chart, and
-the comparison image a teacher downloads.
+"""What the browser is sent: small HTML for the panels (inline 1x lossless WebP images the page scales up crisply), an
+SVG chart, and the comparison image a teacher downloads.
 
 Sending HTML strings keeps a slider move cheap on both ends: no image files written to Gradio's cache and fetched
 back, no plotting library in the browser, and the model input sent once per face (`PANELS_TEMPLATE`). Colours come
@@ -12,7 +12,6 @@ import base64
 import html
 import io
 import math
-import zlib
 
 import numpy as np
 import torch
@@ -43,19 +42,20 @@ def pixels(image: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray((np.clip(array, 0, 1) * 255 + 0.5).astype(np.uint8).transpose(1, 2, 0))
 
 
-def png_bytes(image: torch.Tensor) -> bytes:
-    """(3, H, W) floats in [0, 1] -> PNG file bytes, compressed for speed (panels are small).
+def webp_bytes(image: torch.Tensor) -> bytes:
+    """(3, H, W) floats in [0, 1] -> lossless WebP file bytes, at its fastest effort (method 0).
 
-    zlib's run-length strategy at level 1: faster than its default strategy on these panels, and about as small.
+    Lossless, so the page shows the exact pixels scored. Every slider move makes several: at this effort WebP takes
+    less time to make than PNG at zlib's fastest level, at about the same size (docs/benchmarks.md: what a move sends).
     """
     buffer = io.BytesIO()
-    Image.fromarray(pixels(image)).save(buffer, format="PNG", compress_level=1, compress_type=zlib.Z_RLE)
+    Image.fromarray(pixels(image)).save(buffer, format="WEBP", lossless=True, quality=0, method=0)
     return buffer.getvalue()
 
 
-def png_data_url(image: torch.Tensor) -> str:
+def image_data_url(image: torch.Tensor) -> str:
     """(3, H, W) floats in [0, 1] -> a data: URL the panel HTML embeds."""
-    return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode("ascii")
+    return "data:image/webp;base64," + base64.b64encode(webp_bytes(image)).decode("ascii")
 
 
 def _figure(index: int, title: str, picture: str, text: str, kind: str = "") -> str:
@@ -66,7 +66,7 @@ def _figure(index: int, title: str, picture: str, text: str, kind: str = "") -> 
 
 
 def _img(image: torch.Tensor, title: str) -> str:
-    return f'<img src="{png_data_url(image)}" alt="{html.escape(title)}">'
+    return f'<img src="{image_data_url(image)}" alt="{html.escape(title)}">'
 
 
 def reference_title(size: int) -> str:
