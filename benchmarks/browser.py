@@ -8,7 +8,7 @@ timed until the key holder's caption (the floor: its caption) shows a new text; 
 merged into the previous one. An upload is timed from handing the file to the page until the panels show the new
 model input (the floor: its image). Every app is served at once and measured in turns (an upload or a step of each in
 turn), so that a slow moment of this shared machine weighs on all of them alike instead of on whichever app it fell
-in. Medians and 90th percentiles, and each as a multiple of the floor's. `--replay`
+in; the servers not being measured are frozen meanwhile. Medians and 90th percentiles, and each as a multiple of the floor's. `--replay`
 adds each model's slider steps with the handler's work taken out (`benchmarks.replay_app`): what carrying our outputs
 costs on its own, so a step's time splits into the floor, our outputs' share and the handler's share.
 """
@@ -114,28 +114,36 @@ def subjects(models: list[str], photos: list[Path], uploads: int, replay: bool) 
     return listed
 
 
-def measure(listed: list[Subject], pages: dict, steps: int) -> dict[str, dict[str, list[float]]]:
+def measure(listed: list[Subject], pages: dict, servers: dict[str, AppProcess], steps: int) -> dict[str, dict[str, list[float]]]:
     """Seconds of each upload (until the subject's image src changes) and each slider step (until its caption's text
     changes), taken in turns: upload i of every subject, then step i of every subject, so that whatever else the
-    machine does at a moment weighs on every app alike. A subject's first `warm_steps` steps are not counted."""
+    machine does at a moment weighs on every app alike; while one subject is measured the other servers are frozen
+    (an idle Gradio server still wakes many times a second). A subject's first `warm_steps` steps are not counted."""
     results = {subject.name: {"upload": [], "step": []} for subject in listed}
+
+    def turn_to(subject: Subject):
+        for name, server in servers.items():
+            if name != subject.name:
+                server.pause()
+        servers[subject.name].resume()
+        page = pages[subject.name]
+        page.bring_to_front()
+        return page
+
     for turn in range(max(len(subject.photos) for subject in listed)):
         for subject in listed:
             if turn < len(subject.photos):
-                page = pages[subject.name]
-                page.bring_to_front()
+                page = turn_to(subject)
                 results[subject.name]["upload"].append(upload(page, subject.image, subject.photos[turn]))
                 page.wait_for_timeout(300)
     for subject in listed:
-        page = pages[subject.name]
-        page.bring_to_front()
+        page = turn_to(subject)
         page.locator("#k-slider input[type=range]").focus()
         for step in range(subject.warm_steps):
             slider_step(page, subject.caption, step)
     for step in range(steps):
         for subject in listed:
-            page = pages[subject.name]
-            page.bring_to_front()
+            page = turn_to(subject)
             results[subject.name]["step"].append(slider_step(page, subject.caption, subject.warm_steps + step))
     return results
 
@@ -150,11 +158,11 @@ def run(models: list[str], steps: int, uploads: int, replay: bool = False) -> di
         listed = subjects(models, _faces(uploads * (len(models) + 1), Path(scratch)), uploads, replay)
         browser = launch_chromium(playwright)
         apps.callback(browser.close)
-        pages = {}
+        pages, servers = {}, {}
         for subject in listed:
-            served = apps.enter_context(AppProcess(subject.command, subject.args))
-            pages[subject.name] = open_app(browser, served.url)
-        return measure(listed, pages, steps)
+            servers[subject.name] = apps.enter_context(AppProcess(subject.command, subject.args))
+            pages[subject.name] = open_app(browser, servers[subject.name].url)
+        return measure(listed, pages, servers, steps)
 
 
 def summary(results: dict) -> dict:

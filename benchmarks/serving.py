@@ -4,6 +4,7 @@ it, and read the child's own CPU time and memory from /proc: what the benchmarks
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -79,8 +80,18 @@ class AppProcess:
                 return int(line.split()[1]) / 1024
         return float("nan")
 
+    def pause(self) -> None:
+        """Freeze the child (SIGSTOP): it takes no CPU until `resume`, so an idle server costs a measured one nothing."""
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGCONT)
+
     def stop(self) -> None:
         if self.process.poll() is None:
+            self.resume()  # a frozen process would not act on the signal to end
             self.process.terminate()
             try:
                 self.process.wait(15)

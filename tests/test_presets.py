@@ -11,10 +11,17 @@ from sae.core.presets import PRESETS, create_model, preset
 from sae.zoo import files
 
 
-def test_the_registry_names_the_three_presets():
-    assert set(PRESETS) == {"default", "tiny", "default128"}
+def test_the_registry_names_the_four_presets():
+    assert set(PRESETS) == {"default", "tiny", "default128", "wide128"}
     assert PRESETS["default"]["image_size"] == PRESETS["tiny"]["image_size"] == 64
-    assert PRESETS["default128"]["image_size"] == 128
+    assert PRESETS["default128"]["image_size"] == PRESETS["wide128"]["image_size"] == 128
+
+
+def test_the_wide_128_preset_has_the_grouped_weights_of_default128_in_fewer_wider_groups():
+    wide, default = create_model("wide128"), create_model("default128")
+    assert (wide.num_groups, wide.code_dim, wide.k_max) == (16, 320, 160)
+    assert wide.encoder_weight.numel() == default.encoder_weight.numel()
+    assert wide.num_groups * wide.k_max == default.num_groups * default.k_max  # the same largest budget, 2,560
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
@@ -42,7 +49,7 @@ def test_preset_returns_a_fresh_copy():
 
 
 def test_an_unknown_preset_is_refused_with_the_choices():
-    with pytest.raises(ValueError, match=r"unknown preset 'huge'; choose one of default, default128, tiny"):
+    with pytest.raises(ValueError, match=r"unknown preset 'huge'; choose one of default, default128, tiny, wide128"):
         preset("huge")
     with pytest.raises(ValueError, match="unknown preset"):
         create_model("huge")
