@@ -8,9 +8,9 @@ timed until the key holder's caption (the floor: its caption) shows a new text; 
 merged into the previous one. An upload is timed from handing the file to the page until the panels show the new
 model input (the floor: its image). Every app is served at once and measured in turns (an upload or a step of each in
 turn), so that a slow moment of this shared machine weighs on all of them alike instead of on whichever app it fell
-in; the servers not being measured are frozen meanwhile. Medians and 90th percentiles, and each as a multiple of the floor's. `--replay`
-adds each model's slider steps with the handler's work taken out (`benchmarks.replay_app`): what carrying our outputs
-costs on its own, so a step's time splits into the floor, our outputs' share and the handler's share.
+in; the servers not being measured are frozen meanwhile. Medians and 90th percentiles, and each as a multiple of the
+floor's. `--replay` adds each model's slider steps with the handler's work taken out (`benchmarks.replay_app`): what
+carrying our outputs costs on its own, so a step's time splits into the floor, our outputs' share and the handler's.
 """
 
 from __future__ import annotations
@@ -22,11 +22,16 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from benchmarks.serving import FLOOR, OURS, REPLAY, AppProcess, chromium_available, launch_chromium, percentile
 from sae.zoo import files
 
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
 STEP_GAP_S = 0.25
+SETTLE_MS = 100  # after a server is resumed, before its turn is timed
 # The floor's caption is a Markdown block whose status tracker (the "processing | 0.1s" timer) sits inside the block:
 # its text changes the moment the request is sent, so only the rendered markdown counts as the new numbers.
 FLOOR_CAPTION = "#floor-caption [data-testid=markdown]"
@@ -89,6 +94,14 @@ def slider_step(page, caption: str, step: int) -> float:
     return elapsed
 
 
+class Pausable(Protocol):
+    """What `measure` needs of a server: `AppProcess`'s freeze and thaw."""
+
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+
 @dataclass
 class Subject:
     """One app of the run: its key in the results, how to start it, what to watch, its photos and uncounted steps."""
@@ -114,20 +127,22 @@ def subjects(models: list[str], photos: list[Path], uploads: int, replay: bool) 
     return listed
 
 
-def measure(listed: list[Subject], pages: dict, servers: dict[str, AppProcess], steps: int) -> dict[str, dict[str, list[float]]]:
+def measure(listed: list[Subject], pages: dict[str, Page], servers: dict[str, Pausable], steps: int) -> dict[str, dict[str, list[float]]]:
     """Seconds of each upload (until the subject's image src changes) and each slider step (until its caption's text
     changes), taken in turns: upload i of every subject, then step i of every subject, so that whatever else the
     machine does at a moment weighs on every app alike; while one subject is measured the other servers are frozen
-    (an idle Gradio server still wakes many times a second). A subject's first `warm_steps` steps are not counted."""
+    (an idle Gradio server still wakes many times a second), and each turn starts after SETTLE_MS, so that what a
+    server had left to do when it was frozen is not timed as the next step. A subject's first `warm_steps` steps are
+    not counted."""
     results = {subject.name: {"upload": [], "step": []} for subject in listed}
 
-    def turn_to(subject: Subject):
+    def turn_to(subject: Subject) -> Page:
         for name, server in servers.items():
             if name != subject.name:
                 server.pause()
         servers[subject.name].resume()
         page = pages[subject.name]
-        page.bring_to_front()
+        page.wait_for_timeout(SETTLE_MS)
         return page
 
     for turn in range(max(len(subject.photos) for subject in listed)):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 import pytest
 import torch
@@ -240,3 +241,86 @@ def test_the_benchmarks_phone_photo_is_an_upright_portrait_with_its_face(tmp_pat
         assert stored.size == PHONE_SIZE and stored.format == "JPEG" and stored.getexif()[0x0112] == 6
     photo = load_photo(path)
     assert photo.width < photo.height and len(detect_faces(photo)) == 1
+
+
+def test_the_browser_benchmark_measures_in_turns_with_only_the_measured_server_running(monkeypatch, tmp_path):
+    from benchmarks import browser
+
+    running, timed = {}, []
+
+    class Server:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def pause(self) -> None:
+            running[self.name] = False
+
+        def resume(self) -> None:
+            running[self.name] = True
+
+    class Page:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def wait_for_timeout(self, ms: float) -> None:
+            pass
+
+        def locator(self, selector: str):
+            return self
+
+        def focus(self) -> None:
+            pass
+
+    def only_this_one_runs(page: Page) -> None:
+        assert running[page.name] and not any(up for name, up in running.items() if name != page.name)
+
+    def upload(page: Page, image: str, photo) -> float:
+        only_this_one_runs(page)
+        timed.append(("upload", page.name, photo.name))
+        return 0.5
+
+    def slider_step(page: Page, caption: str, step: int) -> float:
+        only_this_one_runs(page)
+        timed.append(("step", page.name, step))
+        return 0.1 + step
+
+    monkeypatch.setattr(browser, "upload", upload)
+    monkeypatch.setattr(browser, "slider_step", slider_step)
+    photos = [tmp_path / f"{i}.png" for i in range(4)]
+    listed = browser.subjects(["m"], photos, uploads=2, replay=True)
+    names = [subject.name for subject in listed]
+    assert names == ["floor", "m", "m" + browser.REPLAYED]
+    servers = {name: Server(name) for name in names}
+    results = browser.measure(listed, {name: Page(name) for name in names}, servers, steps=2)
+    replayed = "m" + browser.REPLAYED
+    assert timed[:5] == [
+        ("upload", "floor", "0.png"), ("upload", "m", "2.png"), ("upload", replayed, "2.png"),
+        ("upload", "floor", "1.png"), ("upload", "m", "3.png"),
+    ]  # fmt: skip
+    warm = [("step", replayed, step) for step in range(browser.REPLAY_WARM_STEPS)]
+    assert timed[5:] == warm + [
+        ("step", "floor", 0), ("step", "m", 0), ("step", replayed, 2), ("step", "floor", 1), ("step", "m", 1), ("step", replayed, 3),
+    ]  # fmt: skip
+    assert results["floor"] == {"upload": [0.5, 0.5], "step": [0.1, 1.1]}
+    assert results[replayed] == {"upload": [0.5], "step": [2.1, 3.1]}  # the warm steps are not counted
+
+
+def test_a_frozen_app_process_takes_no_cpu_and_still_stops(tmp_path):
+    import time
+    from pathlib import Path
+
+    from benchmarks.serving import AppProcess
+
+    server = "import sys, http.server; port = int(sys.argv[sys.argv.index('--port') + 1]); " + (
+        "http.server.HTTPServer(('127.0.0.1', port), http.server.SimpleHTTPRequestHandler).serve_forever()"
+    )
+    app = AppProcess([sys.executable, "-c", server])
+    state = lambda: Path(f"/proc/{app.process.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]  # noqa: E731
+    app.pause()
+    assert state() == "T"  # stopped
+    app.resume()
+    assert state() in "RS"
+    app.pause()
+    started = time.perf_counter()
+    app.stop()
+    assert app.process.poll() is not None and time.perf_counter() - started < 10  # not left waiting for a thaw

@@ -107,7 +107,8 @@ def test_prepare_shows_the_whole_view(handlers, celeba):
         "Magnitude attack",
     ]
     assert all(caption.startswith("PSNR ") and " · SSIM " in caption for caption in _captions(panels)[1:])
-    assert all(image.shape == (64, 64, 3) for image in _images(panels))  # one pixel per pixel: the page scales them up
+    images = _images(panels)  # one pixel per pixel: the page scales them up
+    assert len(images) == len(_titles(panels)) == 5 and all(image.shape == (64, 64, 3) for image in images)
     assert chart.startswith('<div class="chart"') and "<svg" in chart and "key holder at k = 4" in chart
     assert LINKAGE_LINE.search(linkage) and "16 non-zeros" in budget and "k' = 32 per group" in budget
     assert [row[0] for row in table] == curve_ks(celeba.model.k_max) and all(len(row) == 3 for row in table)
@@ -275,7 +276,8 @@ def test_switch_keeps_the_photo_and_the_settings(handlers, celeba, utkface, face
     k, ref, note, panels, chart, linkage, budget, table = handlers.switch(face, utkface.name, *settings)
     assert k == gr.update(maximum=24, value=16) and ref == face and "cropped like a UTKFace photo" in note
     assert _titles(panels)[:2] == ["Model input (128x128)", "Key holder (50% of the key)"] and len(_titles(panels)) == 4
-    assert all(image.shape == (128, 128, 3) for image in _images(panels))
+    images = _images(panels)
+    assert len(images) == 4 and all(image.shape == (128, 128, 3) for image in images)
     assert "16 per group" in budget and [row[0] for row in table] == curve_ks(24)
     assert LINKAGE_LINE.search(linkage).group(1) == LINKAGE_LINE.search(linkage).group(2)  # the paper scheme still
 

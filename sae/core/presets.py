@@ -1,4 +1,4 @@
-"""Named architectures: the one place that says what "default", "tiny" or "default128" builds.
+"""Named architectures: the one place that says what "default", "tiny", "default128" or "wide128" builds.
 
 `create_model(name, **overrides)` validates both the name and the overrides before building, so a typo is a clear
 error rather than a silently different network. Presets are architecture only; the data a model is trained on is
