@@ -86,6 +86,7 @@ class AppProcess:
             os.kill(self.process.pid, signal.SIGSTOP)
 
     def resume(self) -> None:
+        """Thaw a child frozen by `pause` (harmless on one that is running)."""
         if self.process.poll() is None:
             os.kill(self.process.pid, signal.SIGCONT)
 
