@@ -45,9 +45,8 @@ def pixels(image: torch.Tensor) -> np.ndarray:
 def webp_bytes(image: torch.Tensor) -> bytes:
     """(3, H, W) floats in [0, 1] -> lossless WebP file bytes, at its fastest effort (method 0).
 
-    Lossless, so the page shows the exact pixels scored. Every slider move makes several: at this effort WebP takes
-    less time than PNG at zlib's fastest level on 128x128 panels (the same on 64x64), for about a tenth more bytes.
-    Browsers read lossless WebP from Safari 14 / iOS 14 and every current Chrome, Edge and Firefox.
+    Lossless, so the page shows the exact pixels scored; the fastest effort, because every slider move makes several.
+    Browsers read lossless WebP from Safari 14 / iOS 14 on, and every current Chrome, Edge and Firefox.
     """
     buffer = io.BytesIO()
     Image.fromarray(pixels(image)).save(buffer, format="WEBP", lossless=True, quality=0, method=0)
