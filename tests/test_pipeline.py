@@ -3,8 +3,6 @@ from one share in one decode, and the linkage counts."""
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 import pytest
 import torch
@@ -156,33 +154,6 @@ def test_a_view_is_reproducible_and_follows_the_seed(served):
     )
     other = privacy_view(served, face, ShareSettings(k=4, seed=1))
     assert other.public.to_bytes() != first.public.to_bytes()
-
-
-@pytest.mark.parametrize("extra", ["magnitude", NO_EXTRA])
-def test_a_view_with_a_side_thread_is_the_view_without(served, extra):
-    """The independent parts run on the side thread (and there: the count of the mirror's share, SSIM) give the same view."""
-    face, settings = _face(served.model), ShareSettings(k=4, extra_attack=extra)
-    here = privacy_view(served, face, settings)
-    with ThreadPoolExecutor(1) as side:
-        submitted = []
-        spy = lambda fn, *args: submitted.append(fn.__name__) or ThreadPoolExecutor.submit(side, fn, *args)  # noqa: E731
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(side, "submit", spy)
-            beside = privacy_view(served, face, settings, side)
-    assert sorted(submitted) == ["_found_elsewhere", "_ssim"]
-    assert (beside.found, beside.found_elsewhere, beside.granted) == (here.found, here.found_elsewhere, here.granted)
-    assert beside.public.to_bytes() == here.public.to_bytes()
-    for a, b in zip(here.panels, beside.panels, strict=True):
-        assert (a.name, a.title, a.psnr, a.ssim) == (b.name, b.title, b.psnr, b.ssim) and torch.equal(a.image, b.image)
-
-
-def test_on_side_runs_here_without_a_side_and_there_with_one():
-    import threading
-
-    where = lambda: threading.current_thread().name  # noqa: E731
-    assert pipeline.on_side(None, where)() == threading.current_thread().name
-    with ThreadPoolExecutor(1, thread_name_prefix="side") as side:
-        assert pipeline.on_side(side, where)().startswith("side")
 
 
 def test_the_guess_knowing_the_whole_key(served):

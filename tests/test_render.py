@@ -6,7 +6,6 @@ import base64
 import io
 import math
 import re
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -56,12 +55,6 @@ def test_inline_images_hold_the_exact_pixels_at_one_pixel_per_pixel():
     image = _image(0, 16)
     decoded = _decoded(render.image_data_url(image))
     assert decoded.shape == (16, 16, 3) and np.array_equal(decoded, render.pixels(image))
-
-
-def test_data_urls_beside_a_side_thread_are_the_same_in_order():
-    images = [torch.rand(3, 8, 8, generator=torch.Generator().manual_seed(seed)) for seed in range(5)]
-    with ThreadPoolExecutor(1) as side:
-        assert render.data_urls(images, side) == render.data_urls(images) == [render.image_data_url(x) for x in images]
 
 
 def test_panels_html_titles_captions_and_reference():

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import html
-from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -19,7 +18,6 @@ from PIL import Image
 
 from sae.app import render
 from sae.app.face_cache import FACE_CACHE_SIZE, GONE, FaceRef, FaceStore
-from sae.app.gate import WORKERS
 from sae.app.models import ServedModel
 from sae.app.outbox import OUTBOX_MAX_AGE, Outbox
 from sae.app.pipeline import QualityCurve, privacy_view, quality_curve
@@ -38,9 +36,6 @@ EXAMPLES = ASSETS / "examples"
 MAX_CODE_FILE = 8_000_000  # bytes; public codes and keys of one face are a few kB
 MAX_FACES = 64  # faces a received public code may hold (the Decode tab shows the first)
 START = "Upload a photo, use the webcam, or pick an example."
-# A control change's independent parts (the mirror's share, SSIM, half the panels' images) run on these threads, beside
-# the handler's own work, on the core it does not use: one thread per handler that may run at once (sae.app.gate).
-SIDE = ThreadPoolExecutor(WORKERS, thread_name_prefix="sae-side")
 
 
 @dataclass(frozen=True)
@@ -129,13 +124,7 @@ class Handlers:
     """The app's event handlers, bound to the served models (testable without a browser)."""
 
     def __init__(
-        self,
-        models: list[ServedModel],
-        outbox: Path | None = None,
-        *,
-        uploads: Uploads | None = None,
-        cache_size: int = FACE_CACHE_SIZE,
-        side: Executor | None = SIDE,
+        self, models: list[ServedModel], outbox: Path | None = None, *, uploads: Uploads | None = None, cache_size: int = FACE_CACHE_SIZE
     ):
         if not models:
             raise ValueError("the app needs at least one model")
@@ -145,7 +134,6 @@ class Handlers:
         self.uploads = uploads or Uploads(keep=sorted(EXAMPLES.glob("*.png")))
         self.faces = FaceStore(models, self.uploads, cache_size)
         self.sessions = SessionFaces()
-        self.side = side
 
     # -- helpers -------------------------------------------------------------------------------------------------
 
@@ -175,13 +163,13 @@ class Handlers:
         if ref is None:
             return ExploreView(START, render.empty_panels("The panels appear here once a face is loaded."), "", "", budget)
         view = self.faces.view(ref, served)
-        shown = privacy_view(served, view.face, replace(settings, seed=preview_seed(ref)), self.side)
+        shown = privacy_view(served, view.face, replace(settings, seed=preview_seed(ref)))
         hidden = None
         if shown.hidden:
             hidden = (catalogue.ATTACKS[settings.extra_attack].title, shown.hidden)
         extras = self._extras(ref, served)
         view_key = view_id(ref, served)
-        panels = render.panels_html(view_key, shown.panels, served.model.image_size, hidden, self.side)
+        panels = render.panels_html(view_key, shown.panels, served.model.image_size, hidden)
         curve = extras.curve
         holder = shown.panels[0].psnr
         levels = {p.title: p.psnr for p in shown.panels[1:]}

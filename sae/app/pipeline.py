@@ -3,15 +3,11 @@
 A face is encoded once (and its mirror image, the linkage line's "other image"); every control change is one
 `privacy_view`: share the cached codes with the settings, run the attacks of the catalogue, decode all panels in one
 call, score them, and count how many of the face's values an attacker holding the photo finds in the public code.
-The parts that do not depend on each other can run on a second thread (`on_side`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import TypeVar
 
 import numpy as np
 import torch
@@ -25,8 +21,6 @@ from sae.privacy.codec import share_codes
 from sae.privacy.formats import Key, PublicCode
 from sae.privacy.linkage import level_matches
 from sae.privacy.scheme import restrict, reveal, true_support
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -124,49 +118,15 @@ def panel_titles(settings: ShareSettings, code_dim: int) -> dict[str, str]:
     } | {name: attack.title for name, attack in catalogue.ATTACKS.items() if name not in ("decode as is", "guess")}
 
 
-def on_side(side: Executor | None, fn: Callable[..., T], *args) -> Callable[[], T]:
-    """Start fn(*args) on `side` and return how to wait for its result; without `side`, run it here.
-
-    For a handler's independent parts, on the core it does not use. They overlap only where one side releases the GIL:
-    torch and Pillow do while they compute (the decode, SSIM, an image's encoding), while many small torch calls (a
-    share) hold it between calls, so two shares at once would only take turns.
-    """
-    if side is None:
-        value = fn(*args)
-        return lambda: value
-    return side.submit(fn, *args).result
-
-
 @torch.inference_mode()
-def _ssim(reference: torch.Tensor, images: torch.Tensor) -> np.ndarray:
-    return ssim(reference, images)
-
-
-@torch.inference_mode()
-def _found(values: torch.Tensor, code: PublicCode) -> int:
-    return int(level_matches(values, code)[0, 0])
-
-
-@torch.inference_mode()
-def _found_elsewhere(model: SparseAutoencoder, face: EncodedFace, settings: ShareSettings, k_prime: int, values: torch.Tensor) -> int:
-    """The linkage count in the public code of the face's mirror image (another image), shared with the same settings."""
-    other = torch.Generator().manual_seed(settings.seed + 1)
-    mirrored, _ = share_codes(model, face.mirror_codes, settings.k, k_prime, settings.scheme, other, **settings.options())
-    return _found(values, mirrored)
-
-
-@torch.inference_mode()
-def privacy_view(served: ServedModel, face: EncodedFace, settings: ShareSettings, side: Executor | None = None) -> PrivacyView:
-    """Share the face with the settings, then the key holder's view and every chosen attack: one batched decode.
-
-    With `side`, the mirror image's share and the SSIM scores run there, beside the share, the decode and the PSNR
-    here; the result is the same.
-    """
+def privacy_view(served: ServedModel, face: EncodedFace, settings: ShareSettings) -> PrivacyView:
+    """Share the face with the settings, then the key holder's view and every chosen attack: one batched decode."""
     model = served.model
     k_prime = settings.k_prime(model.code_dim)
-    values = face.codes.gather(-1, true_support(model.sparsify(face.codes, settings.k), settings.k))
     generator = torch.Generator().manual_seed(settings.seed)
     public, key = share_codes(model, face.codes, settings.k, k_prime, settings.scheme, generator, **settings.options())
+    other = torch.Generator().manual_seed(settings.seed + 1)
+    mirrored, _ = share_codes(model, face.mirror_codes, settings.k, k_prime, settings.scheme, other, **settings.options())
     granted = key if settings.owner_fraction >= 1 else restrict(public, key, settings.owner_fraction)
     fitted, missing = served.fitted(settings)
     context = catalogue.AttackContext(public, settings.k, model, generator, fitted, key, settings.known_fraction)
@@ -183,15 +143,14 @@ def privacy_view(served: ServedModel, face: EncodedFace, settings: ShareSettings
     for name in names:
         made = catalogue.ATTACKS[name].run(context)
         (codes if catalogue.ATTACKS[name].makes == catalogue.CODE else images)[name] = made
-    elsewhere = on_side(side, _found_elsewhere, model, face, settings, k_prime, values)  # beside the decode
     decoded = model.decode(torch.cat(list(codes.values())))
     everything = dict(zip(codes, decoded, strict=True)) | {name: image[0] for name, image in images.items()}
     stack = torch.stack(list(everything.values()))
-    ssims = on_side(side, _ssim, face.image, stack)
-    psnrs, found = psnr(face.image, stack), _found(values, public)
     titles = panel_titles(settings, model.code_dim)
-    scores = zip(psnrs, ssims(), strict=True)
+    scores = zip(psnr(face.image, stack), ssim(face.image, stack), strict=True)
     panels = [
         Panel(name, titles[name], image, float(p), float(s)) for (name, image), (p, s) in zip(everything.items(), scores, strict=True)
     ]
-    return PrivacyView(panels, public, key, granted.granted, found, elsewhere(), hidden)
+    values = face.codes.gather(-1, true_support(model.sparsify(face.codes, settings.k), settings.k))
+    found, elsewhere = (int(level_matches(values, code)[0, 0]) for code in (public, mirrored))
+    return PrivacyView(panels, public, key, granted.granted, found, elsewhere, hidden)

@@ -12,13 +12,12 @@ import base64
 import html
 import io
 import math
-from concurrent.futures import Executor
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from sae.app.pipeline import Panel, QualityCurve, on_side
+from sae.app.pipeline import Panel, QualityCurve
 
 PALETTE = ("#D55E00", "#009E73", "#CC79A7", "#56B4E9", "#F0E442")  # Okabe-Ito: readable for colour-blind viewers
 PSNR_COLOUR, SSIM_COLOUR = "#0072B2", "#E69F00"
@@ -66,16 +65,8 @@ def _figure(index: int, title: str, picture: str, text: str, kind: str = "") -> 
     )
 
 
-def _img(image: torch.Tensor | str, title: str) -> str:
-    """An <img> of an image, or of a data URL made already."""
-    url = image if isinstance(image, str) else image_data_url(image)
-    return f'<img src="{url}" alt="{html.escape(title)}">'
-
-
-def data_urls(images: list[torch.Tensor], side: Executor | None = None) -> list[str]:
-    """`image_data_url` of each image; with `side`, every other one is made there (`on_side`)."""
-    pending = [on_side(side if i % 2 else None, image_data_url, image) for i, image in enumerate(images)]
-    return [wait() for wait in pending]
+def _img(image: torch.Tensor, title: str) -> str:
+    return f'<img src="{image_data_url(image)}" alt="{html.escape(title)}">'
 
 
 def reference_title(size: int) -> str:
@@ -107,18 +98,14 @@ def with_reference(panels: str, view: str, reference: str) -> str:
     return panels.replace(reference_slot(view), reference, 1)
 
 
-def panels_html(view: str, panels: list[Panel], size: int, hidden: tuple[str, str] | None = None, side: Executor | None = None) -> str:
+def panels_html(view: str, panels: list[Panel], size: int, hidden: tuple[str, str] | None = None) -> str:
     """The model input's slot (`reference_slot`) and each panel side by side, titles above and PSNR/SSIM below (a CSS
     grid of figures).
 
-    `hidden` (title, reason) adds a panel saying why the chosen extra attack is not shown; `side`: see `data_urls`.
+    `hidden` (title, reason) adds a panel saying why the chosen extra attack is not shown.
     """
-    urls = data_urls([p.image for p in panels], side)
     figures = [_figure(0, reference_title(size), reference_slot(view), "the reference", "reference")]
-    figures += [
-        _figure(i, p.title, _img(url, p.title), caption(p.psnr, p.ssim))
-        for i, (p, url) in enumerate(zip(panels, urls, strict=True), start=1)
-    ]
+    figures += [_figure(i, p.title, _img(p.image, p.title), caption(p.psnr, p.ssim)) for i, p in enumerate(panels, start=1)]
     if hidden is not None:
         figures.append(_figure(len(figures), hidden[0], '<div class="empty"></div>', f"not shown: {hidden[1]}", "hidden"))
     return f'<div class="panels" id="panels">{"".join(figures)}</div><p class="explain">{html.escape(EXPLAIN)}</p>'
