@@ -213,3 +213,31 @@ def test_a_coarser_curve_keeps_every_budget_and_k_max(tiny_model, fake_celeba, t
     result = evaluate.run(tiny_model, fake_celeba, limit=2, cache_dir=str(tmp_path), budgets=(8, 20), train_limit=12, curve_step=5)
     assert [point["k"] for point in result["curve"]] == [1, 2, 5, 6, 11, 16]  # every 5th, budgets' k = 2 and 5, k_max
     assert [row["k"] for row in result["rows"]] == [2, 5]
+
+
+def test_reused_baselines_give_the_same_result_without_refitting(tiny_model, fake_celeba, tmp_path, monkeypatch):
+    fitted = evaluate.run(tiny_model, fake_celeba, cache_dir=str(tmp_path / "a"), budgets=(8, 16))
+    evaluate.write(fitted, tmp_path / "earlier")
+    monkeypatch.setattr(evaluate, "fit_pca_cached", lambda *args: pytest.fail("the PCA was fitted again"))
+    earlier = tmp_path / "earlier" / "evaluation.json"
+    reused = evaluate.run(tiny_model, fake_celeba, cache_dir=str(tmp_path / "b"), budgets=(8, 16), baselines=earlier)
+    assert reused.pop("baselines_from") == str(earlier)
+    assert reused.pop("seconds") > 0 and fitted.pop("seconds") > 0
+    assert json.loads(json.dumps(reused)) == json.loads(json.dumps(fitted))
+    assert not list((tmp_path / "b").glob("*train*")) and evaluate.markdown(reused) == evaluate.markdown(fitted)  # no train split read
+
+
+def test_baselines_from_other_faces_or_another_code_are_refused(tiny_model, fake_celeba, fake_utkface, tmp_path):
+    earlier = evaluate.run(tiny_model, fake_celeba, cache_dir=str(tmp_path), budgets=(8, 16))
+    path = tmp_path / "evaluation.json"
+    path.write_text(json.dumps(earlier))
+    with pytest.raises(ValueError, match="measured on .*'test_faces': 4.*'test_faces': 2"):
+        evaluate.run(tiny_model, fake_celeba, limit=2, cache_dir=str(tmp_path), budgets=(8, 16), baselines=path)
+    with pytest.raises(ValueError, match="'dataset': 'celeba'.*'dataset': 'utkface'"):
+        evaluate.run(tiny_model, fake_utkface, cache_dir=str(tmp_path), budgets=(8, 16), baselines=path)
+    with pytest.raises(ValueError, match="no row for 32 non-zeros"):
+        evaluate.run(tiny_model, fake_celeba, cache_dir=str(tmp_path), budgets=(8, 32), baselines=path)
+    earlier["rows"][0]["code_bytes"] += 1  # another code layout: JPEG's byte budget differs
+    path.write_text(json.dumps(earlier))
+    with pytest.raises(ValueError, match="no row for 8 non-zeros at \\d+ code bytes \\(\\d+\\)"):
+        evaluate.run(tiny_model, fake_celeba, cache_dir=str(tmp_path), budgets=(8, 16), baselines=path)

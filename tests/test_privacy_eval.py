@@ -314,3 +314,33 @@ def test_a_bundled_models_privacy_table_meets_every_target_at_the_default(name):
     assert set(result["schemes"]) == set(SCHEMES) and result["k"] == default_k(config["k_max"])
     missed = {target for target, met in result["targets"].items() if not met}
     assert result["targets"] and not missed, result["targets"]
+
+
+def test_a_killed_run_resumes_at_its_first_unfinished_part_with_the_same_result(model, fake_celeba, fake_utkface, tmp_path, monkeypatch):
+    """Parts are saved as they finish; a rerun of the same run reads them back (never computing them again) and its
+    result is the uninterrupted run's. Another seed, or other code in the sources, computes everything again."""
+    options = dict(labels=fake_utkface, k=K, budget=TINY_BUDGET, seed=3)
+    whole = privacy_eval.run(model, fake_celeba, cache_dir=tmp_path / "whole", **options)
+    first = privacy_eval.run(model, fake_celeba, schemes=("keyed",), sweep=False, cache_dir=tmp_path / "cache", **options)
+    assert first["schemes"]["keyed"] == whole["schemes"]["keyed"] and "resumed_parts" not in first
+    real_scheme, real_row = privacy_eval.evaluate_scheme, privacy_eval.sweep_row
+    computed = []
+    monkeypatch.setattr(privacy_eval, "evaluate_scheme", lambda *a: computed.append(a[2].name) or real_scheme(*a))
+    monkeypatch.setattr(privacy_eval, "sweep_row", lambda *a: computed.append("row") or real_row(*a))
+    resumed = privacy_eval.run(model, fake_celeba, cache_dir=tmp_path / "cache", **options)
+    assert computed == ["paper"] + ["row"] * len(privacy_eval.SWEEP)  # the keyed scheme was read back
+    assert resumed.pop("resumed_parts") == ["scheme keyed"]
+    saved = json.loads(next((tmp_path / "cache" / "privacy-parts").rglob("scheme keyed.json")).read_text())
+    assert resumed.pop("seconds") >= saved["seconds"] > 0 and saved["part"] == whole["schemes"]["keyed"]
+    whole.pop("seconds")
+    assert json.dumps(resumed, sort_keys=True) == json.dumps(whole, sort_keys=True)
+    assert privacy_eval.markdown(resumed | {"seconds": 0}) == privacy_eval.markdown(whole | {"seconds": 0})
+    computed.clear()
+    privacy_eval.run(model, fake_celeba, schemes=("keyed",), sweep=False, cache_dir=tmp_path / "cache", **options | {"seed": 4})
+    assert computed == ["keyed"]
+    source = tmp_path / "privacy_source.py"
+    source.write_text("# another version of the code\n")
+    monkeypatch.setattr(privacy_eval, "SOURCES", [*privacy_eval.SOURCES, source])
+    computed.clear()
+    privacy_eval.run(model, fake_celeba, schemes=("keyed",), sweep=False, cache_dir=tmp_path / "cache", **options)
+    assert computed == ["keyed"]

@@ -9,6 +9,10 @@ each face's n largest, JPEG at the code's size, the mean face. `--size` evaluate
 faces go in at the model's size and its reconstructions are scaled (bicubic) to `--size`, the way a 64x64 model's
 output is shown larger; the baselines are then fitted at `--size`.
 
+`--baselines FILE` takes the baseline cells (PCA, JPEG, mean face) from an earlier `evaluation.json` of the same
+dataset, size, test faces and code layout instead of refitting them: they do not depend on the model, and the PCA
+of 128x128 faces needs more memory (over 13 GB) and time than the model's rows. The new JSON names the file.
+
 Writes `evaluation.json`, `evaluation.md` (the table the model card carries) and `evaluation.html`
 (plotly: PSNR and SSIM against the number of non-zeros). Budgets are total non-zeros per image;
 the model uses k = budget // num_groups per group. A budget past the model's k_max (up to code_dim)
@@ -19,6 +23,7 @@ but the row shows the fidelity the architecture reaches and compares with the re
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -73,6 +78,37 @@ def fit_pca_cached(train: torch.Tensor, num_components: int | None, cache_dir: s
     return pca
 
 
+BASELINE_CELLS = ("pca_first_n", "pca_largest_n", "jpeg")
+
+
+def fitted_baselines(test: torch.Tensor, train: torch.Tensor, budgets: list[int], nbytes: dict[int, int], pca: PCA) -> dict:
+    """The baseline cells of each budget (PCA first n and largest n, JPEG at the code's bytes) and the mean face."""
+    cells = {}
+    for budget in tqdm(budgets, desc="baselines", leave=False):
+        jpeg, jpeg_sizes = jpeg_at_size(test, nbytes[budget])
+        cells[budget] = {
+            "pca_first_n": score(test, pca.first_n(test, budget)),
+            "pca_largest_n": score(test, pca.largest_n(test, budget)),
+            "jpeg": score(test, jpeg) | {"mean_bytes": float(jpeg_sizes.mean())},
+        }
+    return {"rows": cells, "mean_face": score(test, mean_face(train, len(test)))}
+
+
+def reused_baselines(earlier: dict, dataset: str, size: int, test_faces: int, nbytes: dict[int, int]) -> dict:
+    """The baseline cells of an earlier evaluation.json, after checking they were measured on the same faces at the
+    same size and, budget by budget, at the same code size (JPEG's byte budget); ValueError naming what differs."""
+    ours = {"dataset": dataset, "image_size": size, "test_faces": test_faces}
+    theirs = {key: earlier.get(key) for key in ours}
+    if theirs != ours:
+        raise ValueError(f"the baselines file was measured on {theirs}, this evaluation is on {ours}")
+    rows = {row["budget"]: row for row in earlier["rows"]}
+    for budget, size_bytes in nbytes.items():
+        if budget not in rows or rows[budget]["code_bytes"] != size_bytes:
+            found = rows[budget]["code_bytes"] if budget in rows else "no row"
+            raise ValueError(f"the baselines file has no row for {budget} non-zeros at {size_bytes} code bytes ({found})")
+    return {"rows": {b: {cell: rows[b][cell] for cell in BASELINE_CELLS} for b in nbytes}, "mean_face": earlier["mean_face"]}
+
+
 def run(
     model: SparseAutoencoder,
     data: str | Path,
@@ -82,42 +118,44 @@ def run(
     train_limit: int | None = None,
     size: int | None = None,
     curve_step: int = 1,
+    baselines: str | Path | None = None,
 ) -> dict:
     """The whole evaluation as a JSON-ready dict (`train_limit` shrinks the PCA/mean-face fit for quick checks; the
-    curve scores every `curve_step`-th k, plus the budgets' k and k_max)."""
+    curve scores every `curve_step`-th k, plus the budgets' k and k_max; `baselines` names an earlier evaluation.json
+    whose baseline cells are reused)."""
     start = time.perf_counter()
     size = size or model.image_size
     test = to_float(load_split(data, "test", cache_dir, limit, size))
     inputs = test if size == model.image_size else to_float(load_split(data, "test", cache_dir, limit, model.image_size))
-    train = load_split(data, "train", cache_dir, train_limit, size)  # uint8: as floats a large split takes gigabytes
     groups, code_dim = model.num_groups, model.code_dim
     budgets = [b for b in budgets if 1 <= b // groups <= code_dim]
+    nbytes = {budget: code_bytes(groups, code_dim, budget // groups) for budget in budgets}
+    dataset = dataset_for(data).name
+    if baselines is not None:  # checked before the model's rows, which take minutes
+        cells = reused_baselines(json.loads(Path(baselines).read_text()), dataset, size, len(test), nbytes)
 
     offered = set(range(1, model.k_max + 1, curve_step)) | {model.k_max} | {b // groups for b in budgets if b // groups <= model.k_max}
     beyond = sorted({b // groups for b in budgets if b // groups > model.k_max})  # rows past what the app offers
     scores = evaluate_model(model, inputs, sorted(offered) + beyond, test)
     curve = {k: v for k, v in scores.items() if k <= model.k_max}
-    pca = fit_pca_cached(train, None, cache_dir, f"{dataset_for(data).name}{size}")  # all components: "largest n" chooses among all
-    rows = []
-    for budget in tqdm(budgets, desc="baselines", leave=False):
-        k = budget // groups
-        nbytes = code_bytes(groups, code_dim, k)
-        jpeg, jpeg_sizes = jpeg_at_size(test, nbytes)
-        rows.append(
-            {
-                "budget": budget,
-                "k": k,
-                "nonzeros": k * groups,
-                "code_bytes": nbytes,
-                "offered": k <= model.k_max,
-                "model": scores[k],
-                "pca_first_n": score(test, pca.first_n(test, budget)),
-                "pca_largest_n": score(test, pca.largest_n(test, budget)),
-                "jpeg": score(test, jpeg) | {"mean_bytes": float(jpeg_sizes.mean())},
-            }
-        )
+    if baselines is None:
+        train = load_split(data, "train", cache_dir, train_limit, size)  # uint8: as floats a large split takes gigabytes
+        pca = fit_pca_cached(train, None, cache_dir, f"{dataset}{size}")  # all components: "largest n" chooses among all
+        cells = fitted_baselines(test, train, budgets, nbytes, pca)
+    rows = [
+        {
+            "budget": budget,
+            "k": budget // groups,
+            "nonzeros": budget // groups * groups,
+            "code_bytes": nbytes[budget],
+            "offered": budget // groups <= model.k_max,
+            "model": scores[budget // groups],
+        }
+        | cells["rows"][budget]
+        for budget in budgets
+    ]
     return {
-        "dataset": dataset_for(data).name,
+        "dataset": dataset,
         "image_size": size,
         "model_image_size": model.image_size,
         "test_faces": len(test),
@@ -125,11 +163,11 @@ def run(
         "code_dim": code_dim,
         "k_max": model.k_max,
         "parameters": sum(p.numel() for p in model.parameters()),
-        "mean_face": score(test, mean_face(train, len(test))),
+        "mean_face": cells["mean_face"],
         "rows": rows,
         "curve": [{"k": k, "nonzeros": k * groups} | v for k, v in curve.items()],
         "seconds": time.perf_counter() - start,
-    }
+    } | ({"baselines_from": str(baselines)} if baselines is not None else {})
 
 
 def markdown(result: dict) -> str:
@@ -224,10 +262,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--budgets", type=int, nargs="+", default=list(BUDGETS), help="total non-zeros per image")
     parser.add_argument("--size", type=int, default=None, help="evaluate at this size (default: the model's)")
     parser.add_argument("--curve-step", type=int, default=1, help="score every Nth k for the curve (the budgets' k always)")
+    parser.add_argument(
+        "--baselines", default=None, help="an earlier evaluation.json on the same faces, size and code layout: reuse its baselines"
+    )
     parser.add_argument("--cache-dir", default=".cache")
     args = parser.parse_args(argv)
     model = SparseAutoencoder.from_pretrained(args.model, strict=True)
-    result = run(model, args.data, args.limit, args.cache_dir, tuple(args.budgets), args.train_limit, args.size, args.curve_step)
+    result = run(
+        model, args.data, args.limit, args.cache_dir, tuple(args.budgets), args.train_limit, args.size, args.curve_step, args.baselines
+    )
     write(result, args.out or args.model)
     print(markdown(result))
     print(f"evaluated in {result['seconds']:.0f} s")

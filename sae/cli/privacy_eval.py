@@ -35,10 +35,11 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
+from sae.cli.parts import PACKAGE, Parts
 from sae.cli.results import cell, percent, write_results
 from sae.core.baselines import decode_jpeg, jpeg_bytes, mean_face
 from sae.core.data import dataset_for, dataset_title, load_split, split_paths, to_float, to_uint8, utk_labels
-from sae.core.fingerprint import model_id
+from sae.core.fingerprint import model_id, weights_digest
 from sae.core.inference import decode_batched, sparse_codes
 from sae.core.metrics import score
 from sae.core.model import SparseAutoencoder
@@ -111,6 +112,10 @@ class Faces:
     mean_face: dict[str, float]
     test_ids: list[int] = field(default_factory=list)  # CelebA identities, when given
     train_ids: list[int] = field(default_factory=list)
+
+
+# What the figures depend on: a part saved by a run of other code in these is computed again.
+SOURCES = [PACKAGE / "core", PACKAGE / "privacy", Path(__file__)]
 
 
 def _generator(seed: int) -> torch.Generator:
@@ -478,17 +483,32 @@ def run(
             "key": key_nbytes(1, model.num_groups, k, model.code_dim, permuted=True),
         },
     }
+    identity = {key: result[key] for key in ("dataset", "test_faces", "attacker_faces", "k", "seed", "budget")}
+    identity |= {"model": weights_digest(model), "identities": bool(faces.test_ids), "labels": labelled is not None}
+    parts = Parts(Path(cache_dir) / "privacy-parts", identity, SOURCES) if cache_dir else None
+
+    def part(name: str, compute: Callable[[], dict]) -> dict:
+        """One part of the run, read back from `parts` when an earlier run of the same code finished it."""
+        if parts is not None and parts.saved(name):
+            log(f"{name}: finished by an earlier run, read from {parts.folder}")
+            return parts.get(name, compute)
+        log(name)
+        return compute() if parts is None else parts.get(name, compute)
+
     for name in schemes:
-        result["schemes"][name] = evaluate_scheme(model, faces, SCHEMES[name], k, budget, labelled, seed, log)
+        scheme = SCHEMES[name]
+        result["schemes"][name] = part(f"scheme {name}", lambda s=scheme: evaluate_scheme(model, faces, s, k, budget, labelled, seed, log))
     if sweep:
-        result["sweep"] = []
-        for ratio, variant in SWEEP:
-            log(f"sweep: k'/k {ratio or 'full'}, {variant}")
-            result["sweep"].append(sweep_row(model, faces, ratio, variant, k, budget, seed + 100))
-        result["buggy_decoys"] = buggy_decoys(model, faces, k, seed)
+        result["sweep"] = [
+            part(f"sweep {ratio or 'full'} {variant}", lambda r=ratio, v=variant: sweep_row(model, faces, r, v, k, budget, seed + 100))
+            for ratio, variant in SWEEP
+        ]
+        result["buggy_decoys"] = part("buggy decoys", lambda: buggy_decoys(model, faces, k, seed))
     if "keyed" in result["schemes"]:
         result["targets"] = check_targets(result)
-    result["seconds"] = time.perf_counter() - start
+    result["seconds"] = time.perf_counter() - start + (parts.reused_seconds if parts else 0.0)
+    if parts is not None and parts.reused:
+        result["resumed_parts"] = parts.reused  # their seconds are the earlier runs' and count in "seconds"
     return result
 
 
