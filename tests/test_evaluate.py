@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from sae.cli import evaluate
+from sae.cli.parts import tensor_digest
 from sae.core.baselines import PCA
 from sae.core.data import load_split, to_float
 from sae.core.metrics import score
@@ -219,25 +220,34 @@ def test_reused_baselines_give_the_same_result_without_refitting(tiny_model, fak
     fitted = evaluate.run(tiny_model, fake_celeba, cache_dir=str(tmp_path / "a"), budgets=(8, 16))
     evaluate.write(fitted, tmp_path / "earlier")
     monkeypatch.setattr(evaluate, "fit_pca_cached", lambda *args: pytest.fail("the PCA was fitted again"))
-    earlier = tmp_path / "earlier" / "evaluation.json"
-    reused = evaluate.run(tiny_model, fake_celeba, cache_dir=str(tmp_path / "b"), budgets=(8, 16), baselines=earlier)
-    assert reused.pop("baselines_from") == str(earlier)
-    assert reused.pop("seconds") > 0 and fitted.pop("seconds") > 0
-    assert json.loads(json.dumps(reused)) == json.loads(json.dumps(fitted))
-    assert not list((tmp_path / "b").glob("*train*")) and evaluate.markdown(reused) == evaluate.markdown(fitted)  # no train split read
+    for given in (tmp_path / "earlier" / "evaluation.json", tmp_path / "earlier"):  # the file or its folder
+        reused = evaluate.run(tiny_model, fake_celeba, cache_dir=str(tmp_path / "b"), budgets=(8, 16), baselines=given)
+        assert reused.pop("baselines_from") == str(tmp_path / "earlier" / "evaluation.json")
+        assert reused.pop("seconds") > 0
+        assert reused == {key: value for key, value in json.loads(json.dumps(fitted)).items() if key != "seconds"}
+        assert evaluate.markdown(reused) == evaluate.markdown(fitted)
+    assert not list((tmp_path / "b").glob("*train*"))  # the training split was never read
+    assert fitted["train_faces"] == 24 and fitted["faces_digest"] == tensor_digest(to_float(load_split(fake_celeba, "test", None)))
 
 
 def test_baselines_from_other_faces_or_another_code_are_refused(tiny_model, fake_celeba, fake_utkface, tmp_path):
     earlier = evaluate.run(tiny_model, fake_celeba, cache_dir=str(tmp_path), budgets=(8, 16))
     path = tmp_path / "evaluation.json"
-    path.write_text(json.dumps(earlier))
-    with pytest.raises(ValueError, match="measured on .*'test_faces': 4.*'test_faces': 2"):
-        evaluate.run(tiny_model, fake_celeba, limit=2, cache_dir=str(tmp_path), budgets=(8, 16), baselines=path)
-    with pytest.raises(ValueError, match="'dataset': 'celeba'.*'dataset': 'utkface'"):
-        evaluate.run(tiny_model, fake_utkface, cache_dir=str(tmp_path), budgets=(8, 16), baselines=path)
-    with pytest.raises(ValueError, match="no row for 32 non-zeros"):
-        evaluate.run(tiny_model, fake_celeba, cache_dir=str(tmp_path), budgets=(8, 32), baselines=path)
-    earlier["rows"][0]["code_bytes"] += 1  # another code layout: JPEG's byte budget differs
-    path.write_text(json.dumps(earlier))
-    with pytest.raises(ValueError, match="no row for 8 non-zeros at \\d+ code bytes \\(\\d+\\)"):
+
+    def refused(match: str, changed: dict | None = None, **options) -> None:
+        path.write_text(json.dumps(earlier | (changed or {})))
+        options = {"budgets": (8, 16)} | options
+        with pytest.raises(ValueError, match=match):
+            evaluate.run(tiny_model, options.pop("data", fake_celeba), cache_dir=str(tmp_path), baselines=path, **options)
+
+    refused("test_faces 4 against 2, faces_digest", limit=2)
+    refused("dataset celeba against utkface", data=fake_utkface)
+    refused("train_faces 24 against 12$", train_limit=12)  # PCA and mean face fitted on other training faces
+    refused("faces_digest", {"faces_digest": "0" * 64})  # as many faces, but others
+    old = {key: value for key, value in earlier.items() if key not in ("faces_digest", "train_faces")}
+    path.write_text(json.dumps(old))
+    with pytest.raises(ValueError, match="does not record faces_digest, train_faces .* evaluate without it"):
         evaluate.run(tiny_model, fake_celeba, cache_dir=str(tmp_path), budgets=(8, 16), baselines=path)
+    refused("no row for 32 non-zeros", budgets=(8, 32))
+    rows = [row | {"code_bytes": row["code_bytes"] + 1} if row["budget"] == 8 else row for row in earlier["rows"]]
+    refused("no row for 8 non-zeros at \\d+ code bytes \\(\\d+\\)", {"rows": rows})  # another code layout: JPEG's byte budget

@@ -1,12 +1,14 @@
-"""Saved parts of a long run (sae.cli.parts): computed once, read back by the same run of the same code only."""
+"""Saved parts of a long run (sae.cli.parts): computed once, read back only by a run with the same key."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
+import torch
 
-from sae.cli.parts import Parts, source_digest
+from sae.cli.parts import Parts, source_digest, tensor_digest
 
 
 @pytest.fixture
@@ -19,29 +21,37 @@ def sources(tmp_path):
     return folder
 
 
-def test_a_part_is_computed_once_then_read_back(tmp_path, sources):
+def test_a_part_is_computed_once_then_read_back(tmp_path):
     calls = []
-    first = Parts(tmp_path / "parts", {"seed": 1}, [sources])
+    first = Parts(tmp_path / "parts", {"seed": 1})
     assert not first.saved("row")
     assert first.get("row", lambda: calls.append(1) or {"psnr": 12.5, "pair": (1, 2)}) == {"psnr": 12.5, "pair": [1, 2]}
     assert first.saved("row") and first.reused == [] and first.reused_seconds == 0.0
-    again = Parts(tmp_path / "parts", {"seed": 1}, [sources])
+    saved = json.loads((first.folder / "row.json").read_text())
+    again = Parts(tmp_path / "parts", {"seed": 1})
     assert again.get("row", lambda: pytest.fail("computed again")) == {"psnr": 12.5, "pair": [1, 2]}
-    assert calls == [1] and again.reused == ["row"] and again.reused_seconds >= 0.0
-    assert [path.name for path in again.folder.iterdir()] == ["row.json"]  # no temporary file left
+    assert calls == [1] and again.reused == ["row"] and again.reused_seconds == saved["seconds"] > 0
+    assert sorted(path.name for path in again.folder.iterdir()) == ["row.json", "run.json"]  # no temporary file left
+    assert json.loads((again.folder / "run.json").read_text()) == {"seed": 1}
 
 
-def test_another_run_or_other_code_computes_again(tmp_path, sources):
-    Parts(tmp_path / "parts", {"seed": 1}, [sources]).get("row", lambda: {"x": 1})
-    assert not Parts(tmp_path / "parts", {"seed": 2}, [sources]).saved("row")
-    (sources / "sub" / "b.py").write_text("B = 3\n")
-    assert not Parts(tmp_path / "parts", {"seed": 1}, [sources]).saved("row")
+def test_another_key_or_fresh_computes_again(tmp_path):
+    Parts(tmp_path / "parts", {"seed": 1}).get("row", lambda: {"x": 1})
+    assert not Parts(tmp_path / "parts", {"seed": 2}).saved("row")
+    fresh = Parts(tmp_path / "parts", {"seed": 1}, fresh=True)
+    assert not fresh.saved("row") and fresh.get("row", lambda: {"x": 2}) == {"x": 2} and fresh.reused == []
+    assert Parts(tmp_path / "parts", {"seed": 1}).get("row", lambda: pytest.fail("computed again")) == {"x": 2}
 
 
-def test_a_failed_part_saves_nothing(tmp_path, sources):
-    parts = Parts(tmp_path / "parts", {}, [sources])
+def test_a_failed_or_unreadable_part_is_computed_again(tmp_path):
+    parts = Parts(tmp_path / "parts", {})
     with pytest.raises(ZeroDivisionError):
         parts.get("row", lambda: {"x": 1 / 0})
+    assert not parts.saved("row") and not parts.folder.exists()
+    parts.folder.mkdir(parents=True)
+    (parts.folder / "row.json").write_text('{"seconds": 1.0, "pa')  # cut short by a crash
+    assert not parts.saved("row") and parts.get("row", lambda: {"x": 3}) == {"x": 3}
+    (parts.folder / "row.json").write_text('{"x": 3}')  # another format
     assert not parts.saved("row")
 
 
@@ -51,5 +61,18 @@ def test_the_source_digest_reads_python_files_only_and_not_where_they_lie(tmp_pa
     assert source_digest([sources]) == digest
     moved = shutil.copytree(sources, tmp_path / "another checkout" / "code")
     assert source_digest([moved]) == digest and source_digest([moved / "a.py"]) != digest
-    (moved / "a.py").write_text("A = 2\n")
+    (moved / "sub" / "b.py").rename(moved / "b.py")  # the same files, one moved to another folder
     assert source_digest([moved]) != digest
+    (moved / "a.py").write_text("A = 2\n")
+    assert source_digest([moved]) != source_digest([sources])
+
+
+def test_the_tensor_digest_sees_every_value_shape_and_type():
+    faces = torch.rand(3, 3, 8, 8)
+    digest = tensor_digest(faces)
+    assert tensor_digest(faces.clone()) == digest
+    changed = faces.clone()
+    changed[2, 1, 7, 7] += 1e-6
+    assert tensor_digest(changed) != digest
+    assert tensor_digest(faces.reshape(3, 3, 64)) != digest and tensor_digest(faces.double()) != digest
+    assert tensor_digest(faces[:2], faces[2:]) != digest

@@ -11,10 +11,12 @@ import pytest
 import torch
 
 from sae.cli import privacy_eval
+from sae.cli.parts import source_digest
+from sae.core import metrics
 from sae.core.data import load_split, to_float
 from sae.core.init import pca_init
 from sae.core.model import SparseAutoencoder
-from sae.privacy import catalogue
+from sae.privacy import catalogue, learned
 from sae.privacy.formats import key_nbytes, public_nbytes
 from sae.privacy.linkage import STATISTICS
 from sae.privacy.scheme import SCHEMES, default_k
@@ -318,9 +320,9 @@ def test_a_bundled_models_privacy_table_meets_every_target_at_the_default(name):
 
 def test_a_killed_run_resumes_at_its_first_unfinished_part_with_the_same_result(model, fake_celeba, fake_utkface, tmp_path, monkeypatch):
     """Parts are saved as they finish; a rerun of the same run reads them back (never computing them again) and its
-    result is the uninterrupted run's. Another seed, or other code in the sources, computes everything again."""
+    result is the uninterrupted run's. Another seed, other code or --fresh computes again."""
     options = dict(labels=fake_utkface, k=K, budget=TINY_BUDGET, seed=3)
-    whole = privacy_eval.run(model, fake_celeba, cache_dir=tmp_path / "whole", **options)
+    whole = privacy_eval.run(model, fake_celeba, cache_dir=None, **options)
     first = privacy_eval.run(model, fake_celeba, schemes=("keyed",), sweep=False, cache_dir=tmp_path / "cache", **options)
     assert first["schemes"]["keyed"] == whole["schemes"]["keyed"] and "resumed_parts" not in first
     real_scheme, real_row = privacy_eval.evaluate_scheme, privacy_eval.sweep_row
@@ -329,18 +331,46 @@ def test_a_killed_run_resumes_at_its_first_unfinished_part_with_the_same_result(
     monkeypatch.setattr(privacy_eval, "sweep_row", lambda *a: computed.append("row") or real_row(*a))
     resumed = privacy_eval.run(model, fake_celeba, cache_dir=tmp_path / "cache", **options)
     assert computed == ["paper"] + ["row"] * len(privacy_eval.SWEEP)  # the keyed scheme was read back
-    assert resumed.pop("resumed_parts") == ["scheme keyed"]
-    saved = json.loads(next((tmp_path / "cache" / "privacy-parts").rglob("scheme keyed.json")).read_text())
+    assert resumed.pop("resumed_parts") == ["scheme-keyed"]
+    saved = json.loads(next((tmp_path / "cache" / "privacy-parts").rglob("scheme-keyed.json")).read_text())
     assert resumed.pop("seconds") >= saved["seconds"] > 0 and saved["part"] == whole["schemes"]["keyed"]
     whole.pop("seconds")
     assert json.dumps(resumed, sort_keys=True) == json.dumps(whole, sort_keys=True)
     assert privacy_eval.markdown(resumed | {"seconds": 0}) == privacy_eval.markdown(whole | {"seconds": 0})
-    computed.clear()
-    privacy_eval.run(model, fake_celeba, schemes=("keyed",), sweep=False, cache_dir=tmp_path / "cache", **options | {"seed": 4})
-    assert computed == ["keyed"]
-    source = tmp_path / "privacy_source.py"
-    source.write_text("# another version of the code\n")
-    monkeypatch.setattr(privacy_eval, "SOURCES", [*privacy_eval.SOURCES, source])
+    for change in ({"seed": 4}, {"fresh": True}):
+        computed.clear()
+        privacy_eval.run(model, fake_celeba, schemes=("keyed",), sweep=False, cache_dir=tmp_path / "cache", **options | change)
+        assert computed == ["keyed"]
+    monkeypatch.setattr(privacy_eval, "SOURCE_DIGEST", "another version of the code")
     computed.clear()
     privacy_eval.run(model, fake_celeba, schemes=("keyed",), sweep=False, cache_dir=tmp_path / "cache", **options)
     assert computed == ["keyed"]
+
+
+def test_the_run_key_covers_the_faces_labels_identities_code_and_threads(model, fake_celeba, fake_utkface, identities, monkeypatch):
+    assert privacy_eval.SOURCE_DIGEST == source_digest(privacy_eval.SOURCES)
+    for module in (learned, metrics, privacy_eval):  # the attacks, the scores and the run itself are in the digest
+        assert any(Path(module.__file__).resolve().is_relative_to(source.resolve()) for source in privacy_eval.SOURCES)
+    test, train = (to_float(load_split(fake_celeba, split, None)) for split in ("test", "train"))
+    with torch.no_grad():
+        faces = privacy_eval.Faces(test, model.sparsify(model.encode(test), K), train, model.sparsify(model.encode(train), K), {})
+    labelled = privacy_eval._labelled_faces(model, fake_utkface, K, 6, None)
+    result = {"dataset": "celeba", "k": K, "seed": 3, "budget": TINY_BUDGET.__dict__}
+    key = privacy_eval.run_key(model, faces, labelled, result)
+    assert privacy_eval.run_key(model, copy.deepcopy(faces), labelled, result) == key
+    other = copy.deepcopy(faces)
+    other.test[0, 0, 0, 0] += 0.01  # one pixel of one test face
+    relabelled = copy.deepcopy(labelled)
+    first = sorted(relabelled["tasks"])[0]
+    relabelled["tasks"][first][1][0] += 1  # one test face's label
+    named = copy.deepcopy(faces)
+    named.test_ids = list(range(len(test)))
+    changed = [
+        privacy_eval.run_key(model, other, labelled, result),
+        privacy_eval.run_key(model, faces, relabelled, result),
+        privacy_eval.run_key(model, faces, None, result),
+        privacy_eval.run_key(model, named, labelled, result),
+    ]
+    monkeypatch.setattr(privacy_eval.torch, "get_num_threads", lambda: 7)
+    changed.append(privacy_eval.run_key(model, faces, labelled, result))
+    assert all(new != key for new in changed)

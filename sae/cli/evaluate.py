@@ -9,9 +9,10 @@ each face's n largest, JPEG at the code's size, the mean face. `--size` evaluate
 faces go in at the model's size and its reconstructions are scaled (bicubic) to `--size`, the way a 64x64 model's
 output is shown larger; the baselines are then fitted at `--size`.
 
-`--baselines FILE` takes the baseline cells (PCA, JPEG, mean face) from an earlier `evaluation.json` of the same
-dataset, size, test faces and code layout instead of refitting them: they do not depend on the model, and the PCA
-of 128x128 faces needs more memory (over 13 GB) and time than the model's rows. The new JSON names the file.
+`--baselines FILE` takes the baseline cells (PCA, JPEG, mean face) from an earlier `evaluation.json` (or a model
+directory holding one) instead of refitting them: they do not depend on the model, and the PCA of 128x128 faces needs
+more memory (over 13 GB) and time than the model's rows. They are reused only if measured on the same test faces (their
+digest), at the same size, with as many training faces, and at the same code sizes; the new JSON names the file.
 
 Writes `evaluation.json`, `evaluation.md` (the table the model card carries) and `evaluation.html`
 (plotly: PSNR and SSIM against the number of non-zeros). Budgets are total non-zeros per image;
@@ -33,9 +34,10 @@ import torch.nn.functional as F
 from plotly.subplots import make_subplots
 from tqdm import tqdm
 
+from sae.cli.parts import tensor_digest
 from sae.cli.results import cell, write_results
 from sae.core.baselines import PCA, jpeg_at_size, mean_face
-from sae.core.data import as_float, dataset_for, dataset_title, load_split, to_float
+from sae.core.data import as_float, dataset_for, dataset_title, load_split, split_paths, to_float
 from sae.core.inference import decode_batched, encode_batched
 from sae.core.metrics import score
 from sae.core.model import SparseAutoencoder
@@ -94,13 +96,17 @@ def fitted_baselines(test: torch.Tensor, train: torch.Tensor, budgets: list[int]
     return {"rows": cells, "mean_face": score(test, mean_face(train, len(test)))}
 
 
-def reused_baselines(earlier: dict, dataset: str, size: int, test_faces: int, nbytes: dict[int, int]) -> dict:
-    """The baseline cells of an earlier evaluation.json, after checking they were measured on the same faces at the
-    same size and, budget by budget, at the same code size (JPEG's byte budget); ValueError naming what differs."""
-    ours = {"dataset": dataset, "image_size": size, "test_faces": test_faces}
-    theirs = {key: earlier.get(key) for key in ours}
-    if theirs != ours:
-        raise ValueError(f"the baselines file was measured on {theirs}, this evaluation is on {ours}")
+def reused_baselines(earlier: dict, faces: dict, nbytes: dict[int, int]) -> dict:
+    """The baseline cells of an earlier evaluation.json, after checking they were measured on the same `faces` (dataset,
+    size, the test faces' digest, the number of training faces the PCA and mean face were fitted on) and, budget by
+    budget, at the same code size (JPEG's byte budget); ValueError naming what differs."""
+    missing = [key for key in faces if key not in earlier]
+    if missing:
+        raise ValueError(f"the baselines file does not record {', '.join(missing)} (it predates --baselines): evaluate without it")
+    theirs = {key: earlier[key] for key in faces}
+    if theirs != faces:
+        differ = ", ".join(f"{key} {theirs[key]} against {faces[key]}" for key in faces if theirs[key] != faces[key])
+        raise ValueError(f"the baselines file was measured on other faces: {differ}")
     rows = {row["budget"]: row for row in earlier["rows"]}
     for budget, size_bytes in nbytes.items():
         if budget not in rows or rows[budget]["code_bytes"] != size_bytes:
@@ -131,8 +137,16 @@ def run(
     budgets = [b for b in budgets if 1 <= b // groups <= code_dim]
     nbytes = {budget: code_bytes(groups, code_dim, budget // groups) for budget in budgets}
     dataset = dataset_for(data).name
+    faces = {
+        "dataset": dataset,
+        "image_size": size,
+        "test_faces": len(test),
+        "faces_digest": tensor_digest(test),
+        "train_faces": len(split_paths(data, "train")[:train_limit]),
+    }
     if baselines is not None:  # checked before the model's rows, which take minutes
-        cells = reused_baselines(json.loads(Path(baselines).read_text()), dataset, size, len(test), nbytes)
+        baselines = Path(baselines) / "evaluation.json" if Path(baselines).is_dir() else Path(baselines)
+        cells = reused_baselines(json.loads(baselines.read_text()), faces, nbytes)
 
     offered = set(range(1, model.k_max + 1, curve_step)) | {model.k_max} | {b // groups for b in budgets if b // groups <= model.k_max}
     beyond = sorted({b // groups for b in budgets if b // groups > model.k_max})  # rows past what the app offers
@@ -154,20 +168,21 @@ def run(
         | cells["rows"][budget]
         for budget in budgets
     ]
-    return {
-        "dataset": dataset,
-        "image_size": size,
-        "model_image_size": model.image_size,
-        "test_faces": len(test),
-        "num_groups": groups,
-        "code_dim": code_dim,
-        "k_max": model.k_max,
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "mean_face": cells["mean_face"],
-        "rows": rows,
-        "curve": [{"k": k, "nonzeros": k * groups} | v for k, v in curve.items()],
-        "seconds": time.perf_counter() - start,
-    } | ({"baselines_from": str(baselines)} if baselines is not None else {})
+    return (
+        faces
+        | {
+            "model_image_size": model.image_size,
+            "num_groups": groups,
+            "code_dim": code_dim,
+            "k_max": model.k_max,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "mean_face": cells["mean_face"],
+            "rows": rows,
+            "curve": [{"k": k, "nonzeros": k * groups} | v for k, v in curve.items()],
+            "seconds": time.perf_counter() - start,
+        }
+        | ({"baselines_from": str(baselines)} if baselines is not None else {})
+    )
 
 
 def markdown(result: dict) -> str:
@@ -263,7 +278,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=None, help="evaluate at this size (default: the model's)")
     parser.add_argument("--curve-step", type=int, default=1, help="score every Nth k for the curve (the budgets' k always)")
     parser.add_argument(
-        "--baselines", default=None, help="an earlier evaluation.json on the same faces, size and code layout: reuse its baselines"
+        "--baselines", default=None, help="an earlier evaluation.json (or its folder) on the same faces and code sizes: reuse its baselines"
     )
     parser.add_argument("--cache-dir", default=".cache")
     args = parser.parse_args(argv)

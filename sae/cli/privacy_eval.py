@@ -26,16 +26,20 @@ decoys for contrast. Writes privacy.json, privacy.md and privacy.html beside the
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import PIL
 import plotly.graph_objects as go
 import torch
 
-from sae.cli.parts import PACKAGE, Parts
+from sae.cli.parts import Parts, source_digest, tensor_digest
 from sae.cli.results import cell, percent, write_results
 from sae.core.baselines import decode_jpeg, jpeg_bytes, mean_face
 from sae.core.data import dataset_for, dataset_title, load_split, split_paths, to_float, to_uint8, utk_labels
@@ -114,8 +118,10 @@ class Faces:
     train_ids: list[int] = field(default_factory=list)
 
 
-# What the figures depend on: a part saved by a run of other code in these is computed again.
-SOURCES = [PACKAGE / "core", PACKAGE / "privacy", Path(__file__)]
+# What the figures depend on: a part saved by a run of other code in these is computed again. Read once, when the
+# module is imported, so that an edit made while a run is going does not label its parts as the edited code's.
+SOURCES = [Path(__file__).parents[1] / "core", Path(__file__).parents[1] / "privacy", Path(__file__)]
+SOURCE_DIGEST = source_digest(SOURCES)
 
 
 def _generator(seed: int) -> torch.Generator:
@@ -433,6 +439,26 @@ def _labelled_faces(model, root: str | Path, k: int, limit: int, cache_dir) -> d
     }
 
 
+def run_key(model: SparseAutoencoder, faces: Faces, labelled: dict | None, result: dict) -> dict:
+    """Whatever decides a run's figures, for `Parts`: the faces, identities and labels as loaded, the model's weights,
+    k, budget and seed, the source files (`SOURCE_DIGEST`), the libraries and the thread count."""
+    labels = None
+    if labelled is not None:
+        tasks = labelled["tasks"]
+        answers = [answer for name in sorted(tasks) for answer in tasks[name]]
+        labels = [sorted(tasks), tensor_digest(labelled["train_sparse"], labelled["test_sparse"], *answers)]
+    return {key: result[key] for key in ("dataset", "k", "seed", "budget")} | {
+        "model": weights_digest(model),
+        "faces": tensor_digest(faces.test, faces.train),
+        "identities": hashlib.sha256(json.dumps([faces.test_ids, faces.train_ids]).encode()).hexdigest(),
+        "labels": labels,
+        "source": SOURCE_DIGEST,
+        "libraries": {"torch": torch.__version__, "numpy": np.__version__, "pillow": PIL.__version__, "python": platform.python_version()},
+        "threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+    }
+
+
 def run(
     model: SparseAutoencoder,
     data: str | Path,
@@ -448,8 +474,10 @@ def run(
     seed: int = 0,
     cache_dir: str | Path | None = ".cache",
     log: Callable[[str], None] | None = None,
+    fresh: bool = False,
 ) -> dict:
-    """The whole privacy evaluation as a JSON-ready dict."""
+    """The whole privacy evaluation as a JSON-ready dict. With a `cache_dir`, each part is saved there as it finishes
+    and read back by a rerun of the same run (`run_key`) unless `fresh`."""
     start = time.perf_counter()
     log = log or (lambda message: None)
     budget = budget or Budget()
@@ -483,9 +511,7 @@ def run(
             "key": key_nbytes(1, model.num_groups, k, model.code_dim, permuted=True),
         },
     }
-    identity = {key: result[key] for key in ("dataset", "test_faces", "attacker_faces", "k", "seed", "budget")}
-    identity |= {"model": weights_digest(model), "identities": bool(faces.test_ids), "labels": labelled is not None}
-    parts = Parts(Path(cache_dir) / "privacy-parts", identity, SOURCES) if cache_dir else None
+    parts = Parts(Path(cache_dir) / "privacy-parts", run_key(model, faces, labelled, result), fresh) if cache_dir else None
 
     def part(name: str, compute: Callable[[], dict]) -> dict:
         """One part of the run, read back from `parts` when an earlier run of the same code finished it."""
@@ -493,17 +519,17 @@ def run(
             log(f"{name}: finished by an earlier run, read from {parts.folder}")
             return parts.get(name, compute)
         log(name)
-        return compute() if parts is None else parts.get(name, compute)
+        return json.loads(json.dumps(compute())) if parts is None else parts.get(name, compute)
 
     for name in schemes:
         scheme = SCHEMES[name]
-        result["schemes"][name] = part(f"scheme {name}", lambda s=scheme: evaluate_scheme(model, faces, s, k, budget, labelled, seed, log))
+        result["schemes"][name] = part(f"scheme-{name}", lambda s=scheme: evaluate_scheme(model, faces, s, k, budget, labelled, seed, log))
     if sweep:
         result["sweep"] = [
-            part(f"sweep {ratio or 'full'} {variant}", lambda r=ratio, v=variant: sweep_row(model, faces, r, v, k, budget, seed + 100))
+            part(f"sweep-{ratio or 'full'}-{variant}", lambda r=ratio, v=variant: sweep_row(model, faces, r, v, k, budget, seed + 100))
             for ratio, variant in SWEEP
         ]
-        result["buggy_decoys"] = part("buggy decoys", lambda: buggy_decoys(model, faces, k, seed))
+        result["buggy_decoys"] = part("buggy-decoys", lambda: buggy_decoys(model, faces, k, seed))
     if "keyed" in result["schemes"]:
         result["targets"] = check_targets(result)
     result["seconds"] = time.perf_counter() - start + (parts.reused_seconds if parts else 0.0)
@@ -733,7 +759,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--inversion-steps", type=int, default=Budget.inversion_steps)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--cache-dir", default=".cache")
+    parser.add_argument(
+        "--cache-dir", default=".cache", help="decoded faces, and each finished part of a run (a rerun of the same run resumes)"
+    )
+    parser.add_argument("--fresh", action="store_true", help="compute every part again, even one an earlier run saved")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -751,6 +780,7 @@ def main(argv: list[str] | None = None) -> None:
         seed=args.seed,
         cache_dir=args.cache_dir,
         log=lambda message: print(message, flush=True),
+        fresh=args.fresh,
     )
     write(result, args.out or args.model)
     print(markdown(result))
