@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from sae.cli import evaluate
-from sae.cli.parts import tensor_digest
 from sae.core.baselines import PCA
 from sae.core.data import load_split, to_float
+from sae.core.fingerprint import tensor_digest
 from sae.core.metrics import score
 from sae.core.model import SparseAutoencoder
 from sae.core.rate import code_bytes

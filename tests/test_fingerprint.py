@@ -6,7 +6,7 @@ import copy
 
 import torch
 
-from sae.core.fingerprint import model_id, weights_digest
+from sae.core.fingerprint import model_id, tensor_digest, weights_digest
 from sae.core.model import SparseAutoencoder
 from tests.conftest import TINY
 
@@ -58,3 +58,14 @@ def test_the_architecture_counts_not_only_the_numbers():
     torch.manual_seed(0)
     tied = SparseAutoencoder(**(TINY | {"tied": True}))
     assert weights_digest(untied) != weights_digest(tied)
+
+
+def test_the_tensor_digest_sees_every_value_shape_and_type():
+    faces = torch.rand(3, 3, 8, 8)
+    digest = tensor_digest(faces)
+    assert tensor_digest(faces.clone()) == digest
+    changed = faces.clone()
+    changed[2, 1, 7, 7] += 1e-6
+    assert tensor_digest(changed) != digest
+    assert tensor_digest(faces.reshape(3, 3, 64)) != digest and tensor_digest(faces.double()) != digest
+    assert tensor_digest(faces[:2], faces[2:]) != digest

@@ -347,7 +347,7 @@ def test_a_killed_run_resumes_at_its_first_unfinished_part_with_the_same_result(
     assert computed == ["keyed"]
 
 
-def test_the_run_key_covers_the_faces_labels_identities_code_and_threads(model, fake_celeba, fake_utkface, identities, monkeypatch):
+def test_the_run_key_covers_the_faces_labels_identities_code_and_threads(model, fake_celeba, fake_utkface, monkeypatch):
     assert privacy_eval.SOURCE_DIGEST == source_digest(privacy_eval.SOURCES)
     for module in (learned, metrics, privacy_eval):  # the attacks, the scores and the run itself are in the digest
         assert any(Path(module.__file__).resolve().is_relative_to(source.resolve()) for source in privacy_eval.SOURCES)

@@ -34,10 +34,10 @@ import torch.nn.functional as F
 from plotly.subplots import make_subplots
 from tqdm import tqdm
 
-from sae.cli.parts import tensor_digest
 from sae.cli.results import cell, write_results
 from sae.core.baselines import PCA, jpeg_at_size, mean_face
 from sae.core.data import as_float, dataset_for, dataset_title, load_split, split_paths, to_float
+from sae.core.fingerprint import tensor_digest
 from sae.core.inference import decode_batched, encode_batched
 from sae.core.metrics import score
 from sae.core.model import SparseAutoencoder

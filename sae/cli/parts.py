@@ -16,9 +16,6 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-import numpy as np
-import torch
-
 
 def source_digest(sources: Iterable[Path]) -> str:
     """SHA-256 over the Python files of `sources` (files, or folders searched recursively): each file's path below its
@@ -30,15 +27,6 @@ def source_digest(sources: Iterable[Path]) -> str:
             named[path.relative_to(source.parent).as_posix()] = path
     for name in sorted(named):
         digest.update(name.encode() + b"\0" + named[name].read_bytes() + b"\0")
-    return digest.hexdigest()
-
-
-def tensor_digest(*tensors: torch.Tensor) -> str:
-    """SHA-256 over tensors' shapes, dtypes and bytes: what a run read, so that other faces never reuse its parts."""
-    digest = hashlib.sha256()
-    for tensor in tensors:
-        array = np.ascontiguousarray(tensor.detach().cpu().numpy())
-        digest.update(f"{tuple(array.shape)} {array.dtype}".encode() + b"\0" + array.data)
     return digest.hexdigest()
 
 

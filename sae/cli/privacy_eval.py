@@ -39,11 +39,11 @@ import PIL
 import plotly.graph_objects as go
 import torch
 
-from sae.cli.parts import Parts, source_digest, tensor_digest
+from sae.cli.parts import Parts, source_digest
 from sae.cli.results import cell, percent, write_results
 from sae.core.baselines import decode_jpeg, jpeg_bytes, mean_face
 from sae.core.data import dataset_for, dataset_title, load_split, split_paths, to_float, to_uint8, utk_labels
-from sae.core.fingerprint import model_id, weights_digest
+from sae.core.fingerprint import model_id, tensor_digest, weights_digest
 from sae.core.inference import decode_batched, sparse_codes
 from sae.core.metrics import score
 from sae.core.model import SparseAutoencoder

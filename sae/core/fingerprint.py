@@ -21,6 +21,22 @@ def _version(model: nn.Module) -> tuple:
     return tuple((tensor.data_ptr(), tensor._version) for tensor in model.state_dict().values())
 
 
+def _hash_tensor(digest, tensor: torch.Tensor) -> None:
+    """Feed one tensor to `digest`: its dtype, shape and bytes."""
+    data = tensor.detach().cpu().contiguous()
+    digest.update(f"{data.dtype}|{tuple(data.shape)}|".encode())
+    digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+
+
+def tensor_digest(*tensors: torch.Tensor) -> str:
+    """Hex SHA-256 of tensors' dtypes, shapes and bytes, in order: which faces (or labels, or codes) a result was
+    computed on, so that results measured on other data are never taken for it."""
+    digest = hashlib.sha256(b"sae/tensors/v1")
+    for tensor in tensors:
+        _hash_tensor(digest, tensor)
+    return digest.hexdigest()
+
+
 def weights_digest(model: nn.Module) -> str:
     """Hex SHA-256 of the model's weights (cached until a weight changes)."""
     version = _version(model)
@@ -29,9 +45,8 @@ def weights_digest(model: nn.Module) -> str:
         return cached[1]
     digest = hashlib.sha256(b"sae/weights/v1")
     for name, tensor in sorted(model.state_dict().items()):
-        data = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}|{data.dtype}|{tuple(data.shape)}|".encode())
-        digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+        digest.update(f"{name}|".encode())
+        _hash_tensor(digest, tensor)
     _DIGESTS[model] = (version, digest.hexdigest())
     return _DIGESTS[model][1]
 
