@@ -515,11 +515,13 @@ def run(
 
     def part(name: str, compute: Callable[[], dict]) -> dict:
         """One part of the run, read back from `parts` when an earlier run of the same code finished it."""
-        if parts is not None and parts.saved(name):
-            log(f"{name}: finished by an earlier run, read from {parts.folder}")
-            return parts.get(name, compute)
         log(name)
-        return json.loads(json.dumps(compute())) if parts is None else parts.get(name, compute)
+        if parts is None:
+            return json.loads(json.dumps(compute()))  # the same JSON types as a part read back
+        done = parts.get(name, compute)
+        if parts.reused[-1:] == [name]:
+            log(f"{name}: finished by an earlier run, read from {parts.folder}")
+        return done
 
     for name in schemes:
         scheme = SCHEMES[name]
