@@ -54,6 +54,22 @@ def test_every_model_event_passes_the_controls_in_controls_order(demo):
         assert _component(demo, "model")._id in inputs, name
 
 
+def test_the_api_names_every_input(demo):
+    endpoints = demo.get_api_info()["named_endpoints"]
+    names = {name: [p["parameter_name"] for p in endpoint["parameters"]] for name, endpoint in endpoints.items()}
+    assert names["/prepare"] == ["photo", "whole", "model_name", *CONTROLS]  # not param_0, param_1, ...
+    assert names["/update"] == names["/switch"] == names["/comparison"] == ["model_name", *CONTROLS]
+    assert names["/share"] == ["model_name", "passphrase", *CONTROLS]
+    assert list(inspect.signature(_events(demo)["update"].fn).parameters)[:3] == ["request", "ref", "model_name"]
+
+
+def test_api_signature_spells_out_the_controls_and_drops_keywords():
+    def handler(ref, model_name="x", *controls, session=None): ...
+
+    assert list(ui.api_signature(handler).parameters) == ["ref", "model_name", *CONTROLS]
+    assert all(p.default is inspect.Parameter.empty for p in ui.api_signature(handler).parameters.values())
+
+
 def test_the_model_choice_and_k_start_from_the_first_model(demo, served_models):
     choice = _component(demo, "model")
     assert [value for _, value in choice.choices] == [served.name for served in served_models] and choice.value == served_models[0].name
@@ -83,7 +99,8 @@ def test_the_face_handlers_get_the_visitor_s_session():
     seen = []
     call = ui.with_session(lambda *args, session: seen.append((args, session)) or "shown")
     assert call(gr.Request(session_hash="visitor"), 1, "m") == "shown" and seen == [((1, "m"), "visitor")]
-    assert list(inspect.signature(call).parameters) == ["request", "args"]  # Gradio fills `request` from its annotation
+    signature = inspect.signature(call)  # Gradio fills `request` from its annotation; the handler's `*args` are the controls
+    assert list(signature.parameters) == ["request", *CONTROLS] and signature.parameters["request"].annotation is gr.Request
 
 
 def test_every_model_event_passes_the_gate_and_only_the_slider_skips_the_queue(demo):

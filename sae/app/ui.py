@@ -6,6 +6,7 @@ Built for a projector first (1366x768: controls and panels above the fold, the c
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -19,7 +20,7 @@ from sae.app.handlers import EXAMPLES, Handlers
 from sae.app.models import ServedModel
 from sae.app.outbox import OUTBOX_MAX_AGE
 from sae.app.photo_input import PhotoInput
-from sae.app.settings import NO_EXTRA, ShareSettings
+from sae.app.settings import CONTROLS, NO_EXTRA, ShareSettings
 from sae.privacy.catalogue import ATTACKS, EXTRA_ATTACKS
 from sae.privacy.scheme import SCHEMES, default_k
 from sae.zoo import files
@@ -111,14 +112,35 @@ def _extra_choices() -> list[tuple[str, str]]:
     return [(ATTACKS[name].title, name) for name in EXTRA_ATTACKS] + [("None", NO_EXTRA)]
 
 
+def api_signature(handler: Callable, leading: tuple[inspect.Parameter, ...] = ()) -> inspect.Signature:
+    """`handler`'s inputs as the API page and clients name them: its positional parameters with `*controls` spelled out
+    as `CONTROLS` (Gradio names a `*args` input param_0, param_1, ...), after `leading` (what Gradio fills in itself)."""
+    named = list(leading)
+    for parameter in inspect.signature(handler).parameters.values():
+        if parameter.kind is inspect.Parameter.VAR_POSITIONAL:
+            named += [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for name in CONTROLS]
+        elif parameter.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD):
+            named.append(parameter.replace(kind=inspect.Parameter.POSITIONAL_OR_KEYWORD, default=inspect.Parameter.empty))
+    return inspect.Signature(named)
+
+
+def with_named_controls(fn: Callable[..., R], handler: Callable) -> Callable[..., R]:
+    """`fn` (a wrapper of `handler`) presenting `handler`'s inputs by name (`api_signature`)."""
+    fn.__signature__ = api_signature(handler)  # type: ignore[attr-defined]
+    return fn
+
+
 def with_session(handler: Callable[..., R]) -> Callable[..., R]:
     """`handler` called with the visitor's session id as `session=` (Gradio fills `request` from its annotation), so a
-    control change draws the face the session loaded last (`sae.app.sessions`)."""
+    control change draws the face the session loaded last (`sae.app.sessions`); the API names its inputs as `handler`
+    does (`api_signature`)."""
 
     def call(request: gr.Request, *args: object) -> R:
         return handler(*args, session=request.session_hash)
 
     call.__name__ = handler.__name__
+    request = inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=gr.Request)
+    call.__signature__ = api_signature(handler, (request,))  # type: ignore[attr-defined]
     call.handler = handler  # type: ignore[attr-defined]  # what it calls (the layout's tests read it)
     return call
 
@@ -137,6 +159,8 @@ def build(
     gate = WorkGate(workers)
     per_session = (handlers.prepare, handlers.select, handlers.switch, handlers.update, handlers.redraw)  # its latest face
     prepare, select, switch, update, redraw_view = (gate(with_session(method)) for method in per_session)
+    with_controls = (handlers.comparison, handlers.share_preview, handlers.make_share)
+    comparison, share_preview, make_share = (with_named_controls(gate(method), method) for method in with_controls)
     first = models[0]
     defaults = ShareSettings(k=default_k(first.model.k_max))
     queued, private = dict(concurrency_id=CPU), dict(concurrency_id=CPU, api_visibility="private")
@@ -295,16 +319,12 @@ def build(
         moves = [k.input, k.release, owner.input, owner.release, known.input, known.release, ratio.input, ratio.release]
         changes = [scheme.change, decoys.change, fill_all.change, permute.change, extra.change]
         gr.on([*moves, *changes], **update_event, trigger_mode="always_last", api_name="update")
-        compare.click(gate(handlers.comparison), [face_state, model_choice, *controls], compare_file, api_name="comparison", **queued).then(
+        compare.click(comparison, [face_state, model_choice, *controls], compare_file, api_name="comparison", **queued).then(
             None, compare_file, None, js=DOWNLOAD_JS
         )
-        share_tab.select(gate(handlers.share_preview), [face_state, model_choice, *controls], [share_face, share_what], **private)
+        share_tab.select(share_preview, [face_state, model_choice, *controls], [share_face, share_what], **private)
         share_button.click(
-            gate(handlers.make_share),
-            [face_state, model_choice, passphrase, *controls],
-            [public_out, key_out, share_note],
-            api_name="share",
-            **queued,
+            make_share, [face_state, model_choice, passphrase, *controls], [public_out, key_out, share_note], api_name="share", **queued
         )
         public_in.upload(lambda path: handlers.receive(path, "public code"), public_in, [public_data, public_in, public_note], **private)
         key_in.upload(lambda path: handlers.receive(path, "key"), key_in, [key_data, key_in, key_note], **private)
