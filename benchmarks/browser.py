@@ -1,7 +1,7 @@
 """What a visitor waits for, in a real browser: slider step to new numbers, upload to first panels; the app against the
 floor app (`benchmarks.floor_app`) in the same run.
 
-    python -m benchmarks.browser [--steps 30] [--uploads 5] [--models assets/models/utkface128 assets/models/celeba64] [--replay]
+    python -m benchmarks.browser [--steps 60] [--uploads 5] [--models assets/models/utkface128 assets/models/celeba64] [--replay]
 
 Headless Debian Chromium driven by Playwright. A slider step is one ArrowRight/ArrowLeft on the focused k slider,
 timed until the key holder's caption (the floor: its caption) shows a new text; steps are spaced so that none is
@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> dict:
         prog="python -m benchmarks.browser", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--models", nargs="+", default=[str(path) for path in files.bundled_models().values()])
-    parser.add_argument("--steps", type=int, default=30, help="slider steps per app")
+    parser.add_argument("--steps", type=int, default=60, help="slider steps per app")
     parser.add_argument("--uploads", type=int, default=5, help="uploads per app")
     parser.add_argument("--replay", action="store_true", help="also each model with its slider moves replayed (benchmarks.replay_app)")
     parser.add_argument("--json", default=None)

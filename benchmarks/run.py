@@ -404,7 +404,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--moves", type=int, default=40, help="slider moves for the server's CPU per move")
     parser.add_argument("--starts", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=30, help="browser slider steps per app")
+    parser.add_argument("--steps", type=int, default=60, help="browser slider steps per app")
     parser.add_argument("--uploads", type=int, default=5, help="browser uploads per app")
     parser.add_argument("--train-presets", nargs="+", default=["default", "default128", "tiny"], choices=sorted(PRESETS))
     parser.add_argument("--train-batch", type=int, default=TrainConfig.batch_size)
