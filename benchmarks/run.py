@@ -20,7 +20,9 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import statistics
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -446,7 +448,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2, default=str))
     if args.out:
-        Path(args.out).write_text("# Benchmarks\n\nWritten by `python -m benchmarks.run --out docs/benchmarks.md`.\n\n" + table)
+        command = shlex.join(["python", "-m", "benchmarks.run", *(sys.argv[1:] if argv is None else argv)])
+        Path(args.out).write_text(f"# Benchmarks\n\nWritten by `{command}`.\n\n" + table)
     return result
 
 

@@ -21,6 +21,8 @@ from gradio_client import Client, handle_file
 from benchmarks.serving import server_stack
 from sae.app.pipeline import curve_ks
 from sae.app.settings import CONTROLS as CONTROL_NAMES
+from sae.app.settings import NO_EXTRA
+from sae.privacy.catalogue import ATTACKS
 from sae.zoo import files
 from tests.conftest import REPO, Page
 
@@ -276,8 +278,11 @@ def test_every_endpoint_in_a_session(app_url, models):
     panels, chart, linkage, budget = page.show(client.predict(celeba, 8, *CONTROLS[1:], api_name="/update"))
     assert "key holder at k = 8" in chart and "32 non-zeros" in budget and panels.count("<img") == 5
     assert page.props["reference"] not in client.predict(celeba, 8, *CONTROLS[1:], api_name="/update")[0]  # not resent
-    by_name = dict(zip(CONTROL_NAMES, [8, *CONTROLS[1:]], strict=True))  # the API names every input
-    assert client.predict(model_name=celeba, **by_name, api_name="/update")[1:] == (chart, linkage, budget)
+    by_name = dict(zip(CONTROL_NAMES, [8, *CONTROLS[1:]], strict=True)) | dict(scheme="paper", extra_attack=NO_EXTRA)
+    named = client.predict(model_name=celeba, **by_name, api_name="/update")  # the API names every input
+    assert named[1:] == client.predict(celeba, 8, 1.0, "paper", *CONTROLS[3:-1], NO_EXTRA, api_name="/update")[1:]
+    assert "points to this photo" in named[2] and "does not point" in linkage  # the scheme arrived by name
+    assert ATTACKS["magnitude"].title in panels and ATTACKS["magnitude"].title not in named[0]  # and the extra attack
     k, note, panels, *_ = page.show(client.predict(utkface, 16, *CONTROLS[1:], api_name="/switch"))
     assert (k["maximum"], k["value"]) == (24, 16) and "UTKFace" in note and "Model input (128x128)" in panels and "16 per group" in _[2]
     assert "20 per group" in client.predict(utkface, 20, *CONTROLS[1:], api_name="/update")[3]  # the slider reaches 24 now

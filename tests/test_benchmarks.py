@@ -52,6 +52,7 @@ def test_quality_throughput_and_training_rows_compare(tiny_dir, fake_celeba, tmp
     assert f"the quality curve at every k ({k_max} k, reference), 1 torch thread: median ms" in every_k
     assert result["training"]["tiny"] > 0 and "cores, torch" in printed
     assert json.loads(out.read_text())["machine"]["cores"] >= 1 and table.read_text().startswith("# Benchmarks")
+    assert f"Written by `python -m benchmarks.run {' '.join(args)} --out {table} --parts quality" in table.read_text()  # its own command
 
 
 def test_a_model_without_its_data_is_skipped_and_said(tiny_dir, tmp_path, capsys):

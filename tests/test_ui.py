@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import typing
 
 import gradio as gr
 import pytest
@@ -64,10 +65,13 @@ def test_the_api_names_every_input(demo):
 
 
 def test_api_signature_spells_out_the_controls_and_drops_keywords():
-    def handler(ref, model_name="x", *controls, session=None): ...
+    def handler(ref, /, model_name="x", *controls, session=None): ...
 
-    assert list(ui.api_signature(handler).parameters) == ["ref", "model_name", *CONTROLS]
-    assert all(p.default is inspect.Parameter.empty for p in ui.api_signature(handler).parameters.values())
+    first = inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    signature = ui.api_signature(handler, (first,))
+    assert list(signature.parameters) == ["request", "ref", "model_name", *CONTROLS]
+    assert {p.kind for p in signature.parameters.values()} == {inspect.Parameter.POSITIONAL_OR_KEYWORD}
+    assert all(p.default is inspect.Parameter.empty for p in signature.parameters.values())
 
 
 def test_the_model_choice_and_k_start_from_the_first_model(demo, served_models):
@@ -99,8 +103,8 @@ def test_the_face_handlers_get_the_visitor_s_session():
     seen = []
     call = ui.with_session(lambda *args, session: seen.append((args, session)) or "shown")
     assert call(gr.Request(session_hash="visitor"), 1, "m") == "shown" and seen == [((1, "m"), "visitor")]
-    signature = inspect.signature(call)  # Gradio fills `request` from its annotation; the handler's `*args` are the controls
-    assert list(signature.parameters) == ["request", *CONTROLS] and signature.parameters["request"].annotation is gr.Request
+    assert list(inspect.signature(call).parameters) == ["request", *CONTROLS]  # the handler's `*args` are the controls
+    assert typing.get_type_hints(call)["request"] is gr.Request  # what Gradio reads to fill `request` itself
 
 
 def test_every_model_event_passes_the_gate_and_only_the_slider_skips_the_queue(demo):

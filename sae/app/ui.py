@@ -112,9 +112,13 @@ def _extra_choices() -> list[tuple[str, str]]:
     return [(ATTACKS[name].title, name) for name in EXTRA_ATTACKS] + [("None", NO_EXTRA)]
 
 
-def api_signature(handler: Callable, leading: tuple[inspect.Parameter, ...] = ()) -> inspect.Signature:
+def api_signature(handler: Callable[..., object], leading: tuple[inspect.Parameter, ...] = ()) -> inspect.Signature:
     """`handler`'s inputs as the API page and clients name them: its positional parameters with `*controls` spelled out
-    as `CONTROLS` (Gradio names a `*args` input param_0, param_1, ...), after `leading` (what Gradio fills in itself)."""
+    as `CONTROLS` (Gradio names a `*args` input param_0, param_1, ...), after `leading` (what Gradio fills in itself).
+
+    Every input becomes positional-or-keyword without a default (a default before the spelled-out controls, or a
+    positional-only input after `leading`, would not be a valid signature); keyword-only ones (`session`) are not inputs.
+    """
     named = list(leading)
     for parameter in inspect.signature(handler).parameters.values():
         if parameter.kind is inspect.Parameter.VAR_POSITIONAL:
@@ -124,23 +128,27 @@ def api_signature(handler: Callable, leading: tuple[inspect.Parameter, ...] = ()
     return inspect.Signature(named)
 
 
-def with_named_controls(fn: Callable[..., R], handler: Callable) -> Callable[..., R]:
-    """`fn` (a wrapper of `handler`) presenting `handler`'s inputs by name (`api_signature`)."""
-    fn.__signature__ = api_signature(handler)  # type: ignore[attr-defined]
+def with_named_controls(fn: Callable[..., R]) -> Callable[..., R]:
+    """`fn` (a handler, or a `functools.wraps` wrapper of one, whose signature is the handler's) with its inputs named
+    (`api_signature`)."""
+    fn.__signature__ = api_signature(fn)  # type: ignore[attr-defined]
     return fn
 
 
 def with_session(handler: Callable[..., R]) -> Callable[..., R]:
-    """`handler` called with the visitor's session id as `session=` (Gradio fills `request` from its annotation), so a
-    control change draws the face the session loaded last (`sae.app.sessions`); the API names its inputs as `handler`
-    does (`api_signature`)."""
+    """`handler` called with the visitor's session id as `session=`, so a control change draws the face the session
+    loaded last (`sae.app.sessions`); the API names its inputs as `handler` does (`api_signature`).
+
+    Gradio fills `request` by the annotation of `call`'s own parameter of that name (`typing.get_type_hints`, which a
+    `__signature__` does not change), so the signature keeps that very parameter first. A `functools.wraps` wrapper
+    around the result (`WorkGate`) shows the same signature."""
 
     def call(request: gr.Request, *args: object) -> R:
         return handler(*args, session=request.session_hash)
 
     call.__name__ = handler.__name__
-    request = inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=gr.Request)
-    call.__signature__ = api_signature(handler, (request,))  # type: ignore[attr-defined]
+    own = next(iter(inspect.signature(call).parameters.values()))
+    call.__signature__ = api_signature(handler, (own,))  # type: ignore[attr-defined]
     call.handler = handler  # type: ignore[attr-defined]  # what it calls (the layout's tests read it)
     return call
 
@@ -160,7 +168,7 @@ def build(
     per_session = (handlers.prepare, handlers.select, handlers.switch, handlers.update, handlers.redraw)  # its latest face
     prepare, select, switch, update, redraw_view = (gate(with_session(method)) for method in per_session)
     with_controls = (handlers.comparison, handlers.share_preview, handlers.make_share)
-    comparison, share_preview, make_share = (with_named_controls(gate(method), method) for method in with_controls)
+    comparison, share_preview, make_share = (with_named_controls(gate(method)) for method in with_controls)
     first = models[0]
     defaults = ShareSettings(k=default_k(first.model.k_max))
     queued, private = dict(concurrency_id=CPU), dict(concurrency_id=CPU, api_visibility="private")
