@@ -128,7 +128,13 @@ def main(argv: list[str] | None = None) -> None:
     for line in failures:
         print(f"not serving {line}", file=sys.stderr)
     print("serving " + ", ".join(f"{served.name} ({served.loaded.note})" for served in models))
-    serve(models, args.host, args.port, args.face_cache, failures=failures)
+    try:
+        serve(models, args.host, args.port, args.face_cache, failures=failures)
+    except OSError as error:  # Gradio's launch: the port is in use or not allowed; its own hint names launch()
+        if "port" not in str(error).lower():
+            raise
+        reason = str(error).split(". ")[0]
+        sys.exit(f"sae: cannot serve on {args.host}:{args.port} ({reason}): is another app using it? Try --port {args.port + 1}")
 
 
 if __name__ == "__main__":

@@ -99,6 +99,21 @@ def test_no_model_at_all_is_a_one_line_exit(launches, tmp_path):
         app.main([])  # no source and no bundled model
 
 
+def test_a_port_in_use_is_a_one_line_exit(tiny_model_dirs, monkeypatch):
+    import app
+
+    monkeypatch.setattr(files, "BUNDLED", {})
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SystemExit) as exited:
+            app.main(["--model", str(tiny_model_dirs["celeba"]), "--port", str(port)])
+    message = exited.value.code
+    assert isinstance(message, str) and "\n" not in message and message.startswith(f"sae: cannot serve on 127.0.0.1:{port} (")
+    assert message.endswith(f"Try --port {port + 1}") and "launch()" not in message
+
+
 @pytest.mark.parametrize(
     "env, argv, message",
     [
@@ -321,7 +336,7 @@ def test_bad_uploads_keep_serving_and_say_why(app_url, models, gradio_dir, tmp_p
         note, panels, chart, linkage, budget, table = Page().show(
             client.predict(handle_file(str(files_[name])), False, models[0], *CONTROLS, api_name="/prepare")
         )
-        assert "failure" in note and words in note and words in panels and (chart, linkage, table["data"]) == ("", "", [])
+        assert "failure" in note and words in note and words not in panels and (chart, linkage, table["data"]) == ("", "", [])
         assert str(gradio_dir) not in note + panels and "Traceback" not in note + panels
     for name in ("rgba.png", "cmyk.jpg", "deep.png", "sky.png"):
         note, panels, *_ = Page().show(client.predict(handle_file(str(files_[name])), False, models[0], *CONTROLS, api_name="/prepare"))

@@ -124,6 +124,7 @@ def test_chart_has_a_legend_entry_and_a_level_per_attack():
     assert all(f'stroke="{colour}"' in html for colour in level_colours)  # each level drawn in its legend's colour
     assert html.count("<polyline") == 2 and html.count('class="marker"') == 1 and html.count('class="holder"') == 1
     assert "-0.000" not in html and html.count("<svg") == 1 and html.count("</svg>") == 1
+    assert '<text x="0" y="12" class="axis">PSNR dB</text>' in html  # from the left edge, not cut off on a phone
 
 
 def test_chart_points_cover_the_curve_and_skip_what_is_not_finite():

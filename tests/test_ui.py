@@ -177,6 +177,14 @@ def test_an_unreadable_upload_reaches_the_handler(tmp_path):
         assert box.preprocess(None) is None
 
 
+def test_the_decoy_options_act_only_where_they_apply(demo):
+    cases = {(True, True): False, (True, False): True, (False, False): False, (False, True): False}
+    assert {case: ui.ratio_acts(*case) for case in cases} == cases  # k'/k only with decoys not at every position
+    assert [update["interactive"] for update in ui.decoy_controls(False, False)] == [False, False]
+    assert [update["interactive"] for update in ui.decoy_controls(True, False)] == [True, True]
+    assert _component(demo, "ratio").interactive is False and _component(demo, "fill-all").interactive is True  # the defaults
+
+
 def test_the_theme_fetches_no_fonts():
     theme = ui.theme()
     assert (theme.font, theme.font_mono) == ("system-ui, sans-serif", "ui-monospace, monospace")  # no Google Fonts

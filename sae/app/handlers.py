@@ -72,6 +72,9 @@ class FaceExtras:
     reference: str
 
 
+NO_FACE = "No face to show: the note under the photo says why."
+
+
 def failure(message: str) -> str:
     """A plain message for the face note, marked as a failure."""
     return f'<span class="failure">{html.escape(message)}</span>'
@@ -91,14 +94,15 @@ def budget_text(served: ServedModel, settings: ShareSettings) -> str:
 
 
 def linkage_text(found: int, elsewhere: int, total: int, keyed: bool) -> str:
-    """The line under the panels: what an attacker holding the photo finds in the public code."""
+    """The line under the panels: what an attacker holding the photo finds in the public code, the verdict first (a
+    count alone reads as a leak even where it is chance)."""
     if keyed:
-        verdict = "as many as in another image's code: the public code does not point to this photo."
+        verdict, compared = "the public code **does not point to this photo**", "as many as"
     else:
-        verdict = "far more than in another image's code: the public code points to this photo."
+        verdict, compared = "the public code **points to this photo**", "far more than"
     return (
-        f"**Linkage**: an attacker who has this photo finds **{found} of its {total} values** in the public code "
-        f"(in the code of the same photo mirrored, another image: {elsewhere}); {verdict}"
+        f"**Linkage**: {verdict}. An attacker who has the photo finds {found} of its {total} values in it, {compared} "
+        f"in the code of another image (the same photo mirrored: {elsewhere})."
     )
 
 
@@ -181,7 +185,7 @@ class Handlers:
     def _reset(self, served: ServedModel | None, settings: ShareSettings | None, message: str) -> tuple:
         """The view with no face, and one plain message: what every failed upload or lookup shows."""
         budget = "" if served is None or settings is None else budget_text(served, settings)
-        return (None, *ExploreView(failure(message), render.empty_panels(message), "", "", budget).as_tuple(), [])
+        return (None, *ExploreView(failure(message), render.empty_panels(NO_FACE), "", "", budget).as_tuple(), [])
 
     # -- events --------------------------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from typing import TypeVar
 import gradio as gr
 
 from sae.app import render
+from sae.app.bounded_slider import BoundedSlider
 from sae.app.face_cache import FACE_CACHE_SIZE
 from sae.app.gate import WORKERS, WorkGate
 from sae.app.handlers import EXAMPLES, Handlers
@@ -25,7 +26,7 @@ from sae.privacy.catalogue import ATTACKS, EXTRA_ATTACKS
 from sae.privacy.scheme import SCHEMES, default_k
 from sae.zoo import files
 
-SCHEME_LABELS = {"keyed": "keyed", "paper": "as in the paper"}
+SCHEME_LABELS = {"keyed": "keyed", "paper": "paper"}
 R = TypeVar("R")
 CPU = "model"  # one concurrency group for every queued event (the slider's is not queued: sae.app.gate)
 
@@ -35,7 +36,8 @@ The photo is cropped to a face (the **model input**) and encoded into groups of 
 group are kept, and that sparse code is all it takes to rebuild the face. To share it, the owner publishes a **public
 code** (the true numbers hidden among **decoys**, each group shuffled by a secret **permutation**) and hands out a small
 **key** that says which numbers are true. In the **keyed** scheme every stored number is also padded with a stream
-cipher, so without the key the public code is random bytes; **as in the paper**, the numbers are in the clear.
+cipher, so without the key the public code is random bytes; in the **paper** scheme (as in the 2020 paper), the
+numbers are in the clear.
 
 - **Key holder**: what someone with the key (or the part of it the owner grants) rebuilds.
 - **No key, decoded as is**: the public code decoded with its decoys.
@@ -44,8 +46,12 @@ cipher, so without the key the public code is random bytes; **as in the paper**,
 - **Linkage**: with the numbers in the clear, whoever has the photo finds its numbers in the public code.
 """
 CSS = """
+#heading h2 { margin-top: 0; margin-bottom: 4px; }
+#heading p { margin: 0; }
+@media (max-width: 640px) { #heading { min-width: 100% !important; } .row:has(> #heading) { flex-wrap: wrap; } }
+#model input, #extra-attack input { padding-right: 24px; text-overflow: ellipsis; }
 .panels { display: grid; grid-template-columns: repeat(auto-fit, minmax(200px, 1fr)); gap: 10px; }
-@media (max-width: 640px) { .panels { grid-template-columns: repeat(2, minmax(0, 1fr)); gap: 6px; } }
+@media (max-width: 640px) { .panels { grid-template-columns: repeat(2, minmax(0, 1fr)); gap: 6px; } #chart .chart-svg { font-size: 16px; } }
 .panel { margin: 0; min-width: 0; }
 .panel img, .panel .empty { width: 100%; aspect-ratio: 1; display: block; border-radius: 6px; image-rendering: pixelated;
   background: var(--block-background-fill); }
@@ -76,8 +82,12 @@ DOWNLOAD_JS = """(file) => {
 
 
 def theme() -> gr.themes.Base:
-    """Gradio's default look with system fonts: the default theme fetches Google Fonts, an outbound request offline."""
-    return gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+    """Gradio's default look with system fonts (the default theme fetches Google Fonts, an outbound request offline) and
+    the controls' explanations dark enough to read on a projector."""
+    return gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]).set(
+        block_info_text_color="*neutral_600",
+        block_info_text_color_dark="*neutral_300",  # the default is too faint for a projector
+    )
 
 
 def about_text(models: list[ServedModel], failures: list[str]) -> str:
@@ -135,6 +145,16 @@ def with_named_controls(fn: Callable[..., R]) -> Callable[..., R]:
     return fn
 
 
+def ratio_acts(decoys: bool, fill_all: bool) -> bool:
+    """k'/k sets the public numbers per true one only with decoys that do not fill every position."""
+    return bool(decoys) and not fill_all
+
+
+def decoy_controls(decoys: bool, fill_all: bool) -> tuple[dict, dict]:
+    """The decoy options usable only where they act: "every position" with decoys, k'/k with `ratio_acts`."""
+    return gr.update(interactive=bool(decoys)), gr.update(interactive=ratio_acts(decoys, fill_all))
+
+
 def with_session(handler: Callable[..., R]) -> Callable[..., R]:
     """`handler` called with the visitor's session id as `session=`, so a control change draws the face the session
     loaded last (`sae.app.sessions`); the API names its inputs as `handler` does (`api_signature`).
@@ -184,7 +204,7 @@ def build(
                 value=first.name,
                 label="Model",
                 scale=0,
-                min_width=260,
+                min_width=300,
                 elem_id="model",
                 info=("Not served: " + "; ".join(failures)) if failures else None,
             )
@@ -198,7 +218,7 @@ def build(
                         type="filepath",
                         sources=["upload", "webcam", "clipboard"],
                         image_mode=None,
-                        height=190,
+                        height=150,
                         buttons=["fullscreen"],
                         elem_id="photo",
                     )
@@ -206,7 +226,7 @@ def build(
                     face_note = gr.Markdown("Upload a photo, use the webcam, or pick an example.", elem_id="face-note")
                 with gr.Column(scale=3):
                     with gr.Row():
-                        k = gr.Slider(
+                        k = BoundedSlider(
                             1,
                             first.model.k_max,
                             value=defaults.k,
@@ -215,7 +235,7 @@ def build(
                             info="fewer: a blurrier face and a smaller code",
                             elem_id="k-slider",
                         )
-                        owner = gr.Slider(
+                        owner = BoundedSlider(
                             0.05,
                             1.0,
                             value=1.0,
@@ -224,7 +244,7 @@ def build(
                             info="the part of the true numbers the key unlocks",
                             elem_id="owner",
                         )
-                        known = gr.Slider(
+                        known = BoundedSlider(
                             0.0,
                             1.0,
                             value=defaults.known_fraction,
@@ -238,14 +258,14 @@ def build(
                             [(SCHEME_LABELS[name], name) for name in SCHEMES],
                             value=defaults.scheme,
                             label="Scheme",
-                            info="keyed: values padded with a cipher; paper: in the clear",
+                            info="keyed: cipher-padded; paper: in the clear",
                             elem_id="scheme",
                         )
                         with gr.Column(min_width=200):
                             decoys = gr.Checkbox(defaults.decoys, label="Decoys", elem_id="decoys")
-                            fill_all = gr.Checkbox(True, label="Decoys at every position", elem_id="fill-all")
+                            fill_all = gr.Checkbox(True, label="Decoys at every position", elem_id="fill-all", interactive=defaults.decoys)
                             permute = gr.Checkbox(defaults.permute, label="Secret permutation", elem_id="permute")
-                        ratio = gr.Slider(
+                        ratio = BoundedSlider(
                             1.0,
                             8.0,
                             value=2.0,
@@ -253,6 +273,7 @@ def build(
                             label="k'/k",
                             elem_id="ratio",
                             info="public numbers per true one",
+                            interactive=ratio_acts(defaults.decoys, True),
                         )
                         extra = gr.Dropdown(_extra_choices(), value=defaults.extra_attack, label="Extra attack", elem_id="extra-attack")
             start = handlers.explore(None, first, defaults)
@@ -293,7 +314,7 @@ def build(
                     key_in = gr.File(label="Key", file_types=[".saek"], type="filepath", elem_id="key-in")
                     key_note = gr.Markdown(elem_id="key-note")
             decode_pass = gr.Textbox(label="Passphrase (if any)", type="password")
-            fraction = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Fraction of the key to use")
+            fraction = BoundedSlider(0.05, 1.0, value=1.0, step=0.05, label="Fraction of the key to use")
             decode_button = gr.Button("Decode", variant="primary", elem_id="decode-button")
             decode_files = gr.Button(visible=False)  # the API's /decode: both files in one call
             decoded = gr.Image(label="Key holder's reconstruction", format="png", interactive=False, height=256, elem_id="decoded")
@@ -327,15 +348,24 @@ def build(
         moves = [k.input, k.release, owner.input, owner.release, known.input, known.release, ratio.input, ratio.release]
         changes = [scheme.change, decoys.change, fill_all.change, permute.change, extra.change]
         gr.on([*moves, *changes], **update_event, trigger_mode="always_last", api_name="update")
+        decoy_options = dict(
+            inputs=[decoys, fill_all], outputs=[fill_all, ratio], queue=False, show_progress="hidden", api_visibility="private"
+        )
+        gr.on([decoys.change, fill_all.change], decoy_controls, **decoy_options)
         compare.click(comparison, [face_state, model_choice, *controls], compare_file, api_name="comparison", **queued).then(
             None, compare_file, None, js=DOWNLOAD_JS
         )
-        share_tab.select(share_preview, [face_state, model_choice, *controls], [share_face, share_what], **private)
+        share_tab.select(share_preview, [face_state, model_choice, *controls], [share_face, share_what], **private).then(
+            lambda: (None, None, ""), None, [public_out, key_out, share_note], queue=False, show_progress="hidden", api_visibility="private"
+        )  # files made for an earlier face or settings never stand beside this one
         share_button.click(
             make_share, [face_state, model_choice, passphrase, *controls], [public_out, key_out, share_note], api_name="share", **queued
         )
-        public_in.upload(lambda path: handlers.receive(path, "public code"), public_in, [public_data, public_in, public_note], **private)
-        key_in.upload(lambda path: handlers.receive(path, "key"), key_in, [key_data, key_in, key_note], **private)
+        cleared = dict(fn=lambda: (None, ""), outputs=[decoded, decode_note], queue=False, show_progress="hidden", api_visibility="private")
+        public_in.upload(
+            lambda path: handlers.receive(path, "public code"), public_in, [public_data, public_in, public_note], **private
+        ).then(**cleared)  # a new file: the reconstruction from the previous pair goes
+        key_in.upload(lambda path: handlers.receive(path, "key"), key_in, [key_data, key_in, key_note], **private).then(**cleared)
         decode_button.click(
             gate(handlers.decode_received), [public_data, key_data, model_choice, decode_pass, fraction], [decoded, decode_note], **private
         )

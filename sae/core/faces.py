@@ -45,7 +45,7 @@ def load_photo(source: str | Path | BinaryIO | Image.Image | np.ndarray) -> Imag
         except (OSError, SyntaxError, ValueError) as error:
             if isinstance(error, PhotoError):
                 raise
-            raise PhotoError(f"not a readable image file ({error.__class__.__name__})") from error
+            raise PhotoError("not a readable image file (is it a photo saved as PNG, JPEG or WebP?)") from error
     if image.width * image.height > MAX_PIXELS:
         raise PhotoError(f"image is {image.width}x{image.height}; at most {MAX_PIXELS // 1_000_000} megapixels are accepted")
     image = ImageOps.exif_transpose(image)

@@ -1,0 +1,23 @@
+"""The controls' sliders: a `gr.Slider` that clamps a typed value into its range instead of failing inside Gradio.
+
+Each slider has a number box; a value typed there is sent as it stands (500 for k, 0 for the owner's fraction), and
+Gradio's own preprocessing refuses one outside the range before any handler runs, which leaves the page showing the
+previous view beside the typed number with no message. Clamped here, the view follows the nearest valid value at once,
+and the box itself snaps to it when it loses focus (Gradio's slider does that in the browser). It is a class, not a
+patched instance, for the reason `sae.app.photo_input` gives.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+
+class BoundedSlider(gr.Slider):
+    """`gr.Slider` whose `preprocess` clamps the value into [minimum, maximum] (no value: the slider's initial one)."""
+
+    def get_block_name(self) -> str:
+        return "slider"  # the browser draws it with Gradio's own slider
+
+    def preprocess(self, payload: float | None) -> float:
+        value = self.value if payload is None else min(max(payload, self.minimum), self.maximum)
+        return super().preprocess(value)
