@@ -35,7 +35,7 @@ from sae.zoo.files import ASSETS
 EXAMPLES = ASSETS / "examples"
 MAX_CODE_FILE = 8_000_000  # bytes; public codes and keys of one face are a few kB
 MAX_FACES = 64  # faces a received public code may hold (the Decode tab shows the first)
-START = "Upload a photo, use the webcam, or pick an example."
+START = "Upload a photo, use the webcam, or pick an example (below the chart)."
 
 
 @dataclass(frozen=True)

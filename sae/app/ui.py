@@ -17,7 +17,7 @@ from sae.app import render
 from sae.app.bounded_slider import BoundedSlider
 from sae.app.face_cache import FACE_CACHE_SIZE
 from sae.app.gate import WORKERS, WorkGate
-from sae.app.handlers import EXAMPLES, Handlers
+from sae.app.handlers import EXAMPLES, START, Handlers
 from sae.app.models import ServedModel
 from sae.app.outbox import OUTBOX_MAX_AGE
 from sae.app.photo_input import PhotoInput
@@ -223,7 +223,7 @@ def build(
                         elem_id="photo",
                     )
                     whole = gr.Checkbox(False, label="Use the whole image (no face detection)", elem_id="whole")
-                    face_note = gr.Markdown("Upload a photo, use the webcam, or pick an example.", elem_id="face-note")
+                    face_note = gr.Markdown(START, elem_id="face-note")
                 with gr.Column(scale=3):
                     with gr.Row():
                         k = BoundedSlider(
