@@ -130,11 +130,14 @@ def main(argv: list[str] | None = None) -> None:
     print("serving " + ", ".join(f"{served.name} ({served.loaded.note})" for served in models))
     try:
         serve(models, args.host, args.port, args.face_cache, failures=failures)
-    except OSError as error:  # Gradio's launch: the port is in use or not allowed; its own hint names launch()
-        if "port" not in str(error).lower():
+    except OSError as error:  # Gradio's launch: the port is in use or the address not this machine's; its hint names launch()
+        if "Cannot find empty port" not in str(error):
             raise
         reason = str(error).split(". ")[0]
-        sys.exit(f"sae: cannot serve on {args.host}:{args.port} ({reason}): is another app using it? Try --port {args.port + 1}")
+        sys.exit(
+            f"sae: cannot serve on {args.host}:{args.port} ({reason}): the port is in use or the address is not this machine's. "
+            f"Try --port {args.port + 1}"
+        )
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ def _events(demo: gr.Blocks) -> dict[str, object]:
 def test_build_has_the_named_events(demo):
     events = _events(demo)
     public = {name for name, fn in events.items() if fn.api_visibility == "public"}
-    assert {"prepare", "update", "switch", "share", "decode", "comparison"} <= public
+    assert public == {"prepare", "update", "switch", "share", "decode", "comparison"}  # nothing else on the API page
     assert {"select", "share_preview", "decode_received"} <= set(events) - public  # UI-only steps stay off the API page
 
 
@@ -183,6 +183,10 @@ def test_the_decoy_options_act_only_where_they_apply(demo):
     assert [update["interactive"] for update in ui.decoy_controls(False, False)] == [False, False]
     assert [update["interactive"] for update in ui.decoy_controls(True, False)] == [True, True]
     assert _component(demo, "ratio").interactive is False and _component(demo, "fill-all").interactive is True  # the defaults
+    ids = {name: _component(demo, name)._id for name in ("decoys", "fill-all", "ratio")}
+    (wired,) = [fn for fn in demo.fns.values() if fn.fn is ui.decoy_controls]
+    assert set(wired.targets) == {(ids["decoys"], "change"), (ids["fill-all"], "change")}
+    assert [block._id for block in wired.outputs] == [ids["fill-all"], ids["ratio"]] and not wired.queue
 
 
 def test_the_theme_fetches_no_fonts():

@@ -13,11 +13,13 @@ import gradio as gr
 
 
 class BoundedSlider(gr.Slider):
-    """`gr.Slider` whose `preprocess` clamps the value into [minimum, maximum] (no value: the slider's initial one)."""
+    """`gr.Slider` whose `preprocess` clamps the value into [minimum, maximum]; an emptied box counts as the minimum,
+    which the browser's slider shows once the box loses focus. The range is the session's copy of the slider, so a
+    model switch's new maximum applies; handlers still check k against the model they use."""
 
     def get_block_name(self) -> str:
         return "slider"  # the browser draws it with Gradio's own slider
 
     def preprocess(self, payload: float | None) -> float:
-        value = self.value if payload is None else min(max(payload, self.minimum), self.maximum)
+        value = self.minimum if payload is None else min(max(payload, self.minimum), self.maximum)
         return super().preprocess(value)

@@ -191,6 +191,7 @@ def build(
     comparison, share_preview, make_share = (with_named_controls(gate(method)) for method in with_controls)
     first = models[0]
     defaults = ShareSettings(k=default_k(first.model.k_max))
+    every_position = defaults.k_prime_ratio is None  # the shipped decoys fill every position of a group
     queued, private = dict(concurrency_id=CPU), dict(concurrency_id=CPU, api_visibility="private")
     with gr.Blocks(title="Sparse codes for faces", analytics_enabled=False, delete_cache=(60, int(OUTBOX_MAX_AGE))) as demo:
         with gr.Row(equal_height=True):
@@ -263,7 +264,9 @@ def build(
                         )
                         with gr.Column(min_width=200):
                             decoys = gr.Checkbox(defaults.decoys, label="Decoys", elem_id="decoys")
-                            fill_all = gr.Checkbox(True, label="Decoys at every position", elem_id="fill-all", interactive=defaults.decoys)
+                            fill_all = gr.Checkbox(
+                                every_position, label="Decoys at every position", elem_id="fill-all", interactive=defaults.decoys
+                            )
                             permute = gr.Checkbox(defaults.permute, label="Secret permutation", elem_id="permute")
                         ratio = BoundedSlider(
                             1.0,
@@ -273,7 +276,7 @@ def build(
                             label="k'/k",
                             elem_id="ratio",
                             info="public numbers per true one",
-                            interactive=ratio_acts(defaults.decoys, True),
+                            interactive=ratio_acts(defaults.decoys, every_position),
                         )
                         extra = gr.Dropdown(_extra_choices(), value=defaults.extra_attack, label="Extra attack", elem_id="extra-attack")
             start = handlers.explore(None, first, defaults)
@@ -355,17 +358,19 @@ def build(
         compare.click(comparison, [face_state, model_choice, *controls], compare_file, api_name="comparison", **queued).then(
             None, compare_file, None, js=DOWNLOAD_JS
         )
-        share_tab.select(share_preview, [face_state, model_choice, *controls], [share_face, share_what], **private).then(
-            lambda: (None, None, ""), None, [public_out, key_out, share_note], queue=False, show_progress="hidden", api_visibility="private"
-        )  # files made for an earlier face or settings never stand beside this one
+        share_tab.select(share_preview, [face_state, model_choice, *controls], [share_face, share_what], **private)
+        # Files made for an earlier face or settings never stand beside this one. Outside the queue, so that it runs
+        # at once, before a share made meanwhile could land.
+        instant = dict(queue=False, show_progress="hidden", api_visibility="private")
+        share_tab.select(lambda: (None, None, ""), None, [public_out, key_out, share_note], **instant)
         share_button.click(
             make_share, [face_state, model_choice, passphrase, *controls], [public_out, key_out, share_note], api_name="share", **queued
         )
-        cleared = dict(fn=lambda: (None, ""), outputs=[decoded, decode_note], queue=False, show_progress="hidden", api_visibility="private")
-        public_in.upload(
-            lambda path: handlers.receive(path, "public code"), public_in, [public_data, public_in, public_note], **private
-        ).then(**cleared)  # a new file: the reconstruction from the previous pair goes
-        key_in.upload(lambda path: handlers.receive(path, "key"), key_in, [key_data, key_in, key_note], **private).then(**cleared)
+        public_in.upload(lambda path: handlers.receive(path, "public code"), public_in, [public_data, public_in, public_note], **private)
+        key_in.upload(lambda path: handlers.receive(path, "key"), key_in, [key_data, key_in, key_note], **private)
+        gr.on(
+            [public_in.upload, key_in.upload], lambda: (None, ""), None, [decoded, decode_note], **instant
+        )  # a new file: the last reconstruction goes
         decode_button.click(
             gate(handlers.decode_received), [public_data, key_data, model_choice, decode_pass, fraction], [decoded, decode_note], **private
         )
