@@ -351,17 +351,14 @@ def build(
         moves = [k.input, k.release, owner.input, owner.release, known.input, known.release, ratio.input, ratio.release]
         changes = [scheme.change, decoys.change, fill_all.change, permute.change, extra.change]
         gr.on([*moves, *changes], **update_event, trigger_mode="always_last", api_name="update")
-        decoy_options = dict(
-            inputs=[decoys, fill_all], outputs=[fill_all, ratio], queue=False, show_progress="hidden", api_visibility="private"
-        )
-        gr.on([decoys.change, fill_all.change], decoy_controls, **decoy_options)
+        instant = dict(queue=False, show_progress="hidden", api_visibility="private")  # UI-only steps, at once
+        gr.on([decoys.change, fill_all.change], decoy_controls, [decoys, fill_all], [fill_all, ratio], **instant)
         compare.click(comparison, [face_state, model_choice, *controls], compare_file, api_name="comparison", **queued).then(
             None, compare_file, None, js=DOWNLOAD_JS
         )
         share_tab.select(share_preview, [face_state, model_choice, *controls], [share_face, share_what], **private)
         # Files made for an earlier face or settings never stand beside this one. Outside the queue, so that it runs
         # at once, before a share made meanwhile could land.
-        instant = dict(queue=False, show_progress="hidden", api_visibility="private")
         share_tab.select(lambda: (None, None, ""), None, [public_out, key_out, share_note], **instant)
         share_button.click(
             make_share, [face_state, model_choice, passphrase, *controls], [public_out, key_out, share_note], api_name="share", **queued
