@@ -368,7 +368,17 @@ def _photo(tmp_path: Path, name: str, transpose=None, tint=(0, 0, 0)) -> Path:
 
 
 def _files_with_content(folder: Path, data: bytes) -> list[Path]:
-    return [path for path in folder.rglob("*") if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data]
+    """The files under `folder` holding `data`, while the server may be deleting them (os.walk skips a folder that
+    vanishes as it is listed; Path.rglob raises)."""
+    found = []
+    for root, _, names in os.walk(folder):
+        for path in (Path(root) / name for name in names):
+            try:
+                if path.stat().st_size == len(data) and path.read_bytes() == data:
+                    found.append(path)
+            except FileNotFoundError:
+                continue
+    return found
 
 
 def test_uploads_are_deleted_when_the_request_returns(app_url, models, gradio_dir, tmp_path):

@@ -494,9 +494,8 @@ def test_share_preview_describes_the_settings(handlers, celeba, utkface, face):
     pixels, text = handlers.share_preview(face, celeba.name, *controls(k=8, owner_fraction=0.5, known_fraction=0.25))
     assert pixels.shape == (64, 64, 3) and pixels.dtype == np.uint8
     assert text == (
-        f"Will share this face with **{celeba.name}**: k = 8, keyed scheme, k' = 32, permuted, key fraction 50%, "
-        "attacker knows 25% of the key."
-    )
+        f"Will share this face with **{celeba.name}**: k = 8, keyed scheme, k' = 32, permuted, key fraction 50%."
+    )  # not the attacker's knowledge: a share does not use it
     assert handlers.share_preview(face, utkface.name, *controls())[0].shape == (128, 128, 3)
     assert handlers.share_preview(None, celeba.name, *controls())[0] is None
     assert handlers.make_share(None, celeba.name, "", *controls()) == (

@@ -318,7 +318,7 @@ class Handlers:
             view = self.faces.view(ref, served)
         except (PhotoError, SettingsError) as error:
             return None, failure(str(error))
-        return render.pixels(view.face.image), f"Will share this face with **{served.name}**: {describe(settings, served)}."
+        return render.pixels(view.face.image), f"Will share this face with **{served.name}**: {describe(settings, served, attacker=False)}."
 
     def make_share(self, ref: FaceRef | None, model_name: str, passphrase: str, *controls) -> tuple[str | None, str | None, str]:
         """A real share (OS entropy, fresh secrets): the public code and the key as files named after the code."""
@@ -396,14 +396,15 @@ class Handlers:
         return self.decode_received(public[0], key[0], model_name, passphrase, fraction)
 
 
-def describe(settings: ShareSettings, served: ServedModel) -> str:
-    """The settings in words: k, scheme, k', permutation, key fraction, attacker's knowledge."""
+def describe(settings: ShareSettings, served: ServedModel, attacker: bool = True) -> str:
+    """The settings in words: k, scheme, k', permutation, key fraction and, where attacks are shown (`attacker`), the
+    guessing attacker's knowledge (a share itself does not use it)."""
     code_dim = served.model.code_dim
-    return (
+    shared = (
         f"k = {settings.k}, {settings.scheme} scheme, k' = {settings.k_prime(code_dim)}, "
-        f"{'permuted' if settings.permute else 'not permuted'}, key fraction {settings.owner_fraction:.0%}, "
-        f"attacker knows {settings.known_fraction:.0%} of the key"
+        f"{'permuted' if settings.permute else 'not permuted'}, key fraction {settings.owner_fraction:.0%}"
     )
+    return shared + (f", attacker knows {settings.known_fraction:.0%} of the key" if attacker else "")
 
 
 __all__ = ["CONTROLS", "Handlers", "SECRET_BYTES", "describe"]
