@@ -128,6 +128,8 @@ def test_projector_layout_and_screenshots(app, page, tmp_path):
         })"""
     )
     assert all(t["whole"] for t in titles), titles  # no title cut off
+    model_name = page.evaluate("() => { const e = document.querySelector('#model input'); return [e.scrollWidth, e.clientWidth]; }")
+    assert model_name[0] <= model_name[1], model_name  # the model's name fits its box, clear of the arrow
     page.evaluate("() => window.scrollTo(0, 0)")
     for selector in ("#k-slider", "#decoys", "#permute", "#known"):
         box = page.locator(selector).bounding_box()
@@ -184,10 +186,12 @@ def test_labels_follow_the_settings_and_enter_applies_typed_values(page):
     wait_title(page, 2, "k' = 96")
     k_box = page.locator("#k-slider input[type=number]")
     k_max = page.locator("#k-slider input[type=range]").get_attribute("max")
-    for typed, shown in (("5000", f"Guess {k_max} of"), ("0", "Guess 1 of")):  # out of range: the nearest valid k, at once
+    for typed, shown, snapped in (("5000", f"Guess {k_max} of", k_max), ("0", "Guess 1 of", "1")):  # out of range: the nearest k
         k_box.fill(typed)
         k_box.press("Enter")
         wait_title(page, 3, shown)
+        k_box.blur()
+        page.wait_for_function("(v) => document.querySelector('#k-slider input[type=number]').value === v", arg=snapped)  # the box too
     text = page.locator("body").inner_text()
     assert "-0.000" not in text and "PSNR: how close to the model input" in text
     assert page.locator("#chart-block .legend .item").count() >= 6  # PSNR, SSIM, key holder and one per attack
