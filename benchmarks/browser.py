@@ -1,7 +1,7 @@
 """What a visitor waits for, in a real browser: slider step to new numbers, upload to first panels; the app against the
 floor app (`benchmarks.floor_app`) in the same run.
 
-    python -m benchmarks.browser [--steps 60] [--uploads 5] [--models assets/models/utkface128 assets/models/celeba64] [--replay]
+    python -m benchmarks.browser [--steps 150] [--uploads 5] [--models assets/models/utkface128 assets/models/celeba64] [--replay]
 
 Headless Debian Chromium driven by Playwright. A slider step is one ArrowRight/ArrowLeft on the focused k slider,
 timed until the key holder's caption (the floor: its caption) shows a new text; steps are spaced so that none is
@@ -24,12 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from benchmarks.serving import FLOOR, OURS, REPLAY, AppProcess, chromium_available, launch_chromium, percentile
+from benchmarks.serving import FLOOR, OURS, REPLAY, AppProcess, chromium_available, launch_chromium, median_ratio_interval, percentile
 from sae.zoo import files
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
+STEPS = 150  # slider steps per app; the interval printed beside each median ratio says whether that was enough
 STEP_GAP_S = 0.25
 SETTLE_MS = 100  # after a server is resumed, before its turn is timed
 # The floor's caption is a Markdown block whose status tracker (the "processing | 0.1s" timer) sits inside the block:
@@ -194,14 +195,22 @@ def summary(results: dict) -> dict:
             row[what]["median_ratio"] = median / row[what]["floor_median_ms"]
             row[what]["p90_ratio"] = p90 / row[what]["floor_p90_ms"]
             row[what]["median_excess_ms"] = median - row[what]["floor_median_ms"]
+        row["step"]["median_ratio_ci"] = median_ratio_interval(times["step"], floor["step"])
         rows[name] = row
     return rows
 
 
+def interval(step: dict) -> str:
+    """The bootstrap interval of a step's median ratio (`median_ratio_interval`), as the tables print it."""
+    low, high = step["median_ratio_ci"]
+    return f"{low:.2f}x-{high:.2f}x"
+
+
 def markdown(rows: dict) -> str:
     lines = [
-        "| app | slider step median / p90 (ms) | floor's | ratio median / p90 | upload to panels median (ms) | floor's | beyond it |",
-        "|---|---|---|---|---|---|---|",
+        "| app | slider step median / p90 (ms) | floor's | ratio median / p90 | the median's 95% interval "
+        "| upload to panels median (ms) | floor's | beyond it |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, row in rows.items():
         step, upload = row["step"], row["upload"]
@@ -212,7 +221,7 @@ def markdown(rows: dict) -> str:
         )
         lines.append(
             f"| {name} | {step['median_ms']:.0f} / {step['p90_ms']:.0f} | {step['floor_median_ms']:.0f} / {step['floor_p90_ms']:.0f} | "
-            f"{step['median_ratio']:.2f}x / {step['p90_ratio']:.2f}x | {uploaded}"
+            f"{step['median_ratio']:.2f}x / {step['p90_ratio']:.2f}x | {interval(step)} | {uploaded}"
         )
     return "\n".join(lines) + "\n"
 
@@ -222,7 +231,7 @@ def main(argv: list[str] | None = None) -> dict:
         prog="python -m benchmarks.browser", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--models", nargs="+", default=[str(path) for path in files.bundled_models().values()])
-    parser.add_argument("--steps", type=int, default=60, help="slider steps per app")
+    parser.add_argument("--steps", type=int, default=STEPS, help="slider steps per app")
     parser.add_argument("--uploads", type=int, default=5, help="uploads per app")
     parser.add_argument("--replay", action="store_true", help="also each model with its slider moves replayed (benchmarks.replay_app)")
     parser.add_argument("--json", default=None)

@@ -270,7 +270,7 @@ def browser_rows(models: list[str], steps: int, uploads: int) -> tuple[list[Row]
                 f"slider step to new numbers, median / p90 ({step['n']} steps)",
                 f"{step['median_ms']:.0f} / {step['p90_ms']:.0f} ms",
                 f"floor app {step['floor_median_ms']:.0f} / {step['floor_p90_ms']:.0f} ms",
-                f"{step['median_ratio']:.2f}x / {step['p90_ratio']:.2f}x (targets 1.5x / 2x)",
+                f"{step['median_ratio']:.2f}x (95% interval {browser.interval(step)}) / {step['p90_ratio']:.2f}x (targets 1.5x / 2x)",
             ),
             Row(
                 "browser",
@@ -278,7 +278,8 @@ def browser_rows(models: list[str], steps: int, uploads: int) -> tuple[list[Row]
                 f"slider step with the handler's work replayed: carrying our outputs alone, median / p90 ({replayed['n']} steps)",
                 f"{replayed['median_ms']:.0f} / {replayed['p90_ms']:.0f} ms",
                 f"floor app {replayed['floor_median_ms']:.0f} / {replayed['floor_p90_ms']:.0f} ms",
-                f"{replayed['median_ratio']:.2f}x / {replayed['p90_ratio']:.2f}x (no target: no faster handler removes it)",
+                f"{replayed['median_ratio']:.2f}x (95% interval {browser.interval(replayed)}) / {replayed['p90_ratio']:.2f}x "
+                "(no target: no faster handler removes it)",
             ),
             Row(
                 "browser",
@@ -406,7 +407,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--moves", type=int, default=40, help="slider moves for the server's CPU per move")
     parser.add_argument("--starts", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=60, help="browser slider steps per app")
+    parser.add_argument("--steps", type=int, default=browser.STEPS, help="browser slider steps per app")
     parser.add_argument("--uploads", type=int, default=5, help="browser uploads per app")
     parser.add_argument("--train-presets", nargs="+", default=["default", "default128", "tiny"], choices=sorted(PRESETS))
     parser.add_argument("--train-batch", type=int, default=TrainConfig.batch_size)

@@ -170,3 +170,20 @@ def percentile(values: list[float], q: float) -> float:
     benchmarks, and the browser benchmark's medians (the in-process timings take `statistics.median`)."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
+
+
+def median_ratio_interval(values: list[float], reference: list[float], level: float = 0.95, resamples: int = 2000) -> tuple[float, float]:
+    """A bootstrap interval (percentile method, `level`) of median(values) / median(reference), the medians as
+    `percentile` takes them, where values[i] and reference[i] were measured together (the browser benchmark's step i of
+    an app and of the floor, one turn apart): each resample draws turns, keeping both of a turn. How far one run's ratio
+    is from the machine's: a target can be judged from a run only outside this interval. Seeded: the same timings
+    give the same interval."""
+    if len(values) != len(reference) or not values:
+        raise ValueError(f"need paired timings, got {len(values)} and {len(reference)}")
+    import numpy as np
+
+    turns = np.random.default_rng(0).integers(0, len(values), size=(resamples, len(values)))
+    ours, floor = np.asarray(values), np.asarray(reference)
+    ratios = sorted(percentile(ours[drawn].tolist(), 50) / percentile(floor[drawn].tolist(), 50) for drawn in turns)
+    tail = (1 - level) / 2 * 100
+    return percentile(ratios, tail), percentile(ratios, 100 - tail)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import sys
 
 import pytest
@@ -118,8 +119,24 @@ def test_browser_rows_put_the_replayed_steps_beside_each_model(monkeypatch):
     rows, summary = run.browser_rows(["assets/models/utkface128"], 10, 2)
     assert [row.model for row in rows] == ["utkface128"] * 3
     replayed = rows[1]  # right after the model's own steps
-    assert "replayed" in replayed.measure and replayed.ours == "60 / 60 ms" and replayed.comparison.startswith("1.50x / 1.50x")
-    assert "not replayed" in browser.markdown(summary)
+    assert "replayed" in replayed.measure and replayed.ours == "60 / 60 ms"
+    assert replayed.comparison.startswith("1.50x (95% interval 1.50x-1.50x) / 1.50x")
+    assert rows[0].comparison.startswith("2.00x (95% interval 2.00x-2.00x) / 2.00x") and "not replayed" in browser.markdown(summary)
+
+
+def test_the_median_ratios_interval_keeps_each_turns_pair_and_narrows_with_more_turns():
+    from benchmarks.serving import median_ratio_interval, percentile
+
+    rng = random.Random(3)
+    floor = [rng.uniform(30, 90) for _ in range(150)]
+    assert median_ratio_interval([1.5 * t for t in floor], floor) == pytest.approx((1.5, 1.5))  # turns drawn apart would spread it
+    ours = [1.4 * t + rng.gauss(0, 15) for t in floor]
+    low, high = median_ratio_interval(ours, floor)
+    assert low < percentile(ours, 50) / percentile(floor, 50) < high and median_ratio_interval(ours, floor) == (low, high)
+    short_low, short_high = median_ratio_interval(ours[:30], floor[:30])
+    assert short_high - short_low > high - low
+    with pytest.raises(ValueError, match="paired"):
+        median_ratio_interval(ours, floor[:-1])
 
 
 def test_the_replay_app_serves_like_the_app(tiny_model_dirs):
