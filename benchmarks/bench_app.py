@@ -61,6 +61,9 @@ def phone_photo(folder: Path) -> Path:
     return path
 
 
+SLIDER_MOVE = "slider move (handler: panels, chart, linkage, budget)"  # handler_timings' row of a move's work
+
+
 def _full_decode(path: Path) -> None:
     """Decode a photo at full size and nothing else: what any reader of the file pays at least, the reference row."""
     with Image.open(path) as opened:
@@ -82,7 +85,7 @@ def handler_timings(model_dir: str, repeats: int) -> dict[str, dict[str, float]]
             "the same, a 12-megapixel phone photo (JPEG, rotated)": lambda: handlers.faces.crops(load_photo(phone)),
             "that photo's full-size decode alone (reference)": lambda: _full_decode(phone),
             "one share, 3 attacks, one batched decode, PSNR/SSIM (pipeline)": lambda: privacy_view(served, face, settings),
-            "slider move (handler: panels, chart, linkage, budget)": lambda: handlers.update(ref, served.name, *values),
+            SLIDER_MOVE: lambda: handlers.update(ref, served.name, *values),
             "quality curve (its sampled k, one decode)": lambda: quality_curve(served.model, face),
         }
         result = {}

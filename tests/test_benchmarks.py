@@ -351,3 +351,27 @@ def test_a_frozen_app_process_takes_no_cpu_and_still_stops(tmp_path):
     started = time.perf_counter()
     app.stop()
     assert app.process.poll() is not None and time.perf_counter() - started < 10  # not left waiting for a thaw
+
+
+def test_slider_runs_put_each_runs_probe_beside_its_ratio_and_name_the_command(monkeypatch, tmp_path):
+    from benchmarks import browser, slider_runs
+
+    probes, steps = iter([20.0, 30.0]), iter([0.06, 0.09])
+    monkeypatch.setattr(slider_runs, "probe_ms", lambda model: next(probes))
+    monkeypatch.setattr(slider_runs, "chromium_available", lambda: True)
+
+    def fake(models, steps_per_app, uploads, replay=False):
+        assert not replay and steps_per_app == 4 and uploads == 1
+        ours = next(steps)
+        return {"floor": {"step": [0.05] * 4, "upload": [0.1]}, models[0]: {"step": [ours] * 4, "upload": [0.2]}}
+
+    monkeypatch.setattr(browser, "run", fake)
+    out = tmp_path / "runs.md"
+    argv = ["--runs", "2", "--steps", "4", "--uploads", "1", "--models", "assets/models/utkface128", "--out", str(out)]
+    results = slider_runs.main(argv)
+    assert [result["probe_ms"]["assets/models/utkface128"] for result in results] == [20.0, 30.0]
+    text = out.read_text()
+    assert f"`python -m benchmarks.slider_runs {' '.join(argv)}`" in text
+    assert "| 1 | " in text and "| utkface128 | 20.0 | 60 | 50 | 1.20x | 1.20x-1.20x |" in text
+    assert "| utkface128 | 30.0 | 90 | 50 | 1.80x | 1.80x-1.80x |" in text
+    assert "utkface128: median ratio over 2 runs 1.20x to 1.80x (median 1.50x)." in text
