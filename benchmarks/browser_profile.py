@@ -17,12 +17,11 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import shlex
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from benchmarks import document as report
 from benchmarks.browser import FLOOR_CAPTION, REPLAY_WARM_STEPS, _faces, open_app, slider_step, upload
 from benchmarks.serving import FLOOR, OURS, REPLAY, AppProcess, chromium_available, launch_chromium, percentile
 from sae.zoo import files
@@ -149,10 +148,7 @@ def markdown(results: dict[str, dict]) -> str:
 
 def document(table: str, argv: list[str]) -> str:
     """The --out file: the command that made it, what the columns mean (this module's docstring), then the table."""
-    how = " ".join(__doc__.split("\n\n", 2)[2].split())
-    stamp = time.strftime("%Y-%m-%dT%H:%M%z")
-    command = " ".join(["python -m benchmarks.browser_profile", shlex.join(argv)]).rstrip()
-    return f"# Where a slider step's browser time goes\n\nWritten by `{command}` ({stamp}).\n\n{how}\n\n{table}"
+    return report.document("Where a slider step's browser time goes", "benchmarks.browser_profile", __doc__, table, argv)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import statistics
 import sys
 import time
 from pathlib import Path
 
 from benchmarks import browser
+from benchmarks import document as report
 from benchmarks.bench_app import SLIDER_MOVE, handler_timings
 from benchmarks.serving import chromium_available
 from sae.zoo import files
@@ -77,10 +77,7 @@ def markdown(results: list[dict]) -> str:
 
 def document(table: str, argv: list[str]) -> str:
     """The --out file: the command that made it, what it measures (this module's docstring), then the table."""
-    how = " ".join(__doc__.split("\n\n", 2)[2].split())
-    command = " ".join(["python -m benchmarks.slider_runs", shlex.join(argv)]).rstrip()
-    stamp = time.strftime("%Y-%m-%dT%H:%M%z")
-    return f"# The slider's ratio to the floor, run after run\n\nWritten by `{command}` ({stamp}).\n\n{how}\n\n{table}"
+    return report.document("The slider's ratio to the floor, run after run", "benchmarks.slider_runs", __doc__, table, argv)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

@@ -1,0 +1,15 @@
+"""The Markdown file a benchmark writes with `--out`: a title, the command that made it and when, what it measures
+(the module's docstring past its usage lines), then its table."""
+
+from __future__ import annotations
+
+import shlex
+import time
+
+
+def document(title: str, module: str, docstring: str, table: str, argv: list[str]) -> str:
+    """The file's text: `docstring`'s third paragraph on (its first line and usage come before) as one paragraph."""
+    how = " ".join(docstring.split("\n\n", 2)[2].split())
+    stamp = time.strftime("%Y-%m-%dT%H:%M%z")
+    command = " ".join([f"python -m {module}", shlex.join(argv)]).rstrip()
+    return f"# {title}\n\nWritten by `{command}` ({stamp}).\n\n{how}\n\n{table}"
