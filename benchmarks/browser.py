@@ -30,7 +30,7 @@ from sae.zoo import files
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
-STEPS = 150  # slider steps per app; the interval printed beside each median ratio is this run's sampling noise
+STEPS = 150  # slider steps per app: the median ratio's sampling interval (printed beside it) narrows as 1/sqrt(steps)
 STEP_GAP_S = 0.25
 SETTLE_MS = 100  # after a server is resumed, before its turn is timed
 # The floor's caption is a Markdown block whose status tracker (the "processing | 0.1s" timer) sits inside the block:

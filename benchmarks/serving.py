@@ -175,15 +175,15 @@ def percentile(values: list[float], q: float) -> float:
 def median_ratio_interval(values: list[float], reference: list[float], level: float = 0.95, resamples: int = 2000) -> tuple[float, float]:
     """A bootstrap interval (percentile method, `level`) of median(values) / median(reference), the medians as
     `percentile` takes them, where values[i] and reference[i] were measured together (the browser benchmark's step i of
-    an app and of the floor, one turn apart): each resample draws turns, keeping both of a turn. It bounds the run's
-    sampling noise only: a machine whose load changes between runs moves a compute-bound step's ratio by more (compare
-    runs of the same code: `benchmarks.slider_runs`). Seeded: the same timings give the same interval."""
+    an app and of the floor, in the same turn one after the other): each resample draws turns, keeping both of a turn.
+    It bounds one run's sampling noise, not what changes between runs on a shared machine (for that, runs of the same
+    code side by side: `benchmarks.slider_runs`). Seeded: the same timings give the same interval."""
     if len(values) != len(reference) or not values:
         raise ValueError(f"need paired timings, got {len(values)} and {len(reference)}")
     import numpy as np
 
     turns = np.random.default_rng(0).integers(0, len(values), size=(resamples, len(values)))
     ours, floor = np.asarray(values), np.asarray(reference)
-    ratios = sorted(percentile(ours[drawn].tolist(), 50) / percentile(floor[drawn].tolist(), 50) for drawn in turns)
+    ratios = [percentile(ours[drawn].tolist(), 50) / percentile(floor[drawn].tolist(), 50) for drawn in turns]
     tail = (1 - level) / 2 * 100
     return percentile(ratios, tail), percentile(ratios, 100 - tail)

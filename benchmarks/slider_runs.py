@@ -1,13 +1,13 @@
-"""The slider's browser ratio over several runs of the same code, each beside the machine's speed at that moment.
+"""The slider's browser ratio over several runs of the same code, each beside the app's handler timed just before it.
 
     python -m benchmarks.slider_runs [--runs 5] [--steps 150] [--models assets/models/utkface128] [--out docs/slider-runs.md]
 
 One run of `benchmarks.browser` gives each model's median slider step as a multiple of the floor app's and that
 ratio's sampling interval; it cannot say how the ratio moves with the machine. Here every run starts fresh servers
 (the floor and the models, measured in turns as `benchmarks.browser` does) and is preceded by a probe: the app's
-slider handler timed in this process on one torch thread, what each of the app's handlers gets. A shared machine's
-speed changes from one hour to the next, and a step that is mostly computing may follow it where the floor's step,
-mostly waiting, does not: the table puts each run's probe beside its ratio, so that one can see whether it does.
+slider handler timed in this process on the app's torch threads. A shared machine's speed changes from one hour to
+the next, and the floor's step hardly computes: the table puts each run's probe beside its ratio, to see whether the
+ratio follows it. The JSON keeps every step's time of every run.
 """
 
 from __future__ import annotations
@@ -19,35 +19,32 @@ import sys
 import time
 from pathlib import Path
 
+from app import TORCH_THREADS
 from benchmarks import browser
 from benchmarks import document as report
 from benchmarks.bench_app import SLIDER_MOVE, handler_timings
+from benchmarks.run import torch_threads
 from benchmarks.serving import chromium_available
 from sae.zoo import files
 
 PROBE_REPEATS = 20
-APP_THREADS = 1  # app.TORCH_THREADS: the probe times the handler as the app runs it
 
 
 def probe_ms(model: str) -> float:
-    """The app's slider handler for `model`, median ms in this process on APP_THREADS torch threads."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(APP_THREADS)
-    try:
+    """The app's slider handler for `model`, median ms in this process on the app's torch threads."""
+    with torch_threads(TORCH_THREADS):
         return handler_timings(model, PROBE_REPEATS)[SLIDER_MOVE]["median_ms"]
-    finally:
-        torch.set_num_threads(before)
 
 
 def run(models: list[str], runs: int, steps: int, uploads: int) -> list[dict]:
-    """`runs` runs, each: the probe of every model, then `benchmarks.browser`'s measurement from fresh servers."""
+    """`runs` runs, each: the probe of every model, then `benchmarks.browser`'s measurement from fresh servers (its
+    summary, and every upload's and step's seconds)."""
     results = []
     for _ in range(runs):
         started = time.strftime("%H:%M")
         probes = {model: probe_ms(model) for model in models}
-        results.append({"started": started, "probe_ms": probes, "rows": browser.summary(browser.run(models, steps, uploads))})
+        times = browser.run(models, steps, uploads)
+        results.append({"started": started, "probe_ms": probes, "rows": browser.summary(times), "seconds": times})
     return results
 
 

@@ -139,6 +139,40 @@ def test_the_median_ratios_interval_keeps_each_turns_pair_and_narrows_with_more_
         median_ratio_interval(ours, floor[:-1])
 
 
+def test_the_median_ratios_interval_golden_values():
+    """Percentile-method bounds of nearest-rank medians: every bound is a ratio of two measured steps (an even count,
+    where an averaged median would not be), and a lower level lies inside."""
+    from benchmarks.serving import median_ratio_interval
+
+    floor = [40.0, 52.0, 61.0, 45.0, 55.0, 48.0, 70.0, 50.0]
+    ours = [60.0, 80.0, 71.0, 66.0, 90.0, 58.0, 95.0, 64.0]
+    assert median_ratio_interval(ours, floor) == pytest.approx((71 / 61, 90 / 55))
+    assert median_ratio_interval(ours, floor, level=0.5) == pytest.approx((71 / 55, 90 / 61))
+
+
+def test_the_slider_probe_times_the_apps_move_on_the_apps_threads_and_restores_them(monkeypatch):
+    import torch
+
+    from app import TORCH_THREADS
+    from benchmarks import bench_app, slider_runs
+
+    seen = []
+
+    def timings(model, repeats):
+        seen.append((model, repeats, torch.get_num_threads()))
+        return {"upload work": {"median_ms": 1.0}, bench_app.SLIDER_MOVE: {"median_ms": 12.5}}
+
+    monkeypatch.setattr(slider_runs, "handler_timings", timings)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2 if TORCH_THREADS != 2 else 1)
+    try:
+        threads = torch.get_num_threads()
+        assert slider_runs.probe_ms("some/model") == 12.5 and torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [("some/model", slider_runs.PROBE_REPEATS, TORCH_THREADS)]
+
+
 def test_the_replay_app_serves_like_the_app(tiny_model_dirs):
     from gradio_client import Client, handle_file
 
@@ -375,3 +409,4 @@ def test_slider_runs_put_each_runs_probe_beside_its_ratio_and_name_the_command(m
     assert "| 1 | " in text and "| utkface128 | 20.0 | 60 | 50 | 1.20x | 1.20x-1.20x |" in text
     assert "| utkface128 | 30.0 | 90 | 50 | 1.80x | 1.80x-1.80x |" in text
     assert "utkface128: median ratio over 2 runs 1.20x to 1.80x (median 1.50x)." in text
+    assert results[1]["seconds"]["assets/models/utkface128"]["step"] == [0.09] * 4  # every step kept
