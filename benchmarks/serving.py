@@ -12,6 +12,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 PHOTO = REPO / "assets" / "examples" / "astronaut.png"
 OURS = [sys.executable, "app.py"]
@@ -180,8 +182,6 @@ def median_ratio_interval(values: list[float], reference: list[float], level: fl
     code side by side: `benchmarks.slider_runs`). Seeded: the same timings give the same interval."""
     if len(values) != len(reference) or not values:
         raise ValueError(f"need paired timings, got {len(values)} and {len(reference)}")
-    import numpy as np
-
     turns = np.random.default_rng(0).integers(0, len(values), size=(resamples, len(values)))
     ours, floor = np.asarray(values), np.asarray(reference)
     ratios = [percentile(ours[drawn].tolist(), 50) / percentile(floor[drawn].tolist(), 50) for drawn in turns]
