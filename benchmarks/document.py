@@ -7,9 +7,13 @@ import shlex
 import time
 
 
+def command_line(module: str, argv: list[str] | None) -> str:
+    """`python -m module` with its arguments, quoted as a shell would need them: how a result file names its command."""
+    return " ".join([f"python -m {module}", shlex.join(argv or [])]).rstrip()
+
+
 def document(title: str, module: str, docstring: str, table: str, argv: list[str]) -> str:
     """The file's text: `docstring`'s third paragraph on (its first line and usage come before) as one paragraph."""
     how = " ".join(docstring.split("\n\n", 2)[2].split())
     stamp = time.strftime("%Y-%m-%dT%H:%M%z")
-    command = " ".join([f"python -m {module}", shlex.join(argv)]).rstrip()
-    return f"# {title}\n\nWritten by `{command}` ({stamp}).\n\n{how}\n\n{table}"
+    return f"# {title}\n\nWritten by `{command_line(module, argv)}` ({stamp}).\n\n{how}\n\n{table}"

@@ -27,7 +27,6 @@ import json
 import os
 import platform
 import random
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,7 @@ import numpy as np
 from PIL import Image
 
 from benchmarks import floor_app
+from benchmarks.document import command_line
 from benchmarks.serving import FLOOR, OURS, PHOTO, REPO, AppProcess, PageSession, percentile, server_stack
 from sae.app.memory import TRIM_INTERVAL_S
 from sae.app.outbox import OUTBOX_MAX_AGE
@@ -307,7 +307,7 @@ def table(result: LoadResult) -> str:
 
 def page(result: LoadResult, argv: list[str] | None) -> str:
     """docs/load.md: what was run, the table, and what the app does to keep a class's memory flat."""
-    command = "python -m benchmarks.load" + ("" if not argv else " " + shlex.join(argv))
+    command = command_line("benchmarks.load", argv)
     return (
         "# A class at once\n\n"
         f"Written by `{command}` on {time.strftime('%Y-%m-%d %H:%M %Z')}: the app in a child process with its own queue "

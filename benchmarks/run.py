@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import platform
-import shlex
 import statistics
 import sys
 import time
@@ -33,6 +32,7 @@ from pathlib import Path
 import torch
 
 from benchmarks import bench_app, browser, load
+from benchmarks.document import command_line
 from benchmarks.serving import PHOTO, chromium_available, percentile, server_stack
 from benchmarks.timing import timings_ms
 from sae.app.pipeline import curve_ks, encode_face, quality_curve
@@ -449,7 +449,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2, default=str))
     if args.out:
-        command = shlex.join(["python", "-m", "benchmarks.run", *(sys.argv[1:] if argv is None else argv)])
+        command = command_line("benchmarks.run", sys.argv[1:] if argv is None else argv)
         Path(args.out).write_text(f"# Benchmarks\n\nWritten by `{command}`.\n\n" + table)
     return result
 

@@ -221,6 +221,13 @@ def test_the_server_runs_on_uvloop_and_httptools(tiny_model_dirs):
     assert server_stack() == f"uvicorn {uvicorn.__version__}, {expected} loop, HttpToolsProtocol"
 
 
+def test_the_served_app_computes_on_one_torch_thread(tiny_model_dirs):
+    """The README's "one torch thread each": app.serve sets torch's intra-op threads, which every handler shares, to
+    TORCH_THREADS, one (two handlers at once already use both cores of a free Space)."""
+    report = '{"threads": __import__("torch").get_num_threads(), "constant": app.TORCH_THREADS}'
+    assert _served_report([tiny_model_dirs["celeba"]], report) == {"threads": 1, "constant": 1}
+
+
 # ---------------------------------------------------------------------------------------------------
 # The launched app over HTTP
 # ---------------------------------------------------------------------------------------------------
