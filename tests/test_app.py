@@ -319,7 +319,7 @@ def test_every_endpoint_in_a_session(app_url, models):
     image, text = client.predict(handle_file(public), handle_file(key), celeba, "nope", 1.0, api_name="/decode")
     assert image is None and "Passphrase" in text
     image, text = client.predict(handle_file(public), handle_file(key), utkface, "pass", 1.0, api_name="/decode")
-    assert image is None and "another model" in text
+    assert image is None and f"This public code was made with {celeba}: choose it in the Model menu" in text
 
 
 def _write_bad(tmp_path: Path) -> dict[str, Path]:
@@ -339,7 +339,7 @@ def _write_bad(tmp_path: Path) -> dict[str, Path]:
 def test_bad_uploads_keep_serving_and_say_why(app_url, models, gradio_dir, tmp_path):
     client = Client(app_url, verbose=False)
     files_ = _write_bad(tmp_path)
-    for name, words in {"notes.png": "not a readable image", "corrupt.png": "not a readable image", "one.png": "at least"}.items():
+    for name, words in {"notes.png": "Not a readable image", "corrupt.png": "Not a readable image", "one.png": "at least"}.items():
         note, panels, chart, linkage, budget, table = Page().show(
             client.predict(handle_file(str(files_[name])), False, models[0], *CONTROLS, api_name="/prepare")
         )

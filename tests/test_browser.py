@@ -260,7 +260,7 @@ def test_the_panels_template_fills_only_its_own_views_slot(page):
 
 
 BAD = {
-    "text file named .png": (b"this is not an image at all", "not a readable image file"),
+    "text file named .png": (b"this is not an image at all", "Not a readable image file"),
     "1x1 PNG": (None, "at least 16x16"),
 }
 
@@ -394,3 +394,69 @@ def test_switching_models_keeps_the_photo_and_settings(app, page, tmp_path):
         top += picture.height
     update = app[1] and os.environ.get("SAE_UPDATE_SCREENSHOT") == "1"
     stacked.save(REPO / "assets" / "screenshot-models.png" if update else tmp_path / "models.png")
+
+
+def _pick_other_model(page) -> tuple[str, str] | None:
+    """Choose another model in the menu above the tabs: (the one before, the one chosen); None with one model."""
+    page.locator("#model input").click()
+    options = page.get_by_role("option")
+    if options.count() < 2:
+        page.keyboard.press("Escape")
+        return None
+    current = page.locator("#model input").input_value()
+    names = [options.nth(i).inner_text().replace("✓", "").strip() for i in range(options.count())]
+    other = next(name for name in names if name != current)
+    page.get_by_role("option", name=other).click()
+    return current, other
+
+
+def test_a_model_switch_on_the_share_and_decode_tabs(page, tmp_path):
+    """The model menu sits above the tabs: switched on the Share tab, the tab describes the new model and drops the
+    files made with the previous one; on the Decode tab, a code of the previous model is named as such, and files in
+    each other's boxes are called that, not damage."""
+    upload(page, PHOTO)
+    panels_shown(page)
+    page.get_by_role("tab", name="Share").click()
+    page.wait_for_function("() => document.querySelector('#share-what').innerText.includes('Will share this face')")
+    page.locator("#share-button").click()
+    page.wait_for_function("() => document.querySelector('#share-note').innerText.includes('.saep')")
+    saved = {}
+    for name in ("public-file", "key-file"):
+        with page.expect_download() as download:
+            page.locator(f"#{name} a").first.click()
+        saved[name] = tmp_path / download.value.suggested_filename
+        download.value.save_as(saved[name])
+    picked = _pick_other_model(page)
+    if picked is None:
+        pytest.skip("only one model is served")
+    before, chosen = picked
+    page.wait_for_function("(m) => document.querySelector('#share-what').innerText.includes(m)", arg=chosen)
+    page.wait_for_function("() => !document.querySelector('#public-file a') && !document.querySelector('#key-file a')")
+    assert before not in page.locator("#share-what").inner_text() and ".saep" not in page.locator("#share-note").inner_text()
+    page.get_by_role("tab", name="Decode").click()
+    note = "#decode-note .prose"
+
+    def decode(public: Path, key: Path, before_text: str) -> str:
+        page.locator("#public-in input[type=file]").set_input_files(str(public))
+        page.wait_for_function("(n) => document.querySelector('#public-note').innerText.includes('received: ' + n)", arg=public.name)
+        page.locator("#key-in input[type=file]").set_input_files(str(key))
+        page.wait_for_function("(n) => document.querySelector('#key-note').innerText.includes('received: ' + n)", arg=key.name)
+        page.locator("#decode-button").click()
+        changed = "([s, b]) => { const n = document.querySelector(s); return n !== null && n.innerText !== b && n.innerText !== ''; }"
+        page.wait_for_function(changed, arg=[note, before_text])
+        return page.locator(note).first.inner_text()
+
+    made_with = decode(saved["public-file"], saved["key-file"], "")
+    assert (
+        f"This public code was made with {before}: choose it in the Model menu" in made_with and page.locator("#decoded img").count() == 0
+    )
+    # the boxes accept their own file type only: files in each other's boxes come renamed (or through the API)
+    renamed_key, renamed_public = tmp_path / "renamed.saep", tmp_path / "renamed.saek"
+    renamed_key.write_bytes(saved["key-file"].read_bytes())
+    renamed_public.write_bytes(saved["public-file"].read_bytes())
+    swapped = decode(renamed_key, renamed_public, made_with)
+    assert swapped.startswith("The two files are in each other's boxes")
+    _pick_other_model(page)  # back to the model that made them: the files now decode
+    page.wait_for_function("(s) => { const n = document.querySelector(s); return n === null || n.innerText === ''; }", arg=note)
+    assert "Decoded with" in decode(saved["public-file"], saved["key-file"], "")
+    page.wait_for_selector("#decoded img")

@@ -28,7 +28,9 @@ from tests.conftest import REPO, Page
 EXAMPLES = REPO / "assets" / "examples"
 PHOTO = EXAMPLES / "astronaut.png"
 PANELS, CHART, LINKAGE, BUDGET = range(4)  # update's outputs
-LINKAGE_LINE = re.compile(r"finds (\d+) of its (\d+) values in it, .* in the code of another image \(the same photo mirrored: (\d+)\)")
+LINKAGE_LINE = re.compile(
+    r"finds (\d+) of its (\d+) values in it(?:, every one)?, and (\d+) in the code of another image \(the same photo mirrored"
+)
 
 
 def controls(**changes) -> list:
@@ -329,8 +331,8 @@ def _bad_files(tmp_path: Path) -> dict[str, tuple[str, str | None]]:
     exif = rotated.getexif()
     exif[0x0112] = 6
     return {
-        "non-image": (str(tmp_path / "notes.png"), "not a readable image"),
-        "truncated png": (str(tmp_path / "corrupt.png"), "not a readable image"),
+        "non-image": (str(tmp_path / "notes.png"), "Not a readable image"),
+        "truncated png": (str(tmp_path / "corrupt.png"), "Not a readable image"),
         "1x1": (_save(Image.new("RGB", (1, 1)), tmp_path / "one.png"), "at least"),
         "bomb": (_save(Image.new("1", (12000, 12000)), tmp_path / "bomb.png"), "megapixels"),
         "rgba": (_save(Image.new("RGBA", (64, 64), (0, 0, 0, 0)), tmp_path / "rgba.png"), None),
@@ -412,7 +414,7 @@ def test_an_evicted_upload_resets_every_view_and_never_shows_another_face(small,
 
 
 def test_an_unknown_model_is_a_message(handlers, celeba, face):
-    unknown = "unknown model 'nope'"
+    unknown = "Unknown model 'nope'"
     _assert_reset(handlers.prepare(str(PHOTO), False, "nope", *controls()), unknown, "")
     _assert_reset(handlers.prepare(None, False, "nope", *controls()), unknown, "")
     _assert_reset(handlers.select(face, True, "nope", *controls()), unknown, "")
@@ -423,13 +425,13 @@ def test_an_unknown_model_is_a_message(handlers, celeba, face):
     assert handlers.update(face, "nope", *controls()) == (f'<div class="panels-empty" id="panels">{escaped}</div>', "", "", "")
     assert handlers.share_preview(face, "nope", *controls()) == (None, f'<span class="failure">{escaped}</span>')
     assert handlers.make_share(face, "nope", "", *controls()) == (None, None, f'<span class="failure">{escaped}</span>')
-    with pytest.raises(gr.Error, match="unknown model"):
+    with pytest.raises(gr.Error, match="Unknown model"):
         handlers.comparison(face, "nope", *controls())
 
 
 @pytest.mark.parametrize(
     "changes, words",
-    [({"scheme": "rot13"}, "unknown scheme"), ({"extra_attack": "telepathy"}, "unknown extra attack"), ({"k": "many"}, "unusable value")],
+    [({"scheme": "rot13"}, "Unknown scheme"), ({"extra_attack": "telepathy"}, "Unknown extra attack"), ({"k": "many"}, "unusable value")],
 )
 def test_unusable_controls_are_a_message(handlers, celeba, face, changes, words):
     values = dict(zip(CONTROLS, controls(), strict=True))
@@ -447,11 +449,16 @@ def test_unusable_controls_are_a_message(handlers, celeba, face, changes, words)
 # ---------------------------------------------------------------------------------------------------
 
 
-def test_comparison_writes_a_png_named_after_the_public_code(handlers, celeba, face):
+def test_comparison_writes_a_png_named_after_what_it_shows(handlers, celeba, face):
     path = Path(handlers.comparison(face, celeba.name, *controls(k=8)))
-    shown = ShareSettings(k=8, seed=preview_seed(face))  # the shares shown for a face are seeded by its upload
-    public = privacy_view(celeba, handlers.faces.view(face, celeba).face, shown).public
-    assert path.name == f"comparison-k8-{public.short_id()}.png" and path.parent.parent == handlers.outbox.folder
+    assert re.fullmatch(r"comparison-k8-[0-9a-f]{8}\.png", path.name) and path.parent.parent == handlers.outbox.folder
+    # settings that change the picture but not the public code (the attacker's knowledge, the extra attack, the key
+    # fraction) change the name too; the same view is the same name
+    names = {
+        Path(handlers.comparison(face, celeba.name, *controls(k=8, **change))).name
+        for change in ({}, {"known_fraction": 0.25}, {"extra_attack": NO_EXTRA}, {"owner_fraction": 0.5})
+    }
+    assert len(names) == 4 and path.name in names
     image = Image.open(path)
     assert image.format == "PNG" and image.mode == "RGB" and image.size == (12 + 5 * (256 + 12), 356)  # input and 4 panels
     with pytest.raises(gr.Error, match="Load a face first"):
@@ -507,7 +514,7 @@ def test_share_preview_describes_the_settings(handlers, celeba, utkface, face):
 
 def test_describe_the_paper_scheme_without_permutation(celeba):
     text = describe(ShareSettings(k=4, scheme="paper", permute=False, decoys=False, known_fraction=0.0), celeba)
-    assert text == "k = 4, paper scheme, k' = 4, not permuted, key fraction 100%, attacker knows 0% of the key"
+    assert text == "k = 4, paper scheme, k' = 4, not permuted, key fraction 100%, attacker knows 0% of the true entries (not the secret)"
 
 
 @pytest.fixture
@@ -544,18 +551,20 @@ def test_decode_failures_clear_the_image_and_say_why(handlers, celeba, utkface, 
         "Damaged or unknown file: public code is corrupted or truncated": (bytes(damaged), key, celeba.name, "open sesame"),
         "Damaged or unknown file: public code is corrupted or truncated ": (public[:20], key, celeba.name, "open sesame"),
         "Damaged or unknown file: not a public code": (PHOTO.read_bytes(), key, celeba.name, "open sesame"),
-        "Damaged or unknown file: not a key": (public, public, celeba.name, "open sesame"),
-        "Wrong key: this public code was made by another model": (public, key, utkface.name, "open sesame"),
+        "The key box holds a public code (.saep): upload the key (.saek) there.": (public, public, celeba.name, ""),
+        "The public code box holds a key (.saek): upload the public code (.saep) there.": (key, key[:3], celeba.name, ""),
+        "The two files are in each other's boxes": (key, public, celeba.name, "open sesame"),
+        f"This public code was made with {celeba.name}: choose it in the Model menu at the top": (public, key, utkface.name, "open sesame"),
         "Upload the public code file.": (None, key, celeba.name, ""),
         "Upload the key file.": (public, None, celeba.name, ""),
-        "unknown model 'nope'": (public, key, "nope", "open sesame"),
+        "Unknown model 'nope'": (public, key, "nope", "open sesame"),
     }
     for words, (public_data, key_data, model, passphrase) in cases.items():
         image, text = handlers.decode_received(public_data, key_data, model, passphrase, 1.0)
         assert image is None and text.startswith('<span class="failure">') and words.strip() in html.unescape(text), (words, text)
-        _clean((text,), tmp_path)
+        _clean((text.replace(celeba.name, ""),), tmp_path)  # a test model's menu name is its folder; no other path
     image, text = narrow_handlers.decode_received(Path(other_public).read_bytes(), Path(other_key).read_bytes(), "narrow", "", 1.0)
-    assert image is None and "Wrong key: this public code is for 4 groups of 32; the model has 2 groups of 32" in text
+    assert image is None and "made by a model this app does not serve (this public code is for 4 groups of 32; the model has 2" in text
     image, text = handlers.decode_received(*shared, celeba.name, "open sesame", 0.0)
     assert image is None and "at least one entry" in text
 
@@ -574,8 +583,11 @@ def test_budget_text(celeba):
 def test_linkage_text_verdicts():
     assert "points to this photo" in linkage_text(16, 2, 16, keyed=False) and "does not point" in linkage_text(2, 3, 16, keyed=True)
     assert linkage_text(16, 2, 16, keyed=False).startswith("**Linkage**: the public code **points to this photo**. An attacker")
-    assert "finds 16 of its 16 values in it, far more than in the code of another image (the same photo mirrored: 2)" in linkage_text(
-        16, 2, 16, keyed=False
+    assert linkage_text(16, 2, 16, keyed=False).endswith(
+        "finds 16 of its 16 values in it, every one, and 2 in the code of another image (the same photo mirrored, a nearly identical face)."
+    )
+    assert "finds 3 of its 16 values in it, and 2 in the code of another image (the same photo mirrored): values that match by chance" in (
+        linkage_text(3, 2, 16, keyed=True)
     )
 
 

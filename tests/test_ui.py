@@ -126,7 +126,8 @@ def test_the_page_redraws_with_its_controls_once_a_face_has_landed(served_models
     demo = ui.build(served_models, handlers=handlers)
     events = _events(demo)
     prepare, select = events["prepare"], events["select"]
-    redraws = [fn for fn in demo.fns.values() if fn.trigger_after is not None and getattr(fn.fn, "gate", None)]
+    chained = [fn for fn in demo.fns.values() if fn.trigger_after is not None and getattr(fn.fn, "gate", None)]
+    redraws = [fn for fn in chained if getattr(fn.fn.__wrapped__, "handler", None) == handlers.redraw]
     after = {demo.fns[fn.trigger_after].api_name for fn in redraws}
     assert after == {"prepare", "select", "switch"} and len(redraws) == 3
     for fn in redraws:
@@ -134,6 +135,27 @@ def test_the_page_redraws_with_its_controls_once_a_face_has_landed(served_models
         assert not fn.queue and fn.api_visibility == "private" and fn.show_progress == "hidden" and not fn.trigger_only_on_success
         assert [block._id for block in fn.inputs] == [block._id for block in select.inputs]  # face, crop, model, controls
         assert [block._id for block in fn.outputs] == [block._id for block in prepare.outputs]
+
+
+def test_a_model_switch_refreshes_the_share_tab_and_clears_what_the_previous_model_made(served_models, tmp_path):
+    """The model menu sits above the tabs: a switch made on the Share or Decode tab must not leave that tab describing
+    the previous model, nor its files and reconstruction standing beside the new one."""
+    handlers = Handlers(served_models, outbox=tmp_path / "outbox")
+    demo = ui.build(served_models, handlers=handlers)
+    switch, model = _events(demo)["switch"], _component(demo, "model")
+    redraw = next(fn for fn in demo.fns.values() if fn.trigger_after == switch._id)
+    preview = next(fn for fn in demo.fns.values() if fn.trigger_after == redraw._id)
+    assert preview.fn is _events(demo)["share_preview"].fn and not preview.trigger_only_on_success
+    assert [block.elem_id for block in preview.outputs] == ["share-face", "share-what"]
+    assert [block._id for block in preview.inputs] == [block._id for block in _events(demo)["share_preview"].inputs]
+    cleared = [
+        fn
+        for fn in demo.fns.values()
+        if fn.trigger_after is None and any(target[0] == model._id and target[1] == "change" for target in fn.targets) and fn is not switch
+    ]
+    assert len(cleared) == 1 and not cleared[0].queue
+    ids = [block.elem_id for block in cleared[0].outputs]
+    assert ids == ["public-file", "key-file", "share-note", "decoded", "decode-note"] and cleared[0].fn() == (None, None, "", None, "")
 
 
 def test_the_panels_are_two_a_row_on_a_phone():
@@ -151,13 +173,21 @@ def test_about_lists_every_model_its_data_and_what_failed(served_models, tmp_pat
     uncarded = replace(served_models[1], loaded=replace(served_models[1].loaded, directory=None))
     text = ui.about_text([carded, uncarded], ["hub:someone/gone: cannot load it (offline)", "/models/x: not a directory"])
     for served in served_models:
-        assert f"## {served.name}" in text and f"**Serving:** {served.loaded.source}, {served.loaded.note}." in text
+        assert f"## {served.name}" in text and f"**Serving:** {served.loaded.directory.name}, {served.loaded.note}." in text
+        assert str(served.loaded.directory) not in text.replace(f"## {served.name}", "")  # no server path but the name given
         assert f"**Training data:** {served.data.description}. **Licence:** {served.data.licence}." in text
     assert "k from 1 to 16, 64x64 RGB faces" in text and "k from 1 to 24, 128x128 RGB faces" in text
     assert "<details><summary>Model card</summary>" in text and "| k | PSNR |" in text and "license:" not in text
     assert text.count("<details>") == 1  # only the model with a card
+    assert text.startswith(ui.ABOUT_LEAD + "\n\n## ")  # what the tab holds, in plain words, before the first model
     assert text.endswith("## Not served\n\n- hub:someone/gone: cannot load it (offline)\n\n- /models/x: not a directory")
     assert "Not served" not in ui.about_text(served_models, [])
+
+
+def test_a_model_source_is_shown_without_the_servers_folders(tmp_path):
+    assert ui.shown_source(str(ui.APP_ROOT / "assets" / "models" / "utkface128")) == "assets/models/utkface128"
+    assert ui.shown_source(str(tmp_path / "teachers-model")) == "teachers-model"
+    assert ui.shown_source("someone/faces@0123abc") == "someone/faces@0123abc"  # a Hub id as it is
 
 
 def test_an_unreadable_upload_reaches_the_handler(tmp_path):

@@ -101,7 +101,7 @@ def test_unreadable_upload_is_deleted_too(uploaded, served_models):
     handlers, folder = uploaded
     path = _gradio_upload(folder, b"not an image", "notes.png")
     ref, note, *_ = handlers.prepare(str(path), False, served_models[0].name, *_controls())
-    assert ref is None and "not a readable image" in note and not path.exists()
+    assert ref is None and "Not a readable image" in note and not path.exists()
 
 
 def test_example_files_and_files_elsewhere_are_kept_by_the_handlers(uploaded, served_models, tmp_path):

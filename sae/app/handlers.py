@@ -27,8 +27,18 @@ from sae.app.uploads import Uploads
 from sae.core.faces import PhotoError
 from sae.core.rate import code_bytes
 from sae.privacy import catalogue
-from sae.privacy.codec import decode_share, share_codes
-from sae.privacy.formats import CodeFormatError, Key, KeyMismatchError, PassphraseError, PublicCode, key_nbytes, public_nbytes
+from sae.privacy.codec import check_fits, decode_share, share_codes
+from sae.privacy.formats import (
+    KEY_MAGIC,
+    PUBLIC_MAGIC,
+    CodeFormatError,
+    Key,
+    KeyMismatchError,
+    PassphraseError,
+    PublicCode,
+    key_nbytes,
+    public_nbytes,
+)
 from sae.privacy.keystream import SECRET_BYTES
 from sae.zoo.files import ASSETS
 
@@ -77,7 +87,7 @@ NO_FACE = "No face to show: the note under the photo says why."
 
 def failure(message: str) -> str:
     """A plain message for the face note, marked as a failure."""
-    return f'<span class="failure">{html.escape(message)}</span>'
+    return f'<span class="failure">{html.escape(render.sentence(message))}</span>'
 
 
 def budget_text(served: ServedModel, settings: ShareSettings) -> str:
@@ -87,23 +97,26 @@ def budget_text(served: ServedModel, settings: ShareSettings) -> str:
     keyed, groups = settings.keyed, model.num_groups
     public = public_nbytes(1, groups, model.code_dim, k_prime, 8, keyed)
     key = key_nbytes(1, groups, k, k_prime, settings.permute, keyed=keyed)
+    part = " (the whole key; one to part of it is a little smaller)" if settings.owner_fraction < 1 else ""
     return (
         f"k = {k} per group × {groups} groups = **{k * groups} non-zeros** (about {code_bytes(groups, model.code_dim, k, 8)} bytes); "
-        f"shared with k' = {k_prime} per group: public code {public} bytes, key {key} bytes."
+        f"shared with k' = {k_prime} per group: public code {public} bytes, key {key} bytes{part}."
     )
 
 
 def linkage_text(found: int, elsewhere: int, total: int, keyed: bool) -> str:
     """The line under the panels: what an attacker holding the photo finds in the public code, the verdict first (a
     count alone reads as a leak even where it is chance)."""
-    if keyed:
-        verdict, compared = "the public code **does not point to this photo**", "as many as"
-    else:
-        verdict, compared = "the public code **points to this photo**", "far more than"
-    return (
-        f"**Linkage**: {verdict}. An attacker who has the photo finds {found} of its {total} values in it, {compared} "
-        f"in the code of another image (the same photo mirrored: {elsewhere})."
+    counts = (
+        f"An attacker who has the photo finds {found} of its {total} values in it{', every one' if found == total else ''}, "
+        f"and {elsewhere} in the code of another image (the same photo mirrored"
     )
+    if keyed:
+        return (
+            f"**Linkage**: the public code **does not point to this photo**. {counts}): values that match by chance among "
+            "the code's padded entries, alike in any image's code."
+        )
+    return f"**Linkage**: the public code **points to this photo**. {counts}, a nearly identical face)."
 
 
 def view_id(ref: FaceRef, served: ServedModel) -> str:
@@ -301,11 +314,12 @@ class Handlers:
             settings = self._settings(served, controls)
             view = self.faces.view(ref, served)
         except (PhotoError, SettingsError) as error:
-            raise gr.Error(str(error)) from None
+            raise gr.Error(render.sentence(str(error))) from None
         shown = privacy_view(served, view.face, replace(settings, seed=preview_seed(ref)))
         heading = f"{served.name}: {describe(settings, served)}"
         data = render.comparison_png(view.face.image, shown.panels, heading)
-        (path,) = self.outbox.write({f"comparison-k{settings.k}-{shown.public.short_id()}.png": data})
+        shows = hashlib.blake2s(f"{heading}|{shown.public.short_id()}|{settings.extra_attack}".encode(), digest_size=4).hexdigest()
+        (path,) = self.outbox.write({f"comparison-k{settings.k}-{shows}.png": data})
         return str(path)
 
     def share_preview(self, ref: FaceRef | None, model_name: str, *controls) -> tuple[np.ndarray | None, str]:
@@ -362,6 +376,9 @@ class Handlers:
         """A received public code and key -> the key holder's image; any failure clears the image and says why."""
         if public_data is None or key_data is None:
             return None, failure(f"Upload the {'public code' if public_data is None else 'key'} file.")
+        swapped = swapped_files(public_data, key_data)
+        if swapped:
+            return None, failure(swapped)
         try:
             served = self.served(model_name)
             shape = (served.model.num_groups, served.model.code_dim)
@@ -371,7 +388,7 @@ class Handlers:
         except CodeFormatError as error:
             return None, failure(f"Damaged or unknown file: {error}")
         except KeyMismatchError as error:
-            return None, failure(f"Wrong key: {error}")
+            return None, failure(self.mismatch(public_data, served, error))
         except PassphraseError as error:
             return None, failure(f"Passphrase: {error}")
         except ValueError as error:
@@ -383,6 +400,21 @@ class Handlers:
         return render.pixels(
             image[0]
         ), f"Decoded with {what} ({public.num_groups} groups, {'keyed' if public.keyed else 'values in the clear'})."
+
+    def mismatch(self, public_data: bytes, chosen: ServedModel, error: KeyMismatchError) -> str:
+        """Why a public code and a key do not go together, with the fix a user can make: another served model made the
+        code (by its model id, or by its shape for a file that names none), no served model did, or the key is not this
+        code's."""
+        try:
+            public = PublicCode.from_bytes(public_data, None, MAX_FACES)
+        except ValueError:
+            return f"Wrong key: {error}"
+        makers = [served for served in (chosen, *self.models.values()) if _made(served, public)]
+        if makers and makers[0] is chosen:
+            return f"Wrong key: {error}"
+        if makers:
+            return f"This public code was made with {makers[0].name}: choose it in the Model menu at the top, then decode."
+        return f"This public code was made by a model this app does not serve ({error})."
 
     def decode(
         self, public_file: str | None, key_file: str | None, model_name: str, passphrase: str = "", fraction: float = 1.0
@@ -396,6 +428,28 @@ class Handlers:
         return self.decode_received(public[0], key[0], model_name, passphrase, fraction)
 
 
+def _made(served: ServedModel, public: PublicCode) -> bool:
+    try:
+        check_fits(served.model, public)
+    except KeyMismatchError:
+        return False
+    return True
+
+
+def swapped_files(public_data: bytes, key_data: bytes) -> str:
+    """What is wrong when the public code and the key are in each other's boxes ("" when they are not)."""
+    key_there, public_there = public_data.startswith(KEY_MAGIC), key_data.startswith(PUBLIC_MAGIC)
+    if key_there and public_there:
+        return (
+            "The two files are in each other's boxes: the public code (.saep) goes in the public code box, the key (.saek) in the key box."
+        )
+    if key_there:
+        return "The public code box holds a key (.saek): upload the public code (.saep) there."
+    if public_there:
+        return "The key box holds a public code (.saep): upload the key (.saek) there."
+    return ""
+
+
 def describe(settings: ShareSettings, served: ServedModel, attacker: bool = True) -> str:
     """The settings in words: k, scheme, k', permutation, key fraction and, where attacks are shown (`attacker`), the
     guessing attacker's knowledge (a share itself does not use it)."""
@@ -404,7 +458,7 @@ def describe(settings: ShareSettings, served: ServedModel, attacker: bool = True
         f"k = {settings.k}, {settings.scheme} scheme, k' = {settings.k_prime(code_dim)}, "
         f"{'permuted' if settings.permute else 'not permuted'}, key fraction {settings.owner_fraction:.0%}"
     )
-    return shared + (f", attacker knows {settings.known_fraction:.0%} of the key" if attacker else "")
+    return shared + (f", attacker knows {settings.known_fraction:.0%} of the true entries (not the secret)" if attacker else "")
 
 
 __all__ = ["CONTROLS", "Handlers", "SECRET_BYTES", "describe"]

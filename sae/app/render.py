@@ -111,9 +111,15 @@ def panels_html(view: str, panels: list[Panel], size: int, hidden: tuple[str, st
     return f'<div class="panels" id="panels">{"".join(figures)}</div><p class="explain">{html.escape(EXPLAIN)}</p>'
 
 
+def sentence(message: str) -> str:
+    """A message as the page shows it: starting with a capital (the library's messages start in lower case, to read
+    well after a prefix)."""
+    return message[:1].upper() + message[1:]
+
+
 def empty_panels(message: str) -> str:
     """The panels' place when there is no face: one plain message."""
-    return f'<div class="panels-empty" id="panels">{html.escape(message)}</div>'
+    return f'<div class="panels-empty" id="panels">{html.escape(sentence(message))}</div>'
 
 
 # ---------------------------------------------------------------------------------------------------

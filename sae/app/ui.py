@@ -28,8 +28,14 @@ from sae.zoo import files
 
 SCHEME_LABELS = {"keyed": "keyed", "paper": "paper"}
 R = TypeVar("R")
+APP_ROOT = Path(__file__).resolve().parents[2]  # the folder of app.py: bundled models are shown by their path in it
 CPU = "model"  # one concurrency group for every queued event (the slider's is not queued: sae.app.gate)
 
+ABOUT_LEAD = (
+    "Each model below turns a face into sparse codes and back; the Explore tab explains what the panels show. For each: "
+    "where it was loaded from, what it was trained on and under which licence, and its model card (how it was trained, "
+    "its measured quality against simpler codes, and what attacks recover without the key)."
+)
 EXPLANATION = """
 ### What am I looking at?
 The photo is cropped to a face (the **model input**) and encoded into groups of numbers; only the **k** largest of each
@@ -41,7 +47,8 @@ numbers are in the clear.
 
 - **Key holder**: what someone with the key (or the part of it the owner grants) rebuilds.
 - **No key, decoded as is**: the public code decoded with its decoys.
-- **Guess**: an attacker who keeps k public numbers at random, plus the part of the key they know.
+- **Guess**: an attacker who keeps k public numbers at random, except the true ones they know (the "Attacker knows"
+  share; never the permutation or the cipher's secret).
 - **Extra attack**: cleverer guesses: magnitudes, re-encoding, a network or a linear map trained on other faces.
 - **Linkage**: with the numbers in the clear, whoever has the photo finds its numbers in the public code.
 """
@@ -60,6 +67,7 @@ CSS = """
 .panel.hidden .empty { border: 1px dashed var(--border-color-primary); }
 .panels-empty { padding: 2rem; text-align: center; border: 1px dashed var(--border-color-primary); border-radius: 8px; }
 .failure { color: var(--error-text-color, #c62828); font-weight: 600; }
+.dark .failure { color: #ff8a80; }  /* the dark theme's error colour is near-white */
 .explain { font-size: 0.85rem; opacity: 0.8; margin: 6px 0 0; }
 .chart-svg { width: 100%; height: auto; max-height: 320px; color: var(--body-text-color); font-size: 12px; }
 .chart-svg text { fill: currentColor; }
@@ -91,14 +99,16 @@ def theme() -> gr.themes.Base:
 
 
 def about_text(models: list[ServedModel], failures: list[str]) -> str:
-    """Each served model: where it came from, its size, its training data and licence, and its model card."""
-    parts = []
+    """Each served model: where it came from, its size, its training data and licence, and its model card; first, in
+    two plain sentences, what the page holds."""
+    parts = [ABOUT_LEAD]
     for served in models:
         model = served.model
         parameters = sum(p.numel() for p in model.parameters()) / 1e6
         parts += [
             f"## {served.name}",
-            f"**Serving:** {served.loaded.source}, {served.loaded.note}. **Parameters:** {parameters:.2f}M; {model.num_groups} groups of "
+            f"**Serving:** {shown_source(served.loaded.source)}, {served.loaded.note}. **Parameters:** {parameters:.2f}M; "
+            f"{model.num_groups} groups of "
             f"{model.code_dim} entries, k from 1 to {model.k_max}, {model.image_size}x{model.image_size} RGB faces.",
             f"**Training data:** {served.data.description}. **Licence:** {served.data.licence}.",
         ]
@@ -108,6 +118,18 @@ def about_text(models: list[ServedModel], failures: list[str]) -> str:
     if failures:
         parts += ["## Not served", *[f"- {line}" for line in failures]]
     return "\n\n".join(parts)
+
+
+def shown_source(source: str) -> str:
+    """A model's source as the page shows it: a Hub id as it is, a folder by its path inside the app, or by its name
+    alone (a page never shows where the server keeps its files)."""
+    path = Path(source)
+    if not path.is_absolute():
+        return source
+    try:
+        return path.resolve().relative_to(APP_ROOT).as_posix()
+    except ValueError:
+        return path.name
 
 
 def _card(directory: Path | None) -> str:
@@ -251,7 +273,7 @@ def build(
                             value=defaults.known_fraction,
                             step=0.05,
                             label="Attacker knows",
-                            info="the part of the key the guessing attacker holds",
+                            info="the part of the true entries the guesser knows",
                             elem_id="known",
                         )
                     with gr.Row():
@@ -347,11 +369,15 @@ def build(
             **redraw
         )
         whole.change(select, [face_state, whole, model_choice, *controls], view, api_name="select", **private).then(**redraw)
-        model_choice.change(switch, [face_state, model_choice, *controls], [k, *view], api_name="switch", **queued).then(**redraw)
+        model_choice.change(switch, [face_state, model_choice, *controls], [k, *view], api_name="switch", **queued).then(**redraw).then(
+            share_preview, [face_state, model_choice, *controls], [share_face, share_what], **private
+        )
         moves = [k.input, k.release, owner.input, owner.release, known.input, known.release, ratio.input, ratio.release]
         changes = [scheme.change, decoys.change, fill_all.change, permute.change, extra.change]
         gr.on([*moves, *changes], **update_event, trigger_mode="always_last", api_name="update")
         instant = dict(queue=False, show_progress="hidden", api_visibility="private")  # UI-only steps, at once
+        # Another model: files shared or decoded with the previous one go (the Share tab's preview follows above).
+        model_choice.change(lambda: (None, None, "", None, ""), None, [public_out, key_out, share_note, decoded, decode_note], **instant)
         gr.on([decoys.change, fill_all.change], decoy_controls, [decoys, fill_all], [fill_all, ratio], **instant)
         compare.click(comparison, [face_state, model_choice, *controls], compare_file, api_name="comparison", **queued).then(
             None, compare_file, None, js=DOWNLOAD_JS
