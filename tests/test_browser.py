@@ -150,6 +150,12 @@ def test_projector_layout_and_screenshots(app, page, tmp_path):
     )  # nothing drawn over a title
     page.evaluate("() => window.scrollTo(0, 0)")
     shot(page, "projector", app[1], tmp_path)
+    page.get_by_role("tab", name="Decode").click()  # the reconstruction beside the inputs, above the fold with the button
+    for selector in ("#public-in", "#key-in", "#decode-button", "#decoded"):
+        box = page.locator(selector).bounding_box()
+        assert box["y"] >= 0 and box["y"] + box["height"] <= 768, (selector, box)
+    page.get_by_role("tab", name="Explore").click()
+    panels_shown(page)
     page.set_viewport_size({"width": 1920, "height": 1080})
     shot(page, "wide", app[1], tmp_path)
     page.set_viewport_size({"width": 390, "height": 844})
@@ -371,14 +377,8 @@ def test_switching_models_keeps_the_photo_and_settings(app, page, tmp_path):
     page.set_viewport_size({"width": 1366, "height": 900})
     shots = [tmp_path / "model-0.png"]
     page.locator("#panels").screenshot(path=str(shots[0]))
-    page.locator("#model input").click()
-    options = page.get_by_role("option")
-    if options.count() < 2:
+    if pick_model(page) is None:
         pytest.skip("only one model is served")
-    current = page.locator("#model input").input_value()
-    names = [options.nth(i).inner_text().replace("✓", "").strip() for i in range(options.count())]  # the chosen one is ticked
-    other = next(name for name in names if name != current)
-    page.get_by_role("option", name=other).click()
     page.wait_for_function("(f) => { const t = document.querySelector('#panel-0 .title'); return t && t.innerText !== f; }", arg=first)
     assert title(page, 0) != first and page.locator("#caption-1").count() == 1
     assert page.evaluate(SOURCE, 0) not in ("", reference)  # the other model's input, sent with the switch
@@ -396,18 +396,19 @@ def test_switching_models_keeps_the_photo_and_settings(app, page, tmp_path):
     stacked.save(REPO / "assets" / "screenshot-models.png" if update else tmp_path / "models.png")
 
 
-def _pick_other_model(page) -> tuple[str, str] | None:
-    """Choose another model in the menu above the tabs: (the one before, the one chosen); None with one model."""
+def pick_model(page, name: str | None = None) -> tuple[str, str] | None:
+    """Choose `name` (default: another model than the current one) in the menu above the tabs: (the one before, the
+    one chosen); None when only one model is served."""
     page.locator("#model input").click()
     options = page.get_by_role("option")
     if options.count() < 2:
         page.keyboard.press("Escape")
         return None
     current = page.locator("#model input").input_value()
-    names = [options.nth(i).inner_text().replace("✓", "").strip() for i in range(options.count())]
-    other = next(name for name in names if name != current)
-    page.get_by_role("option", name=other).click()
-    return current, other
+    names = [options.nth(i).inner_text().replace("✓", "").strip() for i in range(options.count())]  # the chosen one is ticked
+    chosen = name if name is not None else next(other for other in names if other != current)
+    page.get_by_role("option", name=chosen).click()
+    return current, chosen
 
 
 def test_a_model_switch_on_the_share_and_decode_tabs(page, tmp_path):
@@ -426,7 +427,7 @@ def test_a_model_switch_on_the_share_and_decode_tabs(page, tmp_path):
             page.locator(f"#{name} a").first.click()
         saved[name] = tmp_path / download.value.suggested_filename
         download.value.save_as(saved[name])
-    picked = _pick_other_model(page)
+    picked = pick_model(page)
     if picked is None:
         pytest.skip("only one model is served")
     before, chosen = picked
@@ -456,7 +457,7 @@ def test_a_model_switch_on_the_share_and_decode_tabs(page, tmp_path):
     renamed_public.write_bytes(saved["public-file"].read_bytes())
     swapped = decode(renamed_key, renamed_public, made_with)
     assert swapped.startswith("The two files are in each other's boxes")
-    _pick_other_model(page)  # back to the model that made them: the files now decode
+    pick_model(page, before)  # back to the model that made them: the files now decode
     page.wait_for_function("(s) => { const n = document.querySelector(s); return n === null || n.innerText === ''; }", arg=note)
     assert "Decoded with" in decode(saved["public-file"], saved["key-file"], "")
     page.wait_for_selector("#decoded img")

@@ -474,7 +474,7 @@ def test_share_writes_the_code_and_key_named_after_the_code(handlers, celeba, fa
     assert f"`{public_path.name}`: {public_path.stat().st_size} bytes (keyed, k' = 32 per group)" in note
     assert "unlocks 32 entries" in note and "passphrase" not in note
     image, text = handlers.decode(str(public_path), str(key_path), celeba.name)
-    assert image.shape == (64, 64, 3) and image.dtype == np.uint8 and text == "Decoded with 32 entries (4 groups, keyed)."
+    assert image.shape == (64, 64, 3) and image.dtype == np.uint8 and text == f"Decoded with 32 entries (4 groups, keyed) by {celeba.name}."
     assert public_path.exists()  # a file outside Gradio's upload folder is never deleted
 
 
@@ -514,7 +514,7 @@ def test_share_preview_describes_the_settings(handlers, celeba, utkface, face):
 
 def test_describe_the_paper_scheme_without_permutation(celeba):
     text = describe(ShareSettings(k=4, scheme="paper", permute=False, decoys=False, known_fraction=0.0), celeba)
-    assert text == "k = 4, paper scheme, k' = 4, not permuted, key fraction 100%, attacker knows 0% of the true entries (not the secret)"
+    assert text == "k = 4, paper scheme, k' = 4, not permuted, key fraction 100%, attacker knows 0% of the true entries"
 
 
 @pytest.fixture
@@ -527,7 +527,7 @@ def shared(handlers, celeba, face) -> tuple[bytes, bytes]:
 
 def test_decode_with_the_passphrase_and_part_of_the_key(handlers, celeba, shared):
     image, text = handlers.decode_received(*shared, celeba.name, "open sesame", 1.0)
-    assert image.shape == (64, 64, 3) and text == "Decoded with 32 entries (4 groups, keyed)."
+    assert image.shape == (64, 64, 3) and text == f"Decoded with 32 entries (4 groups, keyed) by {celeba.name}."
     half, text = handlers.decode_received(*shared, celeba.name, "open sesame", 0.5)
     assert half.shape == (64, 64, 3) and text.startswith("Decoded with 50% of the key's entries") and not np.array_equal(half, image)
 
@@ -564,9 +564,30 @@ def test_decode_failures_clear_the_image_and_say_why(handlers, celeba, utkface, 
         assert image is None and text.startswith('<span class="failure">') and words.strip() in html.unescape(text), (words, text)
         _clean((text.replace(celeba.name, ""),), tmp_path)  # a test model's menu name is its folder; no other path
     image, text = narrow_handlers.decode_received(Path(other_public).read_bytes(), Path(other_key).read_bytes(), "narrow", "", 1.0)
-    assert image is None and "made by a model this app does not serve (this public code is for 4 groups of 32; the model has 2" in text
+    assert image is None and "This public code was made by a model this app does not serve (4 groups of 32 entries)." in html.unescape(text)
     image, text = handlers.decode_received(*shared, celeba.name, "open sesame", 0.0)
     assert image is None and "at least one entry" in text
+
+
+def test_a_code_that_names_no_model_is_offered_to_every_model_it_fits(handlers, celeba, utkface, face, tmp_path):
+    """A file that names no model (zeros for its model id) fits every served model of its shape: the message lists
+    them all instead of picking one."""
+    from dataclasses import replace
+
+    from sae.app.models import serve
+    from sae.core.model import SparseAutoencoder
+    from sae.zoo.hub import LoadedModel
+    from tests.conftest import TINY
+
+    public_path, key_path, _ = handlers.make_share(face, celeba.name, "", *controls(scheme="paper"))
+    unnamed = replace(PublicCode.from_bytes(Path(public_path).read_bytes()), model_id=bytes(8)).to_bytes()
+    narrow = serve(LoadedModel(SparseAutoencoder(**{**TINY, "num_groups": 2}).eval(), "narrow", "a test model"))
+    both = Handlers([narrow, celeba, utkface], outbox=tmp_path / "both")
+    image, text = both.decode_received(unnamed, Path(key_path).read_bytes(), "narrow")
+    expected = f"This public code names no model; {celeba.name} and {utkface.name} fit it: choose one in the Model menu at the top."
+    assert image is None and html.unescape(text) == f'<span class="failure">{expected}</span>'
+    image, text = both.decode_received(unnamed, Path(key_path).read_bytes(), celeba.name)
+    assert image is None and "Wrong key" in text  # the chosen model fits it: the key (bound to the named code) does not
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -574,10 +595,15 @@ def test_decode_failures_clear_the_image_and_say_why(handlers, celeba, utkface, 
 # ---------------------------------------------------------------------------------------------------
 
 
-def test_budget_text(celeba):
+def test_budget_text(celeba, handlers, face):
     text = budget_text(celeba, ShareSettings(k=4, k_prime_ratio=2.0))
     assert text.startswith("k = 4 per group × 4 groups = **16 non-zeros** (about ") and "shared with k' = 8 per group" in text
-    assert re.search(r"public code \d+ bytes, key \d+ bytes\.$", text)
+    sizes = re.search(r"public code (\d+) bytes, key (\d+) bytes\.$", text)
+    public_path, key_path, _ = handlers.make_share(face, celeba.name, "", *controls(k_prime_ratio=2.0))
+    assert sizes is not None and tuple(map(int, sizes.groups())) == (Path(public_path).stat().st_size, Path(key_path).stat().st_size)
+    # a key to part of the code stores what that part needs (keyed: a chain link and a cutoff), not a fixed share of it
+    part = budget_text(celeba, ShareSettings(k=4, k_prime_ratio=2.0, owner_fraction=0.5))
+    assert part.endswith("key " + sizes.group(2) + " bytes (a whole key; a key to part of it differs in size).")
 
 
 def test_linkage_text_verdicts():

@@ -145,7 +145,9 @@ def test_a_model_switch_refreshes_the_share_tab_and_clears_what_the_previous_mod
     switch, model = _events(demo)["switch"], _component(demo, "model")
     redraw = next(fn for fn in demo.fns.values() if fn.trigger_after == switch._id)
     preview = next(fn for fn in demo.fns.values() if fn.trigger_after == redraw._id)
-    assert preview.fn is _events(demo)["share_preview"].fn and not preview.trigger_only_on_success
+    tab = _events(demo)["share_preview"]  # the Share tab's own preview, on its select
+    assert preview.api_name == "switch_share_preview" and preview is not tab and tab.targets[0][1] == "select"
+    assert preview.fn is tab.fn and not preview.trigger_only_on_success
     assert [block.elem_id for block in preview.outputs] == ["share-face", "share-what"]
     assert [block._id for block in preview.inputs] == [block._id for block in _events(demo)["share_preview"].inputs]
     cleared = [
@@ -185,9 +187,12 @@ def test_about_lists_every_model_its_data_and_what_failed(served_models, tmp_pat
 
 
 def test_a_model_source_is_shown_without_the_servers_folders(tmp_path):
-    assert ui.shown_source(str(ui.APP_ROOT / "assets" / "models" / "utkface128")) == "assets/models/utkface128"
-    assert ui.shown_source(str(tmp_path / "teachers-model")) == "teachers-model"
-    assert ui.shown_source("someone/faces@0123abc") == "someone/faces@0123abc"  # a Hub id as it is
+    from sae.app.models import shown_source
+    from sae.zoo import files
+
+    assert shown_source(str(files.BUNDLED["utkface128"])) == "assets/models/utkface128"
+    assert shown_source(str(tmp_path / "teachers-model")) == "teachers-model"
+    assert shown_source("someone/faces@0123abc") == "someone/faces@0123abc"  # a Hub id as it is
 
 
 def test_an_unreadable_upload_reaches_the_handler(tmp_path):

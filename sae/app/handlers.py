@@ -97,7 +97,7 @@ def budget_text(served: ServedModel, settings: ShareSettings) -> str:
     keyed, groups = settings.keyed, model.num_groups
     public = public_nbytes(1, groups, model.code_dim, k_prime, 8, keyed)
     key = key_nbytes(1, groups, k, k_prime, settings.permute, keyed=keyed)
-    part = " (the whole key; one to part of it is a little smaller)" if settings.owner_fraction < 1 else ""
+    part = " (a whole key; a key to part of it differs in size)" if settings.owner_fraction < 1 else ""
     return (
         f"k = {k} per group × {groups} groups = **{k * groups} non-zeros** (about {code_bytes(groups, model.code_dim, k, 8)} bytes); "
         f"shared with k' = {k_prime} per group: public code {public} bytes, key {key} bytes{part}."
@@ -107,9 +107,10 @@ def budget_text(served: ServedModel, settings: ShareSettings) -> str:
 def linkage_text(found: int, elsewhere: int, total: int, keyed: bool) -> str:
     """The line under the panels: what an attacker holding the photo finds in the public code, the verdict first (a
     count alone reads as a leak even where it is chance)."""
+    every = ", every one" if found == total and not keyed else ""
     counts = (
-        f"An attacker who has the photo finds {found} of its {total} values in it{', every one' if found == total else ''}, "
-        f"and {elsewhere} in the code of another image (the same photo mirrored"
+        f"An attacker who has the photo finds {found} of its {total} values in it{every}, and {elsewhere} in the code of "
+        "another image (the same photo mirrored"
     )
     if keyed:
         return (
@@ -353,8 +354,9 @@ class Handlers:
         stem = f"face-{public.short_id()}"
         public_path, key_path = self.outbox.write({f"{stem}.saep": public.to_bytes(), f"{stem}.saek": key.to_bytes(passphrase or None)})
         note = (
-            f"Public code `{public_path.name}`: {public_path.stat().st_size} bytes ({'keyed' if public.keyed else 'values in the clear'}, "
-            f"k' = {public.k_prime} per group). Key `{key_path.name}`: {key_path.stat().st_size} bytes, unlocks {key.granted} entries"
+            f"Made with {served.name}. Public code `{public_path.name}`: {public_path.stat().st_size} bytes "
+            f"({'keyed' if public.keyed else 'values in the clear'}, k' = {public.k_prime} per group). "
+            f"Key `{key_path.name}`: {key_path.stat().st_size} bytes, unlocks {key.granted} entries"
             f"{', passphrase-protected' if passphrase else ''}. Keep the key private; the public code can go anywhere."
         )
         return str(public_path), str(key_path), note
@@ -399,7 +401,7 @@ class Handlers:
         what = f"{unlocked} entries" if unlocked is not None else f"{float(fraction):.0%} of the key's entries"
         return render.pixels(
             image[0]
-        ), f"Decoded with {what} ({public.num_groups} groups, {'keyed' if public.keyed else 'values in the clear'})."
+        ), f"Decoded with {what} ({public.num_groups} groups, {'keyed' if public.keyed else 'values in the clear'}) by {served.name}."
 
     def mismatch(self, public_data: bytes, chosen: ServedModel, error: KeyMismatchError) -> str:
         """Why a public code and a key do not go together, with the fix a user can make: another served model made the
@@ -409,12 +411,14 @@ class Handlers:
             public = PublicCode.from_bytes(public_data, None, MAX_FACES)
         except ValueError:
             return f"Wrong key: {error}"
-        makers = [served for served in (chosen, *self.models.values()) if _made(served, public)]
-        if makers and makers[0] is chosen:
+        if _made(chosen, public):
             return f"Wrong key: {error}"
-        if makers:
-            return f"This public code was made with {makers[0].name}: choose it in the Model menu at the top, then decode."
-        return f"This public code was made by a model this app does not serve ({error})."
+        makers = [served.name for served in self.models.values() if _made(served, public)]
+        if len(makers) == 1:
+            return f"This public code was made with {makers[0]}: choose it in the Model menu at the top, then decode."
+        if makers:  # a file that names no model: every served model of its shape fits it
+            return f"This public code names no model; {' and '.join(makers)} fit it: choose one in the Model menu at the top."
+        return f"This public code was made by a model this app does not serve ({public.num_groups} groups of {public.code_dim} entries)."
 
     def decode(
         self, public_file: str | None, key_file: str | None, model_name: str, passphrase: str = "", fraction: float = 1.0
@@ -458,7 +462,8 @@ def describe(settings: ShareSettings, served: ServedModel, attacker: bool = True
         f"k = {settings.k}, {settings.scheme} scheme, k' = {settings.k_prime(code_dim)}, "
         f"{'permuted' if settings.permute else 'not permuted'}, key fraction {settings.owner_fraction:.0%}"
     )
-    return shared + (f", attacker knows {settings.known_fraction:.0%} of the true entries (not the secret)" if attacker else "")
+    secret = " (not the secret)" if settings.permute or settings.keyed else ""
+    return shared + (f", attacker knows {settings.known_fraction:.0%} of the true entries{secret}" if attacker else "")
 
 
 __all__ = ["CONTROLS", "Handlers", "SECRET_BYTES", "describe"]

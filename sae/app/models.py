@@ -63,12 +63,24 @@ class ServedModel:
         return fitted, missing
 
 
+def shown_source(source: str) -> str:
+    """A model's source as About shows it: a Hub id or a relative folder as given, an absolute folder by its path inside
+    the app (a bundled model) or else by its name alone; the menu names a model as it was given (`_title`)."""
+    path = Path(source)
+    if not path.is_absolute():
+        return source
+    try:
+        return path.resolve().relative_to(files.ASSETS.parent).as_posix()
+    except ValueError:
+        return path.name
+
+
 def _title(loaded: LoadedModel) -> str:
     directory = loaded.directory
     for name, path in files.BUNDLED.items():
         if directory is not None and Path(directory).resolve() == path.resolve():
             return TITLES[name]
-    return loaded.source
+    return loaded.source  # the folder or Hub id the teacher gave: the name the menu and the API know it by
 
 
 def serve(loaded: LoadedModel) -> ServedModel:

@@ -18,7 +18,7 @@ from sae.app.bounded_slider import BoundedSlider
 from sae.app.face_cache import FACE_CACHE_SIZE
 from sae.app.gate import WORKERS, WorkGate
 from sae.app.handlers import EXAMPLES, START, Handlers
-from sae.app.models import ServedModel
+from sae.app.models import ServedModel, shown_source
 from sae.app.outbox import OUTBOX_MAX_AGE
 from sae.app.photo_input import PhotoInput
 from sae.app.settings import CONTROLS, NO_EXTRA, ShareSettings
@@ -28,7 +28,6 @@ from sae.zoo import files
 
 SCHEME_LABELS = {"keyed": "keyed", "paper": "paper"}
 R = TypeVar("R")
-APP_ROOT = Path(__file__).resolve().parents[2]  # the folder of app.py: bundled models are shown by their path in it
 CPU = "model"  # one concurrency group for every queued event (the slider's is not queued: sae.app.gate)
 
 ABOUT_LEAD = (
@@ -47,8 +46,8 @@ numbers are in the clear.
 
 - **Key holder**: what someone with the key (or the part of it the owner grants) rebuilds.
 - **No key, decoded as is**: the public code decoded with its decoys.
-- **Guess**: an attacker who keeps k public numbers at random, except the true ones they know (the "Attacker knows"
-  share; never the permutation or the cipher's secret).
+- **Guess**: an attacker who keeps the true numbers they know (the "Attacker knows" share; never the permutation or
+  the cipher's secret), the rest of k public numbers at random.
 - **Extra attack**: cleverer guesses: magnitudes, re-encoding, a network or a linear map trained on other faces.
 - **Linkage**: with the numbers in the clear, whoever has the photo finds its numbers in the public code.
 """
@@ -118,18 +117,6 @@ def about_text(models: list[ServedModel], failures: list[str]) -> str:
     if failures:
         parts += ["## Not served", *[f"- {line}" for line in failures]]
     return "\n\n".join(parts)
-
-
-def shown_source(source: str) -> str:
-    """A model's source as the page shows it: a Hub id as it is, a folder by its path inside the app, or by its name
-    alone (a page never shows where the server keeps its files)."""
-    path = Path(source)
-    if not path.is_absolute():
-        return source
-    try:
-        return path.resolve().relative_to(APP_ROOT).as_posix()
-    except ValueError:
-        return path.name
 
 
 def _card(directory: Path | None) -> str:
@@ -331,19 +318,22 @@ def build(
                 "Upload a public code and its key (and the passphrase if the key has one). Each file is read into this "
                 "session and deleted from the server at once, so the upload box empties again."
             )
-            with gr.Row():
-                with gr.Column():
-                    public_in = gr.File(label="Public code", file_types=[".saep"], type="filepath", elem_id="public-in")
-                    public_note = gr.Markdown(elem_id="public-note")
-                with gr.Column():
-                    key_in = gr.File(label="Key", file_types=[".saek"], type="filepath", elem_id="key-in")
-                    key_note = gr.Markdown(elem_id="key-note")
-            decode_pass = gr.Textbox(label="Passphrase (if any)", type="password")
-            fraction = BoundedSlider(0.05, 1.0, value=1.0, step=0.05, label="Fraction of the key to use")
-            decode_button = gr.Button("Decode", variant="primary", elem_id="decode-button")
-            decode_files = gr.Button(visible=False)  # the API's /decode: both files in one call
-            decoded = gr.Image(label="Key holder's reconstruction", format="png", interactive=False, height=256, elem_id="decoded")
-            decode_note = gr.Markdown(elem_id="decode-note")
+            with gr.Row():  # the inputs beside the result: on a projector the reconstruction shows without scrolling
+                with gr.Column(scale=3):
+                    with gr.Row():
+                        with gr.Column(min_width=200):
+                            public_in = gr.File(label="Public code", file_types=[".saep"], type="filepath", elem_id="public-in")
+                            public_note = gr.Markdown(elem_id="public-note")
+                        with gr.Column(min_width=200):
+                            key_in = gr.File(label="Key", file_types=[".saek"], type="filepath", elem_id="key-in")
+                            key_note = gr.Markdown(elem_id="key-note")
+                    decode_pass = gr.Textbox(label="Passphrase (if any)", type="password")
+                    fraction = BoundedSlider(0.05, 1.0, value=1.0, step=0.05, label="Fraction of the key to use")
+                    decode_button = gr.Button("Decode", variant="primary", elem_id="decode-button")
+                    decode_files = gr.Button(visible=False)  # the API's /decode: both files in one call
+                with gr.Column(scale=2, min_width=280):
+                    decoded = gr.Image(label="Key holder's reconstruction", format="png", interactive=False, height=256, elem_id="decoded")
+                    decode_note = gr.Markdown(elem_id="decode-note")
         with gr.Tab("About"):
             gr.Markdown(about_text(models, failures))
 
@@ -370,7 +360,7 @@ def build(
         )
         whole.change(select, [face_state, whole, model_choice, *controls], view, api_name="select", **private).then(**redraw)
         model_choice.change(switch, [face_state, model_choice, *controls], [k, *view], api_name="switch", **queued).then(**redraw).then(
-            share_preview, [face_state, model_choice, *controls], [share_face, share_what], **private
+            share_preview, [face_state, model_choice, *controls], [share_face, share_what], api_name="switch_share_preview", **private
         )
         moves = [k.input, k.release, owner.input, owner.release, known.input, known.release, ratio.input, ratio.release]
         changes = [scheme.change, decoys.change, fill_all.change, permute.change, extra.change]

@@ -76,7 +76,7 @@ ATTACKS: dict[str, Attack] = {
             CODE,
             lambda c: attacks.decoy_attack(c.public),
         ),
-        Attack("guess", "Guess k of k'", "keeps k of the public entries at random (and the known part of the key)", CODE, _guess),
+        Attack("guess", "Guess k of k'", "keeps the true entries it knows, the rest of k public entries at random", CODE, _guess),
         Attack(
             "magnitude", "Magnitude attack", "keeps the k smallest (or largest) magnitudes: breaks the paper's decoys", CODE, _magnitude
         ),
