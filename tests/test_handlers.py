@@ -584,8 +584,11 @@ def test_a_code_that_names_no_model_is_offered_to_every_model_it_fits(handlers, 
     narrow = serve(LoadedModel(SparseAutoencoder(**{**TINY, "num_groups": 2}).eval(), "narrow", "a test model"))
     both = Handlers([narrow, celeba, utkface], outbox=tmp_path / "both")
     image, text = both.decode_received(unnamed, Path(key_path).read_bytes(), "narrow")
-    expected = f"This public code names no model; {celeba.name} and {utkface.name} fit it: choose one in the Model menu at the top."
-    assert image is None and html.unescape(text) == f'<span class="failure">{expected}</span>'
+    expected = f"This public code names no model; {celeba.name} and {utkface.name} fit its shape: choose it in the Model menu"
+    assert image is None and expected in html.unescape(text)
+    one = Handlers([narrow, celeba], outbox=tmp_path / "one")  # fitting one model by shape is not being named by it
+    image, text = one.decode_received(unnamed, Path(key_path).read_bytes(), "narrow")
+    assert image is None and f"This public code names no model; {celeba.name} fits its shape" in html.unescape(text)
     image, text = both.decode_received(unnamed, Path(key_path).read_bytes(), celeba.name)
     assert image is None and "Wrong key" in text  # the chosen model fits it: the key (bound to the named code) does not
 
@@ -601,9 +604,17 @@ def test_budget_text(celeba, handlers, face):
     sizes = re.search(r"public code (\d+) bytes, key (\d+) bytes\.$", text)
     public_path, key_path, _ = handlers.make_share(face, celeba.name, "", *controls(k_prime_ratio=2.0))
     assert sizes is not None and tuple(map(int, sizes.groups())) == (Path(public_path).stat().st_size, Path(key_path).stat().st_size)
-    # a key to part of the code stores what that part needs (keyed: a chain link and a cutoff), not a fixed share of it
+    # a key to part of the code can be larger (keyed: it also stores a chain link and a cutoff) or smaller
     part = budget_text(celeba, ShareSettings(k=4, k_prime_ratio=2.0, owner_fraction=0.5))
-    assert part.endswith("key " + sizes.group(2) + " bytes (a whole key; a key to part of it differs in size).")
+    assert part.endswith("key " + sizes.group(2) + " bytes (a whole key's size; a key to part of it can differ).")
+    _, part_key, _ = handlers.make_share(face, celeba.name, "", *controls(k_prime_ratio=2.0, owner_fraction=0.5))
+    assert Path(part_key).stat().st_size != int(sizes.group(2))  # what the line warns of
+
+
+def test_describe_names_the_secret_the_attacker_lacks_only_where_there_is_one(celeba):
+    for settings, secret in ((ShareSettings(k=4), True), (ShareSettings(k=4, scheme="paper"), True),
+                             (ShareSettings(k=4, scheme="paper", permute=False), False)):  # fmt: skip
+        assert describe(settings, celeba).endswith("of the true entries" + (" (not the secret)" if secret else "")), settings
 
 
 def test_linkage_text_verdicts():
@@ -615,6 +626,7 @@ def test_linkage_text_verdicts():
     assert "finds 3 of its 16 values in it, and 2 in the code of another image (the same photo mirrored): values that match by chance" in (
         linkage_text(3, 2, 16, keyed=True)
     )
+    assert "finds 16 of its 16 values in it, and 9 in the code" in linkage_text(16, 9, 16, keyed=True)  # chance, not "every one"
 
 
 def test_curve_table_rounds():

@@ -16,6 +16,7 @@ from sae.app.handlers import Handlers
 from sae.app.settings import CONTROLS, NO_EXTRA
 from sae.privacy.catalogue import ATTACKS, EXTRA_ATTACKS
 from sae.privacy.scheme import SCHEMES
+from sae.zoo import files
 
 
 @pytest.fixture
@@ -184,11 +185,14 @@ def test_about_lists_every_model_its_data_and_what_failed(served_models, tmp_pat
     assert text.startswith(ui.ABOUT_LEAD + "\n\n## ")  # what the tab holds, in plain words, before the first model
     assert text.endswith("## Not served\n\n- hub:someone/gone: cannot load it (offline)\n\n- /models/x: not a directory")
     assert "Not served" not in ui.about_text(served_models, [])
+    broken = f"CelebA 64x64 (bundled): cannot load the model in {files.BUNDLED['celeba64']}: bad header"
+    assert ui.about_text(served_models, [broken]).endswith(
+        "- CelebA 64x64 (bundled): cannot load the model in assets/models/celeba64: bad header"
+    )
 
 
 def test_a_model_source_is_shown_without_the_servers_folders(tmp_path):
     from sae.app.models import shown_source
-    from sae.zoo import files
 
     assert shown_source(str(files.BUNDLED["utkface128"])) == "assets/models/utkface128"
     assert shown_source(str(tmp_path / "teachers-model")) == "teachers-model"

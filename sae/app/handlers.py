@@ -40,6 +40,7 @@ from sae.privacy.formats import (
     public_nbytes,
 )
 from sae.privacy.keystream import SECRET_BYTES
+from sae.privacy.scheme import names_model
 from sae.zoo.files import ASSETS
 
 EXAMPLES = ASSETS / "examples"
@@ -97,7 +98,7 @@ def budget_text(served: ServedModel, settings: ShareSettings) -> str:
     keyed, groups = settings.keyed, model.num_groups
     public = public_nbytes(1, groups, model.code_dim, k_prime, 8, keyed)
     key = key_nbytes(1, groups, k, k_prime, settings.permute, keyed=keyed)
-    part = " (a whole key; a key to part of it differs in size)" if settings.owner_fraction < 1 else ""
+    part = " (a whole key's size; a key to part of it can differ)" if settings.owner_fraction < 1 else ""
     return (
         f"k = {k} per group × {groups} groups = **{k * groups} non-zeros** (about {code_bytes(groups, model.code_dim, k, 8)} bytes); "
         f"shared with k' = {k_prime} per group: public code {public} bytes, key {key} bytes{part}."
@@ -405,8 +406,8 @@ class Handlers:
 
     def mismatch(self, public_data: bytes, chosen: ServedModel, error: KeyMismatchError) -> str:
         """Why a public code and a key do not go together, with the fix a user can make: another served model made the
-        code (by its model id, or by its shape for a file that names none), no served model did, or the key is not this
-        code's."""
+        code (by its model id), a file that names no model fits other served models by its shape, no served model can
+        have made it, or the key is not this code's."""
         try:
             public = PublicCode.from_bytes(public_data, None, MAX_FACES)
         except ValueError:
@@ -414,10 +415,11 @@ class Handlers:
         if _made(chosen, public):
             return f"Wrong key: {error}"
         makers = [served.name for served in self.models.values() if _made(served, public)]
-        if len(makers) == 1:
-            return f"This public code was made with {makers[0]}: choose it in the Model menu at the top, then decode."
-        if makers:  # a file that names no model: every served model of its shape fits it
-            return f"This public code names no model; {' and '.join(makers)} fit it: choose one in the Model menu at the top."
+        if makers and names_model(public):  # the same weights served twice share one model id
+            return f"This public code was made with {' or '.join(makers)}: choose it in the Model menu at the top, then decode."
+        if makers:
+            fits = f"{makers[0]} fits" if len(makers) == 1 else f"{', '.join(makers[:-1])} and {makers[-1]} fit"
+            return f"This public code names no model; {fits} its shape: choose it in the Model menu at the top, then decode."
         return f"This public code was made by a model this app does not serve ({public.num_groups} groups of {public.code_dim} entries)."
 
     def decode(

@@ -115,7 +115,8 @@ def about_text(models: list[ServedModel], failures: list[str]) -> str:
         if card:
             parts += [f"<details><summary>Model card</summary>\n\n{card}\n\n</details>"]
     if failures:
-        parts += ["## Not served", *[f"- {line}" for line in failures]]
+        inside = f"{files.ASSETS.parent}/"  # a bundled model's folder, as `shown_source` shows it; the console keeps it whole
+        parts += ["## Not served", *[f"- {line.replace(inside, '')}" for line in failures]]
     return "\n\n".join(parts)
 
 

@@ -351,9 +351,14 @@ def check_key(public: PublicCode, key: Key) -> None:
         raise KeyMismatchError("key does not belong to this public code (fingerprint mismatch)")
 
 
+def names_model(public: PublicCode) -> bool:
+    """Whether the public code names the model that made it (a version 1 file, or one made unnamed, does not)."""
+    return public.model_id not in (b"", UNNAMED_MODEL)
+
+
 def check_model(public: PublicCode, model_id: bytes) -> None:
     """Raise KeyMismatchError when a named public code was made by another model than `model_id`."""
-    if public.model_id not in (b"", UNNAMED_MODEL) and model_id != UNNAMED_MODEL and public.model_id != model_id:
+    if names_model(public) and model_id != UNNAMED_MODEL and public.model_id != model_id:
         raise KeyMismatchError(f"this public code was made by another model (model id {public.model_id.hex()}, serving {model_id.hex()})")
 
 
