@@ -435,6 +435,7 @@ class Handlers:
 
 
 def _made(served: ServedModel, public: PublicCode) -> bool:
+    """Whether `served` can have made `public`: its shape, and its model id when the code names one (`check_fits`)."""
     try:
         check_fits(served.model, public)
     except KeyMismatchError:
