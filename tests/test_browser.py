@@ -138,6 +138,7 @@ def test_projector_layout_and_screenshots(app, page, tmp_path):
     assert captions and max(captions) <= 768, captions  # every panel's numbers without scrolling
     chart = page.locator("#chart-block").bounding_box()
     assert chart["y"] < 2 * 768, chart  # after at most one scroll
+    assert_chart_reads(page, "wide")
     page.evaluate("() => document.querySelector('#panels').scrollIntoView()")
     assert all(
         t["own"]
@@ -164,7 +165,26 @@ def test_projector_layout_and_screenshots(app, page, tmp_path):
     assert tops[0] == tops[1] and tops[2] > tops[1], tops  # two panels a row
     heading, model = page.locator("#heading").bounding_box(), page.locator("#model").bounding_box()
     assert heading["width"] >= 300 and model["y"] >= heading["y"] + heading["height"], (heading, model)  # the title on its own row
+    assert_chart_reads(page, "narrow")
     shot(page, "phone", app[1], tmp_path)
+
+
+CHART_TEXT = """() => {
+    const shown = [...document.querySelectorAll('#chart .chart-svg')].filter(svg => getComputedStyle(svg).display !== 'none');
+    return shown.map(svg => {
+        const box = svg.getBoundingClientRect();
+        const labels = [...svg.querySelectorAll('text')].map(t => t.getBoundingClientRect());
+        return {name: svg.classList[1], smallest: Math.min(...labels.map(r => r.height)),
+                inside: labels.every(r => r.left >= box.left - 1 && r.right <= box.right + 1 && r.top >= box.top - 1)};
+    });
+}"""
+
+
+def assert_chart_reads(page, drawing: str) -> None:
+    """Only the chart's `drawing` shows, its labels at least 12 px tall, none cut off at its edges."""
+    shown = page.evaluate(CHART_TEXT)
+    assert [item["name"] for item in shown] == [drawing], shown
+    assert shown[0]["smallest"] >= 12 and shown[0]["inside"], shown
 
 
 def test_labels_follow_the_settings_and_enter_applies_typed_values(page):

@@ -234,7 +234,7 @@ def test_a_hidden_extra_attack_is_explained(handlers, celeba, face):
 
 def test_the_chart_marks_k_and_the_table_is_the_curve(handlers, celeba, face):
     chart = handlers.update(face, celeba.name, *controls(k=16))[CHART]
-    assert "key holder at k = 16" in chart and chart.count('class="marker"') == 1
+    assert "key holder at k = 16" in chart and chart.count('class="marker"') == 2  # one per drawing (wide, narrow)
     table = handlers.prepare(str(PHOTO), False, celeba.name, *controls())[-1]
     assert table[-1][0] == 16 and all(isinstance(value, int | float) for row in table for value in row)
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 import math
 import re
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -122,20 +124,39 @@ def test_chart_has_a_legend_entry_and_a_level_per_attack():
     level_colours = [colour for kind, colour, _ in legend if kind == "level"]
     assert level_colours == list(render.PALETTE[:3])
     assert all(f'stroke="{colour}"' in html for colour in level_colours)  # each level drawn in its legend's colour
-    assert html.count("<polyline") == 2 and html.count('class="marker"') == 1 and html.count('class="holder"') == 1
-    assert "-0.000" not in html and html.count("<svg") == 1 and html.count("</svg>") == 1
-    assert '<text x="0" y="12" class="axis">PSNR dB</text>' in html  # from the left edge, not cut off on a phone
+    assert "-0.000" not in html and html.count('<div class="legend">') == 1  # one legend under both drawings
+    drawings = re.findall(r'<svg viewBox="0 0 (\d+) (\d+)"[^>]* class="chart-svg (\w+)">(.*?)</svg>', html)
+    assert [(int(w), int(h), name) for w, h, name, _ in drawings] == [
+        (frame.width, frame.height, frame.name) for frame in (render.WIDE, render.NARROW)
+    ]
+    for *_, svg in drawings:  # each drawing whole: both lines, every level, the marker and the key holder's dot
+        assert svg.count("<polyline") == 2 and svg.count('class="marker"') == 1 and svg.count('class="holder"') == 1
+        assert all(f'stroke="{colour}"' in svg for colour in level_colours)
+        assert '<text x="0" y="12" class="axis">PSNR dB</text>' in svg  # from the left edge, not cut off
+    assert html.count("<svg") == 2 and html.count("</svg>") == 2
+
+
+@pytest.mark.parametrize("frame", [render.WIDE, render.NARROW], ids=lambda frame: frame.name)
+def test_chart_labels_stay_inside_their_drawing(frame):
+    """Every label's anchor lies inside the viewBox, the right axis's labels leave room for "0.5" and "SSIM", and the
+    k ticks are at least 28 units apart (about four characters at the drawing's size)."""
+    svg = render.chart_svg(frame, _curve(), 4, 128, {}, 14.0)
+    anchors = [(float(x), float(y)) for x, y in re.findall(r'<text x="([\d.]+)" y="([\d.]+)"', svg)]
+    assert all(0 <= x <= frame.width and 0 < y <= frame.height for x, y in anchors)
+    assert frame.width - (frame.width - frame.right + 6) >= 30
+    ticks = sorted(x for x, y in anchors if y == frame.height - frame.bottom + 16)
+    assert len(ticks) == frame.k_ticks + 1 and min(b - a for a, b in itertools.pairwise(ticks)) >= 28
 
 
 def test_chart_points_cover_the_curve_and_skip_what_is_not_finite():
     curve = _curve()
     curve.psnr[0] = math.inf  # identical at k = 1: no point, not a broken line
-    html = render.chart_html(curve, 16, 16, {}, math.inf)
+    html = render.chart_svg(render.WIDE, curve, 16, 16, {}, math.inf)
     psnr_line, ssim_line = re.findall(r'<polyline points="([^"]*)"', html)
     assert len(psnr_line.split()) == 15 and len(ssim_line.split()) == 16
     assert 'class="holder"' not in html and "inf" not in psnr_line
     xs = [float(point.split(",")[0]) for point in ssim_line.split()]
-    assert xs[0] == render.LEFT and xs[-1] == render.WIDTH - render.RIGHT  # k = 1 .. k_max span the plot
+    assert xs[0] == render.WIDE.left and xs[-1] == render.WIDE.width - render.WIDE.right  # k = 1 .. k_max span the plot
 
 
 def test_comparison_png_size_mode_and_tiles():

@@ -12,6 +12,7 @@ import base64
 import html
 import io
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -126,8 +127,26 @@ def empty_panels(message: str) -> str:
 # The quality chart
 # ---------------------------------------------------------------------------------------------------
 
-WIDTH, HEIGHT = 640, 262
-LEFT, RIGHT, TOP, BOTTOM = 44, 44, 24, 34
+
+@dataclass(frozen=True)
+class ChartFrame:
+    """One drawing of the chart: its viewBox, plot margins, how many k ticks, and the CSS class that shows it.
+
+    An SVG's text scales with the SVG, so one drawing cannot read on both a projector and a phone: the page gets a
+    wide drawing and a narrow one, and the stylesheet shows the one that fits the screen (`sae.app.ui.CSS`)."""
+
+    name: str
+    width: int
+    height: int
+    left: int
+    right: int
+    top: int
+    bottom: int
+    k_ticks: int
+
+
+WIDE = ChartFrame("wide", 640, 262, 44, 44, 24, 34, 8)
+NARROW = ChartFrame("narrow", 360, 300, 38, 40, 24, 38, 4)  # a phone: about 1:1, so its 13 px labels stay ~13 px
 
 
 def _polyline(xs, ys, x_of, y_of, colour: str, dash: str = "") -> str:
@@ -136,40 +155,46 @@ def _polyline(xs, ys, x_of, y_of, colour: str, dash: str = "") -> str:
     return f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"{style}/>'
 
 
-def chart_html(curve: QualityCurve, k: int, k_max: int, levels: dict[str, float], holder: float) -> str:
-    """PSNR (left axis) and SSIM (right axis) against k for this face, the current k marked, the key holder's PSNR at
-    this k as a dot, and each attack's PSNR at this k as a level in its own colour; the legend is HTML below."""
+def chart_svg(frame: ChartFrame, curve: QualityCurve, k: int, k_max: int, levels: dict[str, float], holder: float) -> str:
+    """The chart drawn in `frame`: PSNR (left axis) and SSIM (right axis) against k, the current k marked, the key
+    holder's PSNR at this k as a dot, and each attack's PSNR at this k as a level in its own colour."""
+    width, height, left, right, top, bottom = frame.width, frame.height, frame.left, frame.right, frame.top, frame.bottom
     finite = [v for v in (*curve.psnr, *levels.values(), holder) if math.isfinite(v)]
     low = 5 * math.floor(min(finite, default=0) / 5)
     high = 5 * math.ceil(max(finite, default=40) / 5 + 0.01)
-    x_of = lambda x: LEFT + (WIDTH - LEFT - RIGHT) * (x - 1) / max(1, k_max - 1)  # noqa: E731
-    y_of = lambda y: TOP + (HEIGHT - TOP - BOTTOM) * (high - min(max(y, low), high)) / (high - low)  # noqa: E731
-    s_of = lambda s: TOP + (HEIGHT - TOP - BOTTOM) * (1 - min(max(s, 0), 1))  # noqa: E731
-    parts = [f'<svg viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="PSNR and SSIM against k" class="chart-svg">']
+    x_of = lambda x: left + (width - left - right) * (x - 1) / max(1, k_max - 1)  # noqa: E731
+    y_of = lambda y: top + (height - top - bottom) * (high - min(max(y, low), high)) / (high - low)  # noqa: E731
+    s_of = lambda s: top + (height - top - bottom) * (1 - min(max(s, 0), 1))  # noqa: E731
+    parts = [f'<svg viewBox="0 0 {width} {height}" role="img" aria-label="PSNR and SSIM against k" class="chart-svg {frame.name}">']
     for tick in range(low, high + 1, 5):
         y = y_of(tick)
-        parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
-        parts.append(f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{tick}</text>')
+        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
+        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{tick}</text>')
     for tick in (0, 0.5, 1):
-        parts.append(f'<text x="{WIDTH - RIGHT + 6}" y="{s_of(tick) + 4:.1f}">{tick:g}</text>')
-    step = max(1, k_max // 8)
+        parts.append(f'<text x="{width - right + 6}" y="{s_of(tick) + 4:.1f}">{tick:g}</text>')
+    step = max(1, k_max // frame.k_ticks)
     for tick in [1, *range(step, k_max + 1, step)]:
-        parts.append(f'<text x="{x_of(tick):.1f}" y="{HEIGHT - BOTTOM + 16}" text-anchor="middle">{tick}</text>')
-    parts.append(f'<text x="{(LEFT + WIDTH - RIGHT) / 2}" y="{HEIGHT - 4}" text-anchor="middle">k (non-zeros per group)</text>')
+        parts.append(f'<text x="{x_of(tick):.1f}" y="{height - bottom + 16}" text-anchor="middle">{tick}</text>')
+    parts.append(f'<text x="{(left + width - right) / 2}" y="{height - 4}" text-anchor="middle">k (non-zeros per group)</text>')
     parts.append('<text x="0" y="12" class="axis">PSNR dB</text>')  # from the left edge: wider than the left margin
-    parts.append(f'<text x="{WIDTH - RIGHT + 6}" y="12" class="axis">SSIM</text>')
+    parts.append(f'<text x="{width - right + 6}" y="12" class="axis">SSIM</text>')
     parts.append(_polyline(curve.ks, curve.psnr, x_of, y_of, PSNR_COLOUR))
     parts.append(_polyline(curve.ks, curve.ssim, x_of, s_of, SSIM_COLOUR, "6 4"))
     for colour, level in zip(PALETTE, levels.values(), strict=False):
         if math.isfinite(level):
             parts.append(
-                f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y_of(level):.1f}" y2="{y_of(level):.1f}" stroke="{colour}" '
+                f'<line x1="{left}" x2="{width - right}" y1="{y_of(level):.1f}" y2="{y_of(level):.1f}" stroke="{colour}" '
                 'stroke-width="2" stroke-dasharray="3 3"/>'
             )
-    parts.append(f'<line x1="{x_of(k):.1f}" x2="{x_of(k):.1f}" y1="{TOP}" y2="{HEIGHT - BOTTOM}" class="marker"/>')
+    parts.append(f'<line x1="{x_of(k):.1f}" x2="{x_of(k):.1f}" y1="{top}" y2="{height - bottom}" class="marker"/>')
     if math.isfinite(holder):
         parts.append(f'<circle cx="{x_of(k):.1f}" cy="{y_of(holder):.1f}" r="5" fill="{PSNR_COLOUR}" class="holder"/>')
     parts.append("</svg>")
+    return "".join(parts)
+
+
+def chart_html(curve: QualityCurve, k: int, k_max: int, levels: dict[str, float], holder: float) -> str:
+    """The chart (`chart_svg`) in its WIDE and NARROW drawings, and one HTML legend below them."""
     legend = [
         ("PSNR of the model against k", PSNR_COLOUR, "solid"),
         ("SSIM (right axis)", SSIM_COLOUR, "dashed"),
@@ -180,7 +205,8 @@ def chart_html(curve: QualityCurve, k: int, k_max: int, levels: dict[str, float]
         f'<span class="item"><span class="swatch {kind}" style="--swatch:{colour}"></span>{html.escape(text)}</span>'
         for text, colour, kind in legend
     )
-    return f'<div class="chart" id="chart">{"".join(parts)}<div class="legend">{items}</div></div>'
+    drawings = "".join(chart_svg(frame, curve, k, k_max, levels, holder) for frame in (WIDE, NARROW))
+    return f'<div class="chart" id="chart">{drawings}<div class="legend">{items}</div></div>'
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -57,7 +57,7 @@ CSS = """
 @media (max-width: 640px) { #heading { min-width: 100% !important; } .row:has(> #heading) { flex-wrap: wrap; } }
 #model input, #extra-attack input { padding-right: 24px; text-overflow: ellipsis; }
 .panels { display: grid; grid-template-columns: repeat(auto-fit, minmax(200px, 1fr)); gap: 10px; }
-@media (max-width: 640px) { .panels { grid-template-columns: repeat(2, minmax(0, 1fr)); gap: 6px; } #chart .chart-svg { font-size: 16px; } }
+@media (max-width: 640px) { .panels { grid-template-columns: repeat(2, minmax(0, 1fr)); gap: 6px; } }
 .panel { margin: 0; min-width: 0; }
 .panel img, .panel .empty { width: 100%; aspect-ratio: 1; display: block; border-radius: 6px; image-rendering: pixelated;
   background: var(--block-background-fill); }
@@ -69,6 +69,8 @@ CSS = """
 .dark .failure { color: #ff8a80; }  /* the dark theme's error colour is near-white */
 .explain { font-size: 0.85rem; opacity: 0.8; margin: 6px 0 0; }
 .chart-svg { width: 100%; height: auto; max-height: 320px; color: var(--body-text-color); font-size: 12px; }
+.chart-svg.narrow { display: none; font-size: 13px; max-height: none; }
+@media (max-width: 640px) { .chart-svg.wide { display: none; } .chart-svg.narrow { display: block; } }
 .chart-svg text { fill: currentColor; }
 .chart-svg .grid { stroke: currentColor; opacity: 0.15; }
 .chart-svg .marker { stroke: currentColor; stroke-dasharray: 2 3; }
