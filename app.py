@@ -21,7 +21,7 @@ from sae.app.gate import WORKERS
 from sae.app.handlers import Handlers
 from sae.app.memory import TRIM_INTERVAL_S, MemoryTrimmer
 from sae.app.models import ServedModel, load_served
-from sae.app.ui import CSS, build, theme
+from sae.app.ui import CSS, PAGE_JS, build, theme
 
 MAX_UPLOAD = "20mb"  # Gradio refuses bigger uploads before they reach a handler
 # WORKERS (sae.app.gate) bounds all model work together, the queued events' and the slider's. QUEUE_SIZE caps the queued
@@ -74,6 +74,7 @@ def serve(
             max_file_size=MAX_UPLOAD,
             show_error=True,
             css=CSS,
+            js=PAGE_JS,
             theme=theme(),
             footer_links=["gradio"],
             enable_monitoring=False,  # Gradio's default serves a summary of every event at /monitoring/summary

@@ -215,9 +215,13 @@ def test_labels_follow_the_settings_and_enter_applies_typed_values(page):
     for typed, shown, snapped in (("5000", f"Guess {k_max} of", k_max), ("0", "Guess 1 of", "1")):  # out of range: the nearest k
         k_box.fill(typed)
         k_box.press("Enter")
+        assert k_box.input_value() == snapped  # the box shows the k the view uses, at once
         wait_title(page, 3, shown)
-        k_box.blur()
-        page.wait_for_function("(v) => document.querySelector('#k-slider input[type=number]').value === v", arg=snapped)  # the box too
+    known_box = page.locator("#known input[type=number]")
+    known_box.fill("")
+    known_box.press("Enter")
+    assert known_box.input_value() == "0"  # an emptied box: its minimum
+    page.wait_for_function("() => !document.querySelector('#panel-3 .title').innerText.includes('knows')")
     text = page.locator("body").inner_text()
     assert "-0.000" not in text and "PSNR: how close to the model input" in text
     assert page.locator("#chart-block .legend .item").count() >= 6  # PSNR, SSIM, key holder and one per attack
@@ -310,11 +314,15 @@ def test_every_bad_upload_resets_the_view_with_one_plain_message(page, tmp_path,
             page.locator(".gallery button, .gallery-item, [data-testid='examples'] button").first.click()
             page.wait_for_selector("#caption-1")
         panels_shown(page)
+        assert page.locator("#photo img.unreadable").count() == 0  # a readable photo after an unreadable one is shown
         upload(page, _bad_file(tmp_path, name))
         note = page.locator("#face-note").inner_text()
         assert message in note, (name, note)
         assert page.locator("#caption-1").count() == 0 and page.locator("#panel-0 img").count() == 0  # panels cleared
         assert page.locator("#chart-block svg").count() == 0  # chart cleared
+        if name == "text file named .png":  # the browser cannot draw it: no broken-image icon, a plain word instead
+            page.wait_for_selector("#photo img.unreadable", state="attached")
+            assert page.locator("#photo .image-frame").evaluate("f => getComputedStyle(f, '::after').content") == '"Not an image"'
         text = page.locator("body").inner_text()
         assert "/tmp" not in text and "Traceback" not in text and "preprocess" not in text.lower(), name
         assert text.count(message) == 1 and not re.search(r"[a-z]Error\b", text)  # the face note alone (no toast, no exception)

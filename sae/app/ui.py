@@ -80,7 +80,33 @@ CSS = """
 .legend .swatch.dashed { border-top-style: dashed; }
 .legend .swatch.level { border-top-style: dotted; }
 .legend .swatch.dot { width: 10px; height: 10px; border: 0; border-radius: 50%; background: var(--swatch); }
+#photo img.unreadable { visibility: hidden; }
+#photo .image-frame:has(img.unreadable) { position: relative; }
+#photo .image-frame:has(img.unreadable)::after { content: "Not an image"; position: absolute; inset: 0; display: flex;
+  align-items: center; justify-content: center; white-space: nowrap; color: var(--body-text-color-subdued); }
 """
+# Run once when the page loads (`demo.launch(js=...)`). Enter in a number box: a value outside the box's range becomes the
+# nearest one it allows (an emptied box its minimum), in the box itself, before Gradio reads it; the server clamps the
+# same way (`sae.app.bounded_slider`), this only keeps the box from showing a number the view does not. A photo the
+# browser cannot draw (a file that is not an image; the face note says why) shows "Not an image", not a broken icon.
+PAGE_JS = """() => {
+  document.addEventListener("keydown", (event) => {
+    const box = event.target;
+    if (event.key !== "Enter" || !(box instanceof HTMLInputElement) || box.type !== "number" || !box.min || !box.max) return;
+    const low = Number(box.min), high = Number(box.max);
+    const value = box.value === "" ? low : Number(box.value);
+    const clamped = Number.isFinite(value) ? Math.min(Math.max(value, low), high) : low;
+    if (box.value === "" || clamped !== Number(box.value)) {
+      box.value = String(clamped);
+      box.dispatchEvent(new Event("input", { bubbles: true }));
+    }
+  }, true);
+  const unreadable = (event, broken) => {
+    if (event.target instanceof HTMLImageElement && event.target.closest("#photo")) event.target.classList.toggle("unreadable", broken);
+  };
+  document.addEventListener("error", (event) => unreadable(event, true), true);
+  document.addEventListener("load", (event) => unreadable(event, false), true);
+}"""
 DOWNLOAD_JS = """(file) => {
   if (file && file.url) {
     const link = document.createElement("a");
