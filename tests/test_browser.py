@@ -172,19 +172,34 @@ def test_projector_layout_and_screenshots(app, page, tmp_path):
 CHART_TEXT = """() => {
     const shown = [...document.querySelectorAll('#chart .chart-svg')].filter(svg => getComputedStyle(svg).display !== 'none');
     return shown.map(svg => {
-        const box = svg.getBoundingClientRect();
-        const labels = [...svg.querySelectorAll('text')].map(t => t.getBoundingClientRect());
-        return {name: svg.classList[1], smallest: Math.min(...labels.map(r => r.height)),
-                inside: labels.every(r => r.left >= box.left - 1 && r.right <= box.right + 1 && r.top >= box.top - 1)};
+        const box = svg.getBoundingClientRect(), view = svg.viewBox.baseVal;
+        const scale = Math.min(box.width / view.width, box.height / view.height);  // as the SVG draws its viewBox
+        const texts = [...svg.querySelectorAll('text')];
+        const sizes = texts.map(t => parseFloat(getComputedStyle(t).fontSize) * scale);
+        const inside = texts.every(t => { const r = t.getBoundingClientRect();
+            return r.left >= box.left - 1 && r.right <= box.right + 1 && r.top >= box.top - 1 && r.bottom <= box.bottom + 1; });
+        return {name: svg.classList[1], smallest: Math.min(...sizes), largest: Math.max(...sizes), inside};
     });
 }"""
 
 
 def assert_chart_reads(page, drawing: str) -> None:
-    """Only the chart's `drawing` shows, its labels at least 12 px tall, none cut off at its edges."""
+    """Only the chart's `drawing` shows, its labels drawn 12-20 px (the font size times the drawing's scale), none cut
+    off at its edges."""
     shown = page.evaluate(CHART_TEXT)
     assert [item["name"] for item in shown] == [drawing], shown
-    assert shown[0]["smallest"] >= 12 and shown[0]["inside"], shown
+    assert 12 <= shown[0]["smallest"] <= shown[0]["largest"] <= 20 and shown[0]["inside"], shown
+
+
+def test_the_chart_reads_at_every_width(page):
+    """From a small phone to a projector, whichever drawing the page shows has labels a reader can read."""
+    upload(page, PHOTO)
+    panels_shown(page)
+    sizes = [(360, "narrow"), (390, "narrow"), (600, "narrow"), (800, "narrow"), (801, "wide"), (1024, "wide"), (1920, "wide")]
+    for width, drawing in sizes:
+        page.set_viewport_size({"width": width, "height": 900})
+        page.wait_for_timeout(100)
+        assert_chart_reads(page, drawing)
 
 
 def test_labels_follow_the_settings_and_enter_applies_typed_values(page):
@@ -314,15 +329,15 @@ def test_every_bad_upload_resets_the_view_with_one_plain_message(page, tmp_path,
             page.locator(".gallery button, .gallery-item, [data-testid='examples'] button").first.click()
             page.wait_for_selector("#caption-1")
         panels_shown(page)
-        assert page.locator("#photo img.unreadable").count() == 0  # a readable photo after an unreadable one is shown
+        assert page.locator("#photo img.no-preview").count() == 0  # a readable photo after an unreadable one is shown
         upload(page, _bad_file(tmp_path, name))
         note = page.locator("#face-note").inner_text()
         assert message in note, (name, note)
         assert page.locator("#caption-1").count() == 0 and page.locator("#panel-0 img").count() == 0  # panels cleared
         assert page.locator("#chart-block svg").count() == 0  # chart cleared
-        if name == "text file named .png":  # the browser cannot draw it: no broken-image icon, a plain word instead
-            page.wait_for_selector("#photo img.unreadable", state="attached")
-            assert page.locator("#photo .image-frame").evaluate("f => getComputedStyle(f, '::after').content") == '"Not an image"'
+        if name == "text file named .png":  # the browser cannot draw it: no broken-image icon, plain words instead
+            page.wait_for_selector("#photo img.no-preview", state="attached")
+            assert page.locator("#photo .image-frame").evaluate("f => getComputedStyle(f, '::after').content") == '"No preview"'
         text = page.locator("body").inner_text()
         assert "/tmp" not in text and "Traceback" not in text and "preprocess" not in text.lower(), name
         assert text.count(message) == 1 and not re.search(r"[a-z]Error\b", text)  # the face note alone (no toast, no exception)

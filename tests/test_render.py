@@ -132,31 +132,36 @@ def test_chart_has_a_legend_entry_and_a_level_per_attack():
     for *_, svg in drawings:  # each drawing whole: both lines, every level, the marker and the key holder's dot
         assert svg.count("<polyline") == 2 and svg.count('class="marker"') == 1 and svg.count('class="holder"') == 1
         assert all(f'stroke="{colour}"' in svg for colour in level_colours)
-        assert '<text x="0" y="12" class="axis">PSNR dB</text>' in svg  # from the left edge, not cut off
+        assert '<text x="0" y="14" class="axis">PSNR dB</text>' in svg  # from the left edge, not cut off
     assert html.count("<svg") == 2 and html.count("</svg>") == 2
 
 
 @pytest.mark.parametrize("frame", [render.WIDE, render.NARROW], ids=lambda frame: frame.name)
-def test_chart_labels_stay_inside_their_drawing(frame):
-    """Every label's anchor lies inside the viewBox, the right axis's labels leave room for "0.5" and "SSIM", and the
-    k ticks are at least 28 units apart (about four characters at the drawing's size)."""
-    svg = render.chart_svg(frame, _curve(), 4, 128, {}, 14.0)
+@pytest.mark.parametrize("k_max", [4, 16, 128])
+def test_chart_ticks_are_distinct_and_inside_the_drawing(frame, k_max):
+    """Every label's anchor lies inside the viewBox; k's ticks are distinct, start at 1, end at k_max, and neighbours
+    leave a gap between them (a digit is under 9 units wide at the drawings' font sizes). How big labels are drawn is the
+    browser test's."""
+    svg = render.chart_svg(frame, _curve(), 4, k_max, {}, 14.0)
     anchors = [(float(x), float(y)) for x, y in re.findall(r'<text x="([\d.]+)" y="([\d.]+)"', svg)]
     assert all(0 <= x <= frame.width and 0 < y <= frame.height for x, y in anchors)
-    assert frame.width - (frame.width - frame.right + 6) >= 30
-    ticks = sorted(x for x, y in anchors if y == frame.height - frame.bottom + 16)
-    assert len(ticks) == frame.k_ticks + 1 and min(b - a for a, b in itertools.pairwise(ticks)) >= 28
+    ticks = re.findall(rf'<text x="([\d.]+)" y="{frame.height - frame.bottom + 16}" text-anchor="middle">(\d+)</text>', svg)
+    labels = [int(label) for _, label in ticks]
+    assert labels[0] == 1 and labels[-1] == k_max and len(set(labels)) == len(labels) <= frame.k_ticks + 1
+    for (x1, a), (x2, b) in itertools.pairwise(ticks):  # centred labels: half of each one's width, and a gap
+        assert float(x2) - float(x1) >= 4.5 * (len(a) + len(b)) + 6, (a, b)
 
 
-def test_chart_points_cover_the_curve_and_skip_what_is_not_finite():
+@pytest.mark.parametrize("frame", [render.WIDE, render.NARROW], ids=lambda frame: frame.name)
+def test_chart_points_cover_the_curve_and_skip_what_is_not_finite(frame):
     curve = _curve()
     curve.psnr[0] = math.inf  # identical at k = 1: no point, not a broken line
-    html = render.chart_svg(render.WIDE, curve, 16, 16, {}, math.inf)
+    html = render.chart_svg(frame, curve, 16, 16, {}, math.inf)
     psnr_line, ssim_line = re.findall(r'<polyline points="([^"]*)"', html)
     assert len(psnr_line.split()) == 15 and len(ssim_line.split()) == 16
     assert 'class="holder"' not in html and "inf" not in psnr_line
     xs = [float(point.split(",")[0]) for point in ssim_line.split()]
-    assert xs[0] == render.WIDE.left and xs[-1] == render.WIDE.width - render.WIDE.right  # k = 1 .. k_max span the plot
+    assert xs[0] == frame.left and xs[-1] == frame.width - frame.right  # k = 1 .. k_max span the plot
 
 
 def test_comparison_png_size_mode_and_tiles():

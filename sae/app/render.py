@@ -146,7 +146,7 @@ class ChartFrame:
 
 
 WIDE = ChartFrame("wide", 640, 262, 44, 44, 24, 34, 8)
-NARROW = ChartFrame("narrow", 360, 300, 38, 40, 24, 38, 4)  # a phone: about 1:1, so its 13 px labels stay ~13 px
+NARROW = ChartFrame("narrow", 300, 260, 36, 44, 24, 38, 4)  # drawn about as wide as its viewBox on a phone
 
 
 def _polyline(xs, ys, x_of, y_of, colour: str, dash: str = "") -> str:
@@ -173,11 +173,11 @@ def chart_svg(frame: ChartFrame, curve: QualityCurve, k: int, k_max: int, levels
     for tick in (0, 0.5, 1):
         parts.append(f'<text x="{width - right + 6}" y="{s_of(tick) + 4:.1f}">{tick:g}</text>')
     step = max(1, k_max // frame.k_ticks)
-    for tick in [1, *range(step, k_max + 1, step)]:
+    for tick in sorted({1, *range(step, k_max + 1, step)}):
         parts.append(f'<text x="{x_of(tick):.1f}" y="{height - bottom + 16}" text-anchor="middle">{tick}</text>')
     parts.append(f'<text x="{(left + width - right) / 2}" y="{height - 4}" text-anchor="middle">k (non-zeros per group)</text>')
-    parts.append('<text x="0" y="12" class="axis">PSNR dB</text>')  # from the left edge: wider than the left margin
-    parts.append(f'<text x="{width - right + 6}" y="12" class="axis">SSIM</text>')
+    parts.append(f'<text x="0" y="{top - 10}" class="axis">PSNR dB</text>')  # from the left edge: wider than the left margin
+    parts.append(f'<text x="{width - right + 6}" y="{top - 10}" class="axis">SSIM</text>')
     parts.append(_polyline(curve.ks, curve.psnr, x_of, y_of, PSNR_COLOUR))
     parts.append(_polyline(curve.ks, curve.ssim, x_of, s_of, SSIM_COLOUR, "6 4"))
     for colour, level in zip(PALETTE, levels.values(), strict=False):

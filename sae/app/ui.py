@@ -69,8 +69,8 @@ CSS = """
 .dark .failure { color: #ff8a80; }  /* the dark theme's error colour is near-white */
 .explain { font-size: 0.85rem; opacity: 0.8; margin: 6px 0 0; }
 .chart-svg { width: 100%; height: auto; max-height: 320px; color: var(--body-text-color); font-size: 12px; }
-.chart-svg.narrow { display: none; font-size: 13px; max-height: none; }
-@media (max-width: 640px) { .chart-svg.wide { display: none; } .chart-svg.narrow { display: block; } }
+.chart-svg.narrow { display: none; font-size: 14px; max-height: none; max-width: 360px; margin: 0 auto; }
+@media (max-width: 800px) { .chart-svg.wide { display: none; } .chart-svg.narrow { display: block; } }
 .chart-svg text { fill: currentColor; }
 .chart-svg .grid { stroke: currentColor; opacity: 0.15; }
 .chart-svg .marker { stroke: currentColor; stroke-dasharray: 2 3; }
@@ -80,17 +80,19 @@ CSS = """
 .legend .swatch.dashed { border-top-style: dashed; }
 .legend .swatch.level { border-top-style: dotted; }
 .legend .swatch.dot { width: 10px; height: 10px; border: 0; border-radius: 50%; background: var(--swatch); }
-#photo img.unreadable { visibility: hidden; }
-#photo .image-frame:has(img.unreadable) { position: relative; }
-#photo .image-frame:has(img.unreadable)::after { content: "Not an image"; position: absolute; inset: 0; display: flex;
+#photo img.no-preview { visibility: hidden; }
+#photo .image-frame:has(img.no-preview) { position: relative; }
+#photo .image-frame:has(img.no-preview)::after { content: "No preview"; position: absolute; inset: 0; display: flex;
   align-items: center; justify-content: center; white-space: nowrap; color: var(--body-text-color-subdued); }
 """
-# Run once when the page loads (`demo.launch(js=...)`). Enter in a number box: a value outside the box's range becomes the
-# nearest one it allows (an emptied box its minimum), in the box itself, before Gradio reads it; the server clamps the
-# same way (`sae.app.bounded_slider`), this only keeps the box from showing a number the view does not. A photo the
-# browser cannot draw (a file that is not an image; the face note says why) shows "Not an image", not a broken icon.
+# Run once when the page loads (`demo.launch(js=...)`): two listeners on the document, each a named function.
+# `clampOnEnter`: Enter in a number box with a range puts a value outside it at the nearest end (an emptied or
+# unreadable value at its minimum), in the box itself, before Gradio reads it; the server clamps the same way
+# (`sae.app.bounded_slider`), so this only keeps the box from showing a number the view does not.
+# `markUnpreviewable`: a photo the browser cannot draw (a text file, or a TIFF the server reads but browsers do not)
+# shows "No preview" instead of a broken-image icon; the face note says whether the server could read it.
 PAGE_JS = """() => {
-  document.addEventListener("keydown", (event) => {
+  function clampOnEnter(event) {
     const box = event.target;
     if (event.key !== "Enter" || !(box instanceof HTMLInputElement) || box.type !== "number" || !box.min || !box.max) return;
     const low = Number(box.min), high = Number(box.max);
@@ -100,13 +102,16 @@ PAGE_JS = """() => {
       box.value = String(clamped);
       box.dispatchEvent(new Event("input", { bubbles: true }));
     }
-  }, true);
-  const unreadable = (event, broken) => {
-    if (event.target instanceof HTMLImageElement && event.target.closest("#photo")) event.target.classList.toggle("unreadable", broken);
-  };
-  document.addEventListener("error", (event) => unreadable(event, true), true);
-  document.addEventListener("load", (event) => unreadable(event, false), true);
+  }
+  function markUnpreviewable(event) {
+    const image = event.target;
+    if (image instanceof HTMLImageElement && image.closest("#photo")) image.classList.toggle("no-preview", event.type === "error");
+  }
+  document.addEventListener("keydown", clampOnEnter, true);
+  document.addEventListener("error", markUnpreviewable, true);
+  document.addEventListener("load", markUnpreviewable, true);
 }"""
+
 DOWNLOAD_JS = """(file) => {
   if (file && file.url) {
     const link = document.createElement("a");
