@@ -29,6 +29,7 @@ from unittest import mock
 import torch
 from PIL import Image
 
+from benchmarks.document import verdict
 from benchmarks.serving import FLOOR, OURS, PHOTO, REPLAY, AppProcess, PageSession, percentile
 from benchmarks.timing import timings_ms
 from sae.app.handlers import Handlers
@@ -230,7 +231,7 @@ def markdown(result: dict) -> str:
             lines.append(f"| {model}, the handler's work replayed | {replayed:.1f} | {floor:.1f} | | |")
     start = result["start"]
     lines += ["", f"Start to serving: ours {start['ours_s']:.2f} s, floor {start['floor_s']:.2f} s, ratio {start['ratio']:.2f}x "
-              f"(target {START_RATIO_TARGET}x)."]  # fmt: skip
+              f"(target {START_RATIO_TARGET}x: {verdict(start['ratio'], START_RATIO_TARGET)})."]  # fmt: skip
     for served, cost in result.get("analytics", {}).items():
         lines.append(f"Gradio's analytics summary per event after {served} events: {cost['gradio_ms']:.2f} ms with its defaults, "
                      f"{cost['ours_ms']:.3f} ms with app.py's.")  # fmt: skip

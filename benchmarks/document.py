@@ -1,5 +1,5 @@
 """The Markdown file a benchmark writes with `--out`: a title, the command that made it and when, what it measures
-(the module's docstring past its usage lines), then its table."""
+(the module's docstring past its usage lines), then its table; and the words its rows use for a target met or missed."""
 
 from __future__ import annotations
 
@@ -17,3 +17,8 @@ def document(title: str, module: str, docstring: str, table: str, argv: list[str
     how = " ".join(docstring.split("\n\n", 2)[2].split())
     stamp = time.strftime("%Y-%m-%dT%H:%M%z")
     return f"# {title}\n\nWritten by `{command_line(module, argv)}` ({stamp}).\n\n{how}\n\n{table}"
+
+
+def verdict(ratio: float, target: float) -> str:
+    """A ratio against its target in words, "met" or "missed", so that rounding to two places never hides a miss."""
+    return "met" if ratio <= target else "missed"

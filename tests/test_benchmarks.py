@@ -122,6 +122,13 @@ def test_browser_rows_put_the_replayed_steps_beside_each_model(monkeypatch):
     assert "replayed" in replayed.measure and replayed.ours == "60 / 60 ms"
     assert replayed.comparison.startswith("1.50x (95% interval 1.50x-1.50x) / 1.50x")
     assert rows[0].comparison.startswith("2.00x (95% interval 2.00x-2.00x) / 2.00x") and "not replayed" in browser.markdown(summary)
+    assert rows[0].comparison.endswith("(targets 1.5x / 2x: missed / met)")  # p90 exactly at its target: met
+
+
+def test_a_ratio_a_hair_over_its_target_is_missed_though_it_rounds_to_it():
+    from benchmarks.document import verdict
+
+    assert (verdict(1.2, 1.2), verdict(1.2005, 1.2), verdict(0.9, 1.2)) == ("met", "missed", "met")
 
 
 def test_the_median_ratios_interval_keeps_each_turns_pair_and_narrows_with_more_turns():
@@ -197,7 +204,7 @@ def test_app_rows_split_the_servers_cpu_into_carrying_outputs_and_the_handler(mo
     handlers = {model: {"slider move": {"median_ms": 20.0, "p90_ms": 22.0}}}
     cpu = {"floor": {"cpu_ms_per_move": 30.0, "text_kb_per_move": 0.01}, model: {"cpu_ms_per_move": 39.0, "text_kb_per_move": 123.4}}
     result = {"handlers": handlers, "server_cpu": cpu, "server_cpu_replayed": {model: {"cpu_ms_per_move": 12.0}}}
-    result["start"] = {"ours_s": 4.2, "floor_s": 4.0, "ratio": 1.05}
+    result["start"] = {"ours_s": 4.802, "floor_s": 4.0, "ratio": 1.2005}
     result["analytics"] = {"10000": {"gradio_ms": 7.5, "ours_ms": 0.002}}
     monkeypatch.setattr(bench_app, "run", lambda *args: result)
     rows, _ = run.app_rows([model], 2, 40, 1)
@@ -210,9 +217,12 @@ def test_app_rows_split_the_servers_cpu_into_carrying_outputs_and_the_handler(mo
         in table
     )
     assert next(row.ours for row in rows if row.measure.startswith("sent to the browser")) == "123 kB"
+    start = next(row for row in rows if row.measure.startswith("process start"))
+    assert start.comparison == "1.20x the floor (target 1.2x: missed)"  # a miss that rounds to the target says so
     analytics = rows[-1]
     assert "after 10,000 events" in analytics.measure and (analytics.ours, analytics.reference) == ("0.002 ms", "Gradio's defaults 7.50 ms")
     assert "after 10000 events: 7.50 ms with its defaults, 0.002 ms with app.py's." in table
+    assert "ratio 1.20x (target 1.2x: missed)." in table
 
 
 @pytest.mark.filterwarnings("ignore:'future.no_silent_downcasting'", "ignore:The copy keyword is deprecated")  # Gradio's pandas calls

@@ -330,6 +330,7 @@ def test_every_bad_upload_resets_the_view_with_one_plain_message(page, tmp_path,
             page.wait_for_selector("#caption-1")
         panels_shown(page)
         assert page.locator("#photo img.no-preview").count() == 0  # a readable photo after an unreadable one is shown
+        assert page.locator("#photo img").first.evaluate("i => getComputedStyle(i).visibility") == "visible"
         upload(page, _bad_file(tmp_path, name))
         note = page.locator("#face-note").inner_text()
         assert message in note, (name, note)
@@ -337,6 +338,7 @@ def test_every_bad_upload_resets_the_view_with_one_plain_message(page, tmp_path,
         assert page.locator("#chart-block svg").count() == 0  # chart cleared
         if name == "text file named .png":  # the browser cannot draw it: no broken-image icon, plain words instead
             page.wait_for_selector("#photo img.no-preview", state="attached")
+            assert page.locator("#photo img.no-preview").evaluate("i => getComputedStyle(i).visibility") == "hidden"  # no icon
             assert page.locator("#photo .image-frame").evaluate("f => getComputedStyle(f, '::after').content") == '"No preview"'
         text = page.locator("body").inner_text()
         assert "/tmp" not in text and "Traceback" not in text and "preprocess" not in text.lower(), name

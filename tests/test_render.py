@@ -139,9 +139,10 @@ def test_chart_has_a_legend_entry_and_a_level_per_attack():
 @pytest.mark.parametrize("frame", [render.WIDE, render.NARROW], ids=lambda frame: frame.name)
 @pytest.mark.parametrize("k_max", [4, 16, 128])
 def test_chart_ticks_are_distinct_and_inside_the_drawing(frame, k_max):
-    """Every label's anchor lies inside the viewBox; k's ticks are distinct, start at 1, end at k_max, and neighbours
-    leave a gap between them (a digit is under 9 units wide at the drawings' font sizes). How big labels are drawn is the
-    browser test's."""
+    """Every label's anchor lies inside the viewBox; k's ticks are distinct, start at 1, and neighbours leave a gap
+    between them (a digit is under 9 units wide at the drawings' font sizes); for a k_max that k_ticks divides (the
+    bundled models' 128 and 64 among them) they end at k_max, at most k_ticks + 1 of them. How big labels are drawn is
+    the browser test's."""
     svg = render.chart_svg(frame, _curve(), 4, k_max, {}, 14.0)
     anchors = [(float(x), float(y)) for x, y in re.findall(r'<text x="([\d.]+)" y="([\d.]+)"', svg)]
     assert all(0 <= x <= frame.width and 0 < y <= frame.height for x, y in anchors)

@@ -87,8 +87,8 @@ CSS = """
 """
 # Run once when the page loads (`demo.launch(js=...)`): two listeners on the document, each a named function.
 # `clampOnEnter`: Enter in a number box with a range puts a value outside it at the nearest end (an emptied or
-# unreadable value at its minimum), in the box itself, before Gradio reads it; the server clamps the same way
-# (`sae.app.bounded_slider`), so this only keeps the box from showing a number the view does not.
+# unreadable value at its minimum) in the box itself. Gradio has sent the typed value already and the server clamps it
+# the same way (`sae.app.bounded_slider`): this only keeps the box from showing a number the view does not.
 # `markUnpreviewable`: a photo the browser cannot draw (a text file, or a TIFF the server reads but browsers do not)
 # shows "No preview" instead of a broken-image icon; the face note says whether the server could read it.
 PAGE_JS = """() => {
