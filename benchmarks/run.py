@@ -411,7 +411,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=1, help="torch threads in this process (the app uses 1 per handler)")
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--moves", type=int, default=40, help="slider moves for the server's CPU per move")
-    parser.add_argument("--starts", type=int, default=5)
+    parser.add_argument("--starts", type=int, default=bench_app.STARTS)
     parser.add_argument("--steps", type=int, default=browser.STEPS, help="browser slider steps per app")
     parser.add_argument("--uploads", type=int, default=5, help="browser uploads per app")
     parser.add_argument("--train-presets", nargs="+", default=["default", "default128", "tiny"], choices=sorted(PRESETS))

@@ -1,0 +1,129 @@
+"""What a lighter decoder would win on the slider: a model beside a copy of it without its residual blocks.
+
+    python -m benchmarks.lighter_decoder [--model assets/models/utkface128] [--runs 3] [--out docs/lighter-decoder.md]
+
+The 128x128 model's slider step stays above 1.5x the floor app's, and the decoder's convolutions, most of them in its
+residual block, are the largest part of a move's handler. This measures how far a lighter decoder could take it: the
+model beside a copy of it with every residual block removed (`without_residual_blocks`: the same weights otherwise, no
+retraining), both measured as `benchmarks.slider_runs` measures the bundled models (fresh servers, the floor app in
+turns, each run after a probe of each model's handler in this process). The copy is a timing probe, never served: its
+pictures are worse, by how much the second table says (PSNR and SSIM on the first test faces of the model's data, when
+the data is beside the checkout). A decoder trained at the copy's cost could draw better pictures than the copy, but
+not move the slider faster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from benchmarks import browser, slider_runs
+from benchmarks import document as report
+from benchmarks.run import DATA
+from benchmarks.serving import chromium_available
+from sae.cli.evaluate import evaluate_model
+from sae.core.data import load_split, to_float
+from sae.core.model import ResidualBlock, SparseAutoencoder
+from sae.zoo.files import DataNote
+from sae.zoo.hub import load_model
+
+LIGHTER = "-without-residual-blocks"  # the copy's directory: the model's name and this
+
+
+def without_residual_blocks(model: SparseAutoencoder) -> SparseAutoencoder:
+    """A copy of `model` whose encoder and decoder keep every layer but the residual blocks, with the same weights.
+
+    Every block is `x + branch(x)`, so the copy is the model with each branch set to zero: what the decoder draws
+    with no non-linearity at all."""
+    config = dict(model._hub_mixin_config) | {"blocks": 0}
+    lighter = SparseAutoencoder(**config)
+    state = {key: value for key, value in model.state_dict().items() if key.split(".")[0] not in ("encoder", "decoder")}
+    for part in ("encoder", "decoder"):
+        kept = [layer for layer in getattr(model, part) if not isinstance(layer, ResidualBlock)]
+        for index, layer in enumerate(kept):
+            state |= {f"{part}.{index}.{key}": value for key, value in layer.state_dict().items()}
+    lighter.load_state_dict(state)
+    return lighter.eval()
+
+
+def lighter_copy(model_dir: str, into: Path) -> Path:
+    """`without_residual_blocks` of the model in `model_dir`, saved with its data note as a directory in `into`."""
+    model = load_model(model_dir, fallback=None).model
+    out = into / (Path(model_dir).name + LIGHTER)
+    without_residual_blocks(model).save_pretrained(out)
+    DataNote.read(Path(model_dir)).write(out)
+    return out
+
+
+def quality(models: dict[str, SparseAutoencoder], images: torch.Tensor) -> dict[str, dict[int, dict[str, float]]]:
+    """Mean PSNR and SSIM of each model's reconstruction of `images` at k = 8, 16, ... up to its k_max."""
+    ks = [k for k in (8, 16, 32, 64, 128, 256) if k <= min(model.k_max for model in models.values())]
+    with torch.inference_mode():
+        return {name: evaluate_model(model, images, ks) for name, model in models.items()}
+
+
+def quality_table(scores: dict[str, dict[int, dict[str, float]]], faces: int) -> str:
+    """One row per k: each model's PSNR / SSIM, and what the copy loses."""
+    (model, full), (copy, light) = scores.items()
+    lines = [
+        f"PSNR (dB) / SSIM on the first {faces} test faces:",
+        "",
+        f"| k | {Path(model).name} | {Path(copy).name} | lost (dB) |",
+        "|---|---|---|---|",
+    ]
+    for k, cell in full.items():
+        other = light[k]
+        lines.append(
+            f"| {k} | {cell['psnr']:.2f} / {cell['ssim']:.3f} | {other['psnr']:.2f} / {other['ssim']:.3f} | "
+            f"{cell['psnr'] - other['psnr']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.lighter_decoder", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", default="assets/models/utkface128")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=browser.STEPS, help="slider steps per app and run")
+    parser.add_argument("--uploads", type=int, default=3, help="uploads per app and run")
+    parser.add_argument("--faces", type=int, default=256, help="test faces for the quality table")
+    parser.add_argument("--cache-dir", default=".cache")
+    parser.add_argument("--out", default=None, help="also write the tables here")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args(argv)
+    if not chromium_available():
+        raise SystemExit("benchmarks.lighter_decoder: Chromium not found (apt-get install chromium)")
+    with tempfile.TemporaryDirectory(prefix="sae-lighter-") as scratch:
+        copy = lighter_copy(args.model, Path(scratch))
+        results = slider_runs.run([args.model, str(copy)], args.runs, args.steps, args.uploads)
+        tables = [slider_runs.markdown(results)]
+        data = DATA.get(DataNote.read(Path(args.model)).dataset)
+        scores = {}
+        if data is not None and data.is_dir():
+            models = {name: load_model(name, fallback=None).model for name in (args.model, str(copy))}
+            size = models[args.model].image_size
+            images = to_float(load_split(data, "test", args.cache_dir, args.faces, size))
+            scores = quality(models, images)
+            tables.append(quality_table(scores, len(images)))
+        else:
+            tables.append(f"No quality table: the model's data ({data}) is not beside the checkout.\n")
+    text = "\n".join(tables)
+    print(text)
+    if args.out:
+        title, used = "What a lighter decoder would win on the slider", sys.argv[1:] if argv is None else argv
+        Path(args.out).write_text(report.document(title, "benchmarks.lighter_decoder", __doc__, text, used))
+    everything = {"runs": results, "quality": {name: {str(k): cell for k, cell in rows.items()} for name, rows in scores.items()}}
+    if args.json:
+        Path(args.json).write_text(json.dumps(everything, indent=2))
+    return everything
+
+
+if __name__ == "__main__":
+    main()
