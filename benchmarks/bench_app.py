@@ -43,7 +43,7 @@ from sae.zoo.hub import load_model
 SERVER_CPU_TARGET_MS = 40.0
 COUNTED_KS = range(8, 24)  # the k the counted slider moves cycle through (the replay app is warmed on each)
 START_RATIO_TARGET = 1.2
-STARTS = 9  # starts per app, alternating with the floor: a start varies widely on a shared machine, few make a loose median
+STARTS = 9  # an odd count has a middle start; one start varies widely on a shared machine, so few make a loose median
 
 
 PHONE_SIZE = (4032, 3024)  # a 12-megapixel phone camera's frame

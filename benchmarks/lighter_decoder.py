@@ -1,15 +1,16 @@
-"""What a lighter decoder would win on the slider: a model beside a copy of it without its residual blocks.
+"""What the decoder's residual blocks cost on the slider: a model beside a copy of it whose decoder has none.
 
     python -m benchmarks.lighter_decoder [--model assets/models/utkface128] [--runs 3] [--out docs/lighter-decoder.md]
 
-The 128x128 model's slider step stays above 1.5x the floor app's, and the decoder's convolutions, most of them in its
-residual block, are the largest part of a move's handler. This measures how far a lighter decoder could take it: the
-model beside a copy of it with every residual block removed (`without_residual_blocks`: the same weights otherwise, no
-retraining), both measured as `benchmarks.slider_runs` measures the bundled models (fresh servers, the floor app in
-turns, each run after a probe of each model's handler in this process). The copy is a timing probe, never served: its
-pictures are worse, by how much the second table says (PSNR and SSIM on the first test faces of the model's data, when
-the data is beside the checkout). A decoder trained at the copy's cost could draw better pictures than the copy, but
-not move the slider faster.
+A slider move decodes every panel's code again (the face is encoded once, at upload), and the decoder's convolutions
+are the largest part of a move's handler, about half of them in its residual blocks. This measures what dropping
+those blocks would win: the model beside a copy whose decoder keeps every layer but its residual blocks
+(`without_decoder_blocks`: the same weights, the same encoder and codes, no retraining), both measured as
+`benchmarks.slider_runs` measures the bundled models (fresh servers, the floor app in turns, each run after a probe of
+each model's handler in this process). The copy is a timing probe, never served: its pictures are worse, by how much
+the second table says (PSNR and SSIM on the first test faces of the model's data, when the data is beside the
+checkout). What is left of its decoder is linear, so retrained weights for the same layers would change its pictures,
+not its time per move; only fewer or narrower layers would cost less.
 """
 
 from __future__ import annotations
@@ -26,36 +27,41 @@ from benchmarks import browser, slider_runs
 from benchmarks import document as report
 from benchmarks.run import DATA
 from benchmarks.serving import chromium_available
+from sae.app.settings import ShareSettings
 from sae.cli.evaluate import evaluate_model
 from sae.core.data import load_split, to_float
 from sae.core.model import ResidualBlock, SparseAutoencoder
+from sae.privacy import catalogue
 from sae.zoo.files import DataNote
 from sae.zoo.hub import load_model
 
-LIGHTER = "-without-residual-blocks"  # the copy's directory: the model's name and this
+LIGHTER = "-without-decoder-blocks"  # the copy's directory: the model's name and this
 
 
-def without_residual_blocks(model: SparseAutoencoder) -> SparseAutoencoder:
-    """A copy of `model` whose encoder and decoder keep every layer but the residual blocks, with the same weights.
+def without_decoder_blocks(model: SparseAutoencoder) -> SparseAutoencoder:
+    """A copy of `model` whose decoder keeps every layer but its residual blocks (`decoder_blocks=0`), with the same
+    weights; the encoder, the grouped layers and so the codes are the model's.
 
-    Every block is `x + branch(x)`, so the copy is the model with each branch set to zero: what the decoder draws
+    Every block is `x + branch(x)`, so the copy's decoder is the model's with each branch set to zero: what it draws
     with no non-linearity at all."""
-    config = dict(model._hub_mixin_config) | {"blocks": 0}
-    lighter = SparseAutoencoder(**config)
-    state = {key: value for key, value in model.state_dict().items() if key.split(".")[0] not in ("encoder", "decoder")}
-    for part in ("encoder", "decoder"):
-        kept = [layer for layer in getattr(model, part) if not isinstance(layer, ResidualBlock)]
-        for index, layer in enumerate(kept):
-            state |= {f"{part}.{index}.{key}": value for key, value in layer.state_dict().items()}
+    lighter = SparseAutoencoder(**(dict(model._hub_mixin_config) | {"decoder_blocks": 0}))
+    state = {key: value for key, value in model.state_dict().items() if not key.startswith("decoder.")}
+    kept = [layer for layer in model.decoder if not isinstance(layer, ResidualBlock)]
+    for index, layer in enumerate(kept):
+        state |= {f"decoder.{index}.{key}": value for key, value in layer.state_dict().items()}
     lighter.load_state_dict(state)
     return lighter.eval()
 
 
 def lighter_copy(model_dir: str, into: Path) -> Path:
-    """`without_residual_blocks` of the model in `model_dir`, saved with its data note as a directory in `into`."""
+    """`without_decoder_blocks` of the model in `model_dir`, saved with its data note as a directory in `into`, for the
+    app to serve. The model's shipped attacks are not copied (each names the weights it was fitted to): the app's
+    default extra attack must need none, or the copy's moves would do less work than the model's."""
+    if not catalogue.ATTACKS[ShareSettings().extra_attack].available({}):
+        raise RuntimeError("the app's default extra attack needs a fitted part, which the copy does not have")
     model = load_model(model_dir, fallback=None).model
     out = into / (Path(model_dir).name + LIGHTER)
-    without_residual_blocks(model).save_pretrained(out)
+    without_decoder_blocks(model).save_pretrained(out)
     DataNote.read(Path(model_dir)).write(out)
     return out
 
@@ -63,8 +69,7 @@ def lighter_copy(model_dir: str, into: Path) -> Path:
 def quality(models: dict[str, SparseAutoencoder], images: torch.Tensor) -> dict[str, dict[int, dict[str, float]]]:
     """Mean PSNR and SSIM of each model's reconstruction of `images` at k = 8, 16, ... up to its k_max."""
     ks = [k for k in (8, 16, 32, 64, 128, 256) if k <= min(model.k_max for model in models.values())]
-    with torch.inference_mode():
-        return {name: evaluate_model(model, images, ks) for name, model in models.items()}
+    return {name: evaluate_model(model, images, ks) for name, model in models.items()}
 
 
 def quality_table(scores: dict[str, dict[int, dict[str, float]]], faces: int) -> str:
@@ -117,7 +122,7 @@ def main(argv: list[str] | None = None) -> dict:
     text = "\n".join(tables)
     print(text)
     if args.out:
-        title, used = "What a lighter decoder would win on the slider", sys.argv[1:] if argv is None else argv
+        title, used = "The slider without the decoder's residual blocks", sys.argv[1:] if argv is None else argv
         Path(args.out).write_text(report.document(title, "benchmarks.lighter_decoder", __doc__, text, used))
     everything = {"runs": results, "quality": {name: {str(k): cell for k, cell in rows.items()} for name, rows in scores.items()}}
     if args.json:

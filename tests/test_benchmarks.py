@@ -423,32 +423,34 @@ def test_slider_runs_put_each_runs_probe_beside_its_ratio_and_name_the_command(m
     assert results[1]["seconds"]["assets/models/utkface128"]["step"] == [0.09] * 4  # every step kept
 
 
-def test_a_model_without_its_residual_blocks_is_the_model_with_every_branch_removed(tiny_model):
+def test_a_model_without_its_decoder_blocks_is_the_model_with_every_decoder_branch_removed(tiny_model):
     import copy
 
-    from benchmarks.lighter_decoder import without_residual_blocks
+    from benchmarks.lighter_decoder import without_decoder_blocks
     from sae.core.model import ResidualBlock
 
     torch.manual_seed(1)
     for block in (layer for part in (tiny_model.encoder, tiny_model.decoder) for layer in part if isinstance(layer, ResidualBlock)):
         torch.nn.init.normal_(block.conv2.weight, std=0.2)  # a fresh block's branch is zero: make it draw something
     branchless = copy.deepcopy(tiny_model)
-    for part in (branchless.encoder, branchless.decoder):
-        for index, layer in enumerate(part):
-            if isinstance(layer, ResidualBlock):
-                part[index] = torch.nn.Identity()
-    lighter = without_residual_blocks(tiny_model)
+    for index, layer in enumerate(branchless.decoder):
+        if isinstance(layer, ResidualBlock):
+            branchless.decoder[index] = torch.nn.Identity()
+    lighter = without_decoder_blocks(tiny_model)
     images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(2))
     with torch.inference_mode():
-        codes = lighter.sparsify(lighter.encode(images), 4)
-        torch.testing.assert_close(lighter.encode(images), branchless.encode(images))
-        torch.testing.assert_close(lighter.decode(codes), branchless.decode(codes))
-        assert not torch.allclose(lighter.decode(codes), tiny_model.decode(codes), atol=1e-3)  # the blocks did draw
-    assert lighter._hub_mixin_config["blocks"] == 0 and not any(isinstance(layer, ResidualBlock) for layer in lighter.modules())
+        codes = tiny_model.sparsify(tiny_model.encode(images), 4)
+        torch.testing.assert_close(lighter.encode(images), tiny_model.encode(images), rtol=0, atol=0)  # the same codes
+        torch.testing.assert_close(lighter.decode_unclamped(codes), branchless.decode_unclamped(codes))
+        assert (lighter.decode_unclamped(codes) - tiny_model.decode_unclamped(codes)).abs().max() > 0.01  # the block drew
+    assert lighter._hub_mixin_config["decoder_blocks"] == 0 and lighter._hub_mixin_config["blocks"] == 1
+    assert not any(isinstance(layer, ResidualBlock) for layer in lighter.decoder)
+    assert any(isinstance(layer, ResidualBlock) for layer in lighter.encoder)
 
 
+@pytest.mark.parametrize("with_data", [True, False])
 def test_the_lighter_decoder_benchmark_runs_the_copy_beside_the_model_and_tables_its_loss(
-    monkeypatch, tmp_path, tiny_model_dirs, fake_utkface
+    with_data, monkeypatch, tmp_path, tiny_model_dirs, fake_utkface
 ):
     from benchmarks import browser, lighter_decoder, slider_runs
     from sae.zoo.files import DataNote
@@ -458,31 +460,35 @@ def test_the_lighter_decoder_benchmark_runs_the_copy_beside_the_model_and_tables
     def fake(models, steps_per_app, uploads, replay=False):
         served.append(models)
         copy = load_model(models[1], fallback=None)
-        assert copy.model._hub_mixin_config["blocks"] == 0 and DataNote.read(copy.directory).dataset == "utkface"
+        assert copy.model._hub_mixin_config["decoder_blocks"] == 0 and DataNote.read(copy.directory).dataset == "utkface"
         steps = dict(zip(models, (0.08, 0.07), strict=True))
         return {"floor": {"step": [0.05] * 2, "upload": [0.1]}} | {m: {"step": [t] * 2, "upload": [0.2]} for m, t in steps.items()}
 
     monkeypatch.setattr(browser, "run", fake)
     monkeypatch.setattr(slider_runs, "probe_ms", lambda model: 10.0)
     monkeypatch.setattr(lighter_decoder, "chromium_available", lambda: True)
-    monkeypatch.setattr(lighter_decoder, "DATA", {"utkface": fake_utkface})
+    monkeypatch.setattr(lighter_decoder, "DATA", {"utkface": fake_utkface if with_data else tmp_path / "absent"})
     out = tmp_path / "lighter.md"
     model = str(tiny_model_dirs["utkface"])
     argv = ["--model", model, "--runs", "1", "--steps", "2", "--uploads", "1", "--faces", "2", "--cache-dir", str(tmp_path)]
     argv += ["--out", str(out)]
     result = lighter_decoder.main(argv)
-    assert len(served) == 1 and served[0][0] == model and Path(served[0][1]).name == "utkface-without-residual-blocks"
+    assert len(served) == 1 and served[0][0] == model and Path(served[0][1]).name == "utkface-without-decoder-blocks"
     text = out.read_text()
     assert f"`python -m benchmarks.lighter_decoder {' '.join(argv)}`" in text
-    assert "| utkface | 10.0 | 80 | 50 | 1.60x |" in text and "| utkface-without-residual-blocks | 10.0 | 70 | 50 | 1.40x |" in text
-    assert "PSNR (dB) / SSIM on the first 2 test faces:" in text
-    assert sorted(result["quality"][model]) == ["16", "8"]  # the ks up to the tiny model's k_max of 24
+    assert "| utkface | 10.0 | 80 | 50 | 1.60x |" in text and "| utkface-without-decoder-blocks | 10.0 | 70 | 50 | 1.40x |" in text
+    if with_data:
+        assert "PSNR (dB) / SSIM on the first 2 test faces:" in text and "No quality table" not in text
+        assert sorted(result["quality"][model]) == ["16", "8"]  # the ks up to the tiny model's k_max of 24
+    else:
+        assert f"No quality table: the model's data ({tmp_path / 'absent'}) is not beside the checkout." in text
+        assert "PSNR (dB)" not in text and result["quality"] == {}
 
 
 def test_the_lighter_decoder_quality_table_gives_what_the_copy_loses():
     from benchmarks.lighter_decoder import quality_table
 
-    scores = {"a/utkface128": {8: {"psnr": 24.0, "ssim": 0.8}}, "b/utkface128-without-residual-blocks": {8: {"psnr": 22.75, "ssim": 0.71}}}
+    scores = {"a/utkface128": {8: {"psnr": 24.0, "ssim": 0.8}}, "b/utkface128-without-decoder-blocks": {8: {"psnr": 22.75, "ssim": 0.71}}}
     table = quality_table(scores, 256)
-    assert "| k | utkface128 | utkface128-without-residual-blocks | lost (dB) |" in table
+    assert "| k | utkface128 | utkface128-without-decoder-blocks | lost (dB) |" in table
     assert "| 8 | 24.00 / 0.800 | 22.75 / 0.710 | 1.25 |" in table

@@ -119,3 +119,15 @@ def test_a_128_model_and_the_map_size():
     assert model.map_size == 32
     with torch.no_grad():
         assert model(torch.rand(1, 3, 128, 128), k=2).shape == (1, 3, 128, 128)
+
+
+def test_decoder_blocks_give_the_decoder_its_own_count_and_round_trip(tmp_path):
+    from sae.core.model import ResidualBlock
+
+    model = SparseAutoencoder(**(TINY | {"blocks": 1, "decoder_blocks": 0}))
+    assert sum(isinstance(layer, ResidualBlock) for layer in model.encoder) == 1
+    assert not any(isinstance(layer, ResidualBlock) for layer in model.decoder)
+    assert sum(isinstance(layer, ResidualBlock) for layer in SparseAutoencoder(**TINY).decoder) == 1  # default: blocks
+    model.save_pretrained(tmp_path)
+    loaded = SparseAutoencoder.from_pretrained(tmp_path, strict=True)
+    assert [type(layer) for layer in loaded.decoder] == [type(layer) for layer in model.decoder]

@@ -81,7 +81,8 @@ class SparseAutoencoder(
 ):
     """Sparse autoencoder whose code is `num_groups` groups of `code_dim` entries, k non-zeros each.
 
-    Constructor arguments are JSON primitives so `save_pretrained` / `from_pretrained` round-trip.
+    Constructor arguments are JSON primitives so `save_pretrained` / `from_pretrained` round-trip. `blocks` residual
+    blocks follow each resolution of the encoder and of the decoder, unless `decoder_blocks` gives the decoder its own.
     """
 
     def __init__(
@@ -95,6 +96,7 @@ class SparseAutoencoder(
         group_channels: int = 2,
         stem: int = 1,
         tied: bool = False,
+        decoder_blocks: int | None = None,
     ):
         super().__init__()
         channels = list(channels)
@@ -121,7 +123,7 @@ class SparseAutoencoder(
         else:
             self.decoder_weight = nn.Parameter(self.encoder_weight.detach().transpose(1, 2).clone())
         self.decoder_bias = nn.Parameter(torch.zeros(num_groups, group_features))
-        self.decoder = _decoder(channels, blocks, num_groups * group_channels, stem)
+        self.decoder = _decoder(channels, blocks if decoder_blocks is None else decoder_blocks, num_groups * group_channels, stem)
 
     @property
     def group_decoder_weight(self) -> torch.Tensor:
