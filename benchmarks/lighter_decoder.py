@@ -2,15 +2,15 @@
 
     python -m benchmarks.lighter_decoder [--model assets/models/utkface128] [--runs 3] [--out docs/lighter-decoder.md]
 
-A slider move decodes every panel's code again (the face is encoded once, at upload), and the decoder's convolutions
-are the largest part of a move's handler, about half of them in its residual blocks. This measures what dropping
-those blocks would win: the model beside a copy whose decoder keeps every layer but its residual blocks
-(`without_decoder_blocks`: the same weights, the same encoder and codes, no retraining), both measured as
-`benchmarks.slider_runs` measures the bundled models (fresh servers, the floor app in turns, each run after a probe of
-each model's handler in this process). The copy is a timing probe, never served: its pictures are worse, by how much
-the second table says (PSNR and SSIM on the first test faces of the model's data, when the data is beside the
-checkout). What is left of its decoder is linear, so retrained weights for the same layers would change its pictures,
-not its time per move; only fewer or narrower layers would cost less.
+A slider move decodes every panel's code again (the face is encoded once, at upload), through all of the decoder's
+convolutions, its residual blocks' included. This measures what dropping those blocks would win: the model beside a
+copy whose decoder keeps every layer but its residual blocks (`without_decoder_blocks`: the same weights, the same
+encoder and codes, no retraining), both served by the app and measured as `benchmarks.slider_runs` measures the
+bundled models (fresh servers, the floor app in turns, each run after a probe of each model's handler in this
+process). The copy is a timing probe, never shipped: its pictures are worse, by how much the second table says (PSNR
+and SSIM on the first test faces of the model's data, when the data is beside the checkout). What is left of its
+decoder is linear, so retrained weights for the same layers would change its pictures, not its time per move; only
+fewer or narrower layers would cost less.
 """
 
 from __future__ import annotations

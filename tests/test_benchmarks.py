@@ -492,3 +492,17 @@ def test_the_lighter_decoder_quality_table_gives_what_the_copy_loses():
     table = quality_table(scores, 256)
     assert "| k | utkface128 | utkface128-without-decoder-blocks | lost (dB) |" in table
     assert "| 8 | 24.00 / 0.800 | 22.75 / 0.710 | 1.25 |" in table
+
+
+def test_the_lighter_copy_is_refused_when_the_default_extra_attack_needs_a_fitted_part(monkeypatch, tmp_path, tiny_model_dirs):
+    """The copy ships no fitted attacks: with a default that needs one, its moves would skip work the model's do."""
+    from types import SimpleNamespace
+
+    from benchmarks import lighter_decoder
+    from sae.privacy import catalogue
+
+    fitted = next(name for name in catalogue.EXTRA_ATTACKS if catalogue.ATTACKS[name].needs is not None)
+    monkeypatch.setattr(lighter_decoder, "ShareSettings", lambda: SimpleNamespace(extra_attack=fitted))
+    with pytest.raises(RuntimeError, match="fitted part"):
+        lighter_decoder.lighter_copy(str(tiny_model_dirs["utkface"]), tmp_path)
+    assert not any(tmp_path.iterdir())

@@ -90,3 +90,14 @@ def test_a_width_below_the_patch_carries_the_strongest_axes_and_starts_the_same_
     with torch.no_grad():
         torch.testing.assert_close(narrow.encode(images), model.encode(images), atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(narrow(images, k=8), model(images, k=8), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("blocks, decoder_blocks", [(1, 0), (0, 2), (2, 1)])
+def test_a_decoder_with_its_own_block_count_starts_the_same_code_and_reconstruction(fitted, blocks, decoder_blocks):
+    """Residual blocks start as identity wherever they are, so any block counts give the same linear start."""
+    model, images = fitted
+    other = SparseAutoencoder(**(WIDE | {"tied": model.decoder_weight is None, "blocks": blocks, "decoder_blocks": decoder_blocks}))
+    pca_init(other, images)
+    with torch.no_grad():
+        torch.testing.assert_close(other.encode(images), model.encode(images), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(other(images, k=8), model(images, k=8), atol=1e-4, rtol=1e-4)

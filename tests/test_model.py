@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -128,6 +130,9 @@ def test_decoder_blocks_give_the_decoder_its_own_count_and_round_trip(tmp_path):
     assert sum(isinstance(layer, ResidualBlock) for layer in model.encoder) == 1
     assert not any(isinstance(layer, ResidualBlock) for layer in model.decoder)
     assert sum(isinstance(layer, ResidualBlock) for layer in SparseAutoencoder(**TINY).decoder) == 1  # default: blocks
-    model.save_pretrained(tmp_path)
-    loaded = SparseAutoencoder.from_pretrained(tmp_path, strict=True)
+    model.save_pretrained(tmp_path / "own")
+    loaded = SparseAutoencoder.from_pretrained(tmp_path / "own", strict=True)
     assert [type(layer) for layer in loaded.decoder] == [type(layer) for layer in model.decoder]
+    SparseAutoencoder(**TINY).save_pretrained(tmp_path / "default")  # the default is not written: older code loads it
+    assert "decoder_blocks" not in json.loads((tmp_path / "default" / "config.json").read_text())
+    assert json.loads((tmp_path / "own" / "config.json").read_text())["decoder_blocks"] == 0

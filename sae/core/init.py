@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from sae.core.model import SparseAutoencoder
+from sae.core.model import ResidualBlock, SparseAutoencoder
 
 
 def channel_layout(model: SparseAutoencoder) -> tuple[int, int]:
@@ -51,13 +51,10 @@ def pca_init(model: SparseAutoencoder, images: torch.Tensor) -> SparseAutoencode
     groups, channels, area = model.num_groups, model.group_channels, model.map_size**2
     shared, detail = channel_layout(model)
     carried = min(width, local)  # the strongest local axes the stem passes on (all of them when the width allows)
-    if (
-        len(model.encoder) != len(model.decoder)
-        or carried < shared + groups * detail
-        or any(isinstance(m, torch.nn.ConvTranspose2d) for m in model.decoder)
-    ):
+    resampling = [m for m in model.encoder if isinstance(m, torch.nn.Conv2d) and m.stride != (1, 1)]
+    if resampling or carried < shared + groups * detail or any(isinstance(m, torch.nn.ConvTranspose2d) for m in model.decoder):
         raise ValueError("pca_init needs a single-resolution model whose width holds every local axis the groups read")
-    for block in [*model.encoder[2:-1], *model.decoder[1:-2]]:  # the residual blocks start as identity
+    for block in [m for m in [*model.encoder, *model.decoder] if isinstance(m, ResidualBlock)]:  # they start as identity
         torch.nn.init.zeros_(block.conv2.weight)
         torch.nn.init.zeros_(block.conv2.bias)
 

@@ -124,6 +124,8 @@ class SparseAutoencoder(
             self.decoder_weight = nn.Parameter(self.encoder_weight.detach().transpose(1, 2).clone())
         self.decoder_bias = nn.Parameter(torch.zeros(num_groups, group_features))
         self.decoder = _decoder(channels, blocks if decoder_blocks is None else decoder_blocks, num_groups * group_channels, stem)
+        if decoder_blocks is None:  # a model directory names the argument only when it is set (older code loads the rest)
+            self._hub_mixin_config.pop("decoder_blocks", None)
 
     @property
     def group_decoder_weight(self) -> torch.Tensor:
