@@ -29,6 +29,7 @@ from benchmarks.run import DATA
 from benchmarks.serving import chromium_available
 from sae.app.settings import ShareSettings
 from sae.cli.evaluate import evaluate_model
+from sae.cli.results import cell
 from sae.core.data import load_split, to_float
 from sae.core.model import ResidualBlock, SparseAutoencoder
 from sae.privacy import catalogue
@@ -81,12 +82,7 @@ def quality_table(scores: dict[str, dict[int, dict[str, float]]], faces: int) ->
         f"| k | {Path(model).name} | {Path(copy).name} | lost (dB) |",
         "|---|---|---|---|",
     ]
-    for k, cell in full.items():
-        other = light[k]
-        lines.append(
-            f"| {k} | {cell['psnr']:.2f} / {cell['ssim']:.3f} | {other['psnr']:.2f} / {other['ssim']:.3f} | "
-            f"{cell['psnr'] - other['psnr']:.2f} |"
-        )
+    lines += [f"| {k} | {cell(ours)} | {cell(light[k])} | {ours['psnr'] - light[k]['psnr']:.2f} |" for k, ours in full.items()]
     return "\n".join(lines) + "\n"
 
 
